@@ -1,0 +1,100 @@
+//! The one error type of this crate.
+
+use std::net::SocketAddr;
+
+/// Everything that can go wrong when configuring, starting or changing a [`Node`](crate::Node).
+///
+/// Configuration errors name the setting (the environment variable when the value came from the
+/// environment) and say what was expected, so that a bad deployment stops at start-up with a
+/// message an operator can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is malformed.
+    #[error("invalid {setting}: {value:?}: expected {expected}")]
+    InvalidConfig {
+        /// The setting, e.g. `CLUSTER_SEEDS` or `listen address`.
+        setting: String,
+        /// The offending value as given.
+        value: String,
+        /// What a valid value looks like.
+        expected: String,
+    },
+
+    /// A role name is empty, too long or contains characters that are not allowed.
+    #[error("invalid role name {role:?}: {reason}")]
+    InvalidRole {
+        /// The rejected role name.
+        role: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// A node name is empty, too long or contains characters that are not allowed.
+    #[error("invalid node name {name:?}: {reason}")]
+    InvalidNodeName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// A service name is empty, too long or contains characters that are not allowed.
+    #[error("invalid service name {service:?}: {reason}")]
+    InvalidService {
+        /// The rejected service name.
+        service: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// The secret file named by `CLUSTER_SECRET_FILE` could not be read.
+    #[error("cannot read CLUSTER_SECRET_FILE {path:?}: {source}")]
+    SecretFile {
+        /// The path that was given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// A socket could not be bound.
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        /// Which socket: "gossip (UDP)" or "rpc (TCP)".
+        what: &'static str,
+        /// The address it tried.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// The DNS resolver could not be built from the system configuration or the given server.
+    #[error("cannot set up the DNS resolver: {0}")]
+    Resolver(String),
+
+    /// The gossip layer failed to start.
+    #[error("cannot start gossip membership: {0}")]
+    Membership(String),
+
+    /// The node has been shut down; it cannot be changed any more.
+    #[error("the node has shut down")]
+    ShutDown,
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Shorthand for [`Error::InvalidConfig`].
+    pub(crate) fn config(
+        setting: impl Into<String>,
+        value: impl Into<String>,
+        expected: impl Into<String>,
+    ) -> Self {
+        Error::InvalidConfig {
+            setting: setting.into(),
+            value: value.into(),
+            expected: expected.into(),
+        }
+    }
+}
