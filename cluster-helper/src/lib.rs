@@ -1,6 +1,62 @@
-//! placeholder, being written
-mod error;
-pub use error::{Error, Result};
-mod seed;
+//! # cluster-helper
+//!
+//! Every node of a cluster keeps a local, always-current registry of which nodes have which
+//! roles. Lookups are local reads that cost nanoseconds; changes (a node joining, leaving,
+//! crashing, gaining or losing a role) reach every node within about a second.
+//!
+//! - **Identity**: a [`NodeId`] is a name plus an incarnation, never an IP address. A node
+//!   restarted at a new address is a new incarnation; the old one leaves every registry.
+//! - **Roles**: set at start, changed at runtime with [`Node::add_role`] / [`Node::remove_role`].
+//! - **Discovery**: static seeds, DNS A/AAAA (a Kubernetes headless service) and SRV records,
+//!   re-resolved as their TTL says ([`Seed`]).
+//! - **Membership**: scuttlebutt gossip with phi-accrual failure detection (chitchat); every
+//!   UDP packet authenticated and encrypted with a key derived from the cluster secret.
+//! - **Registry**: [`Registry::nodes_with_role`], [`Registry::roles_of`], [`Registry::members`],
+//!   [`Registry::events`], [`Node::ready`].
+//! - **Leaving**: [`Node::shutdown`] announces `leaving` (peers stop picking the node at once)
+//!   before stopping; a crashed node is dropped by failure detection (about 2-3 s by default).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), cluster_helper::Error> {
+//! use cluster_helper::Node;
+//!
+//! let first = Node::builder()
+//!     .cluster("example").name("a").roles(["billing"]).listen("127.0.0.1:0")
+//!     .start().await?;
+//! let second = Node::builder()
+//!     .cluster("example").name("b").roles(["audit"]).listen("127.0.0.1:0")
+//!     .seeds([first.gossip_addr().to_string()])
+//!     .start().await?;
+//! second.ready().await;
+//!
+//! // Wait until the first node's billing role is visible from the second node.
+//! let mut watch = second.registry().watch();
+//! while second.nodes_with_role("billing").is_empty() {
+//!     watch.changed().await.unwrap();
+//! }
+//! assert_eq!(second.nodes_with_role("billing")[0].id, *first.id());
+//!
+//! first.shutdown().await;
+//! second.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod config;
 mod discovery;
+mod error;
+mod id;
+mod member;
+mod node;
+mod registry;
+mod seed;
+mod transport;
+
+pub use config::{Config, DEFAULT_PORT, ENV_VARS, RpcListen};
+pub use error::{Error, Result};
+pub use id::{MAX_NODE_NAME_LEN, MAX_ROLE_LEN, MAX_SERVICE_LEN, NodeId, Role, ServiceName};
+pub use member::{Member, MemberRef, NodeStatus};
+pub use node::{GossipStats, Node, NodeBuilder, shutdown_signal};
+pub use registry::{ClusterEvent, Events, EventsError, Nodes, Registry, Snapshot};
 pub use seed::Seed;
+pub use transport::ClusterKey;

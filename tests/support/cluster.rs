@@ -1,0 +1,105 @@
+//! Starting nodes for tests: loopback, port 0, fast gossip, and waiting for conditions with a
+//! bounded time.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use cluster_helper::{Node, NodeBuilder};
+
+/// Gossip interval used by tests: fast convergence, still realistic.
+pub const TEST_GOSSIP: Duration = Duration::from_millis(100);
+
+/// A builder for a test node: cluster `cluster`, name `name`, loopback port 0, secret
+/// `"test-secret"`, fast gossip.
+pub fn builder(cluster: &str, name: &str) -> NodeBuilder {
+    Node::builder()
+        .cluster(cluster)
+        .name(name)
+        .listen("127.0.0.1:0")
+        .secret("test-secret")
+        .gossip_interval(TEST_GOSSIP)
+        .leave_grace(Duration::from_millis(300))
+        .join_timeout(Duration::from_secs(3))
+}
+
+/// Starts a node with `roles`, seeded with `seeds` (nodes already running).
+pub async fn start(cluster: &str, name: &str, roles: &[&str], seeds: &[&Node]) -> Node {
+    builder(cluster, name)
+        .roles(roles.iter().copied())
+        .seeds(seeds.iter().map(|n| n.gossip_addr().to_string()))
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("node {name} failed to start: {e}"))
+}
+
+/// A cluster name unique to the calling test, so parallel tests never see each other.
+pub fn unique_cluster(test: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{test}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `cond` every 10 ms until it holds, or panics with `what` after `within`. Returns how
+/// long it took.
+pub async fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        if start.elapsed() > within {
+            panic!("timed out after {within:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Like [`wait_until`], with an async condition.
+pub async fn wait_until_async<F, Fut>(within: Duration, what: &str, mut cond: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if cond().await {
+            return start.elapsed();
+        }
+        if start.elapsed() > within {
+            panic!("timed out after {within:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The names of the nodes `node` sees with `role`, sorted.
+pub fn names_with_role(node: &Node, role: &str) -> Vec<String> {
+    node.nodes_with_role(role)
+        .iter()
+        .map(|m| m.id.name().to_owned())
+        .collect()
+}
+
+/// Whether every node in `nodes` sees exactly `expected` (names, sorted) with `role`.
+pub fn all_see(nodes: &[&Node], role: &str, expected: &[&str]) -> bool {
+    nodes.iter().all(|n| names_with_role(n, role) == expected)
+}
+
+/// Installs a log subscriber once (RUST_LOG decides, default warn).
+pub fn init_logs() {
+    use std::sync::Once;
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
