@@ -1,1 +1,9 @@
 //! Test support.
+//!
+//! - [`cluster`]: starting test nodes on loopback and waiting for conditions.
+//! - [`process`]: nodes as real OS processes (the `cluster_node` binary).
+//! - [`dns`]: a real, in-process DNS server on loopback whose records tests can change.
+
+pub mod cluster;
+pub mod dns;
+pub mod process;
