@@ -38,12 +38,10 @@ async fn run() -> Result<(), cluster_helper::Error> {
                 .ok()
                 .filter(|s| s.is_finite() && *s >= 0.0)
                 .map(Duration::from_secs_f64)
-                .ok_or_else(|| {
-                    cluster_helper::Error::InvalidConfig {
-                        setting: "ROLE_TABLE_EXIT_AFTER_SECS".into(),
-                        value: v.clone(),
-                        expected: "a number of seconds, e.g. 5".into(),
-                    }
+                .ok_or_else(|| cluster_helper::Error::InvalidConfig {
+                    setting: "ROLE_TABLE_EXIT_AFTER_SECS".into(),
+                    value: v.clone(),
+                    expected: "a number of seconds, e.g. 5".into(),
                 })?,
         ),
         Err(_) => None,

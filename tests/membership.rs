@@ -20,11 +20,15 @@ async fn roles_set_at_start_and_changed_at_runtime_reach_every_node() {
             .await
             .expect("ready");
     }
-    wait_until(Duration::from_secs(5), "everyone sees billing on a and b", || {
-        all_see(&all, "billing", &["a", "b"])
-            && all_see(&all, "audit", &["b"])
-            && all_see(&all, "gateway", &["d"])
-    })
+    wait_until(
+        Duration::from_secs(5),
+        "everyone sees billing on a and b",
+        || {
+            all_see(&all, "billing", &["a", "b"])
+                && all_see(&all, "audit", &["b"])
+                && all_see(&all, "gateway", &["d"])
+        },
+    )
     .await;
     assert_eq!(
         a.roles_of(b.id()).unwrap(),
@@ -57,11 +61,19 @@ async fn roles_set_at_start_and_changed_at_runtime_reach_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builder_rejects_bad_values_before_binding_anything() {
-    let err = builder("c", "n").roles(["ok", "not ok"]).start().await.unwrap_err();
+    let err = builder("c", "n")
+        .roles(["ok", "not ok"])
+        .start()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("\"not ok\""), "{err}");
     let err = builder("c", "bad name").start().await.unwrap_err();
     assert!(matches!(err, Error::InvalidNodeName { .. }), "{err}");
-    let err = builder("c", "n").seeds(["nohost"]).start().await.unwrap_err();
+    let err = builder("c", "n")
+        .seeds(["nohost"])
+        .start()
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("CLUSTER_SEEDS"), "{err}");
     let err = Node::builder()
         .from_vars([("CLUSTER_LISTEN", "not-an-addr")])
@@ -126,7 +138,9 @@ async fn other_clusters_and_wrong_secrets_never_appear() {
     // Garbage straight at the gossip port.
     let raw = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     for _ in 0..5 {
-        raw.send_to(b"\x00\x01garbage", a.gossip_addr()).await.unwrap();
+        raw.send_to(b"\x00\x01garbage", a.gossip_addr())
+            .await
+            .unwrap();
     }
     wait_until(Duration::from_secs(5), "a and b see each other", || {
         all_see(&[&a, &b], "billing", &["a", "b"])

@@ -64,7 +64,8 @@ async fn processes_sync_roles_leave_gracefully_crash_and_restart() {
 
     // The killed pod comes back: same name, new port, new incarnation.
     let p3b = spawn(&c, "p3", "audit", &[&seed]);
-    p1.wait_for(s, "TABLE", |l| table_has(l, "audit", "p3")).await;
+    p1.wait_for(s, "TABLE", |l| table_has(l, "audit", "p3"))
+        .await;
     let old = p3.last("STARTED").unwrap();
     let new = p3b.gossip_addr().await;
     assert!(!old.ends_with(&new), "restarted on a new port");
@@ -78,8 +79,16 @@ async fn a_bad_environment_stops_start_up_naming_the_variable() {
         ("CLUSTER_ROLES", "billing,bad role", "CLUSTER_ROLES"),
         ("CLUSTER_SEEDS", "10.0.0.1:notaport", "CLUSTER_SEEDS"),
         ("CLUSTER_LISTEN", "everywhere", "CLUSTER_LISTEN"),
-        ("CLUSTER_GOSSIP_INTERVAL", "often", "CLUSTER_GOSSIP_INTERVAL"),
-        ("CLUSTER_SECRET_FILE", "/nonexistent/secret", "CLUSTER_SECRET_FILE"),
+        (
+            "CLUSTER_GOSSIP_INTERVAL",
+            "often",
+            "CLUSTER_GOSSIP_INTERVAL",
+        ),
+        (
+            "CLUSTER_SECRET_FILE",
+            "/nonexistent/secret",
+            "CLUSTER_SECRET_FILE",
+        ),
         ("CLUSTER_DNS_SERVER", "my-dns", "CLUSTER_DNS_SERVER"),
     ] {
         let mut p = NodeProcess::spawn(EXE, "bad", &[(var, value.to_owned())]);

@@ -156,7 +156,11 @@ impl Config {
             self.listen = parse_addr("CLUSTER_LISTEN", &v, None)?;
         }
         if let Some(v) = var("CLUSTER_ADVERTISE") {
-            self.advertise = Some(parse_addr("CLUSTER_ADVERTISE", &v, Some(self.listen.port()))?);
+            self.advertise = Some(parse_addr(
+                "CLUSTER_ADVERTISE",
+                &v,
+                Some(self.listen.port()),
+            )?);
         }
         if let Some(v) = var("CLUSTER_RPC_LISTEN") {
             self.rpc_listen = match v.trim() {
@@ -376,7 +380,10 @@ mod tests {
     }
 
     fn err(pairs: &[(&str, &str)]) -> String {
-        Config::default().apply_env(env(pairs)).unwrap_err().to_string()
+        Config::default()
+            .apply_env(env(pairs))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]

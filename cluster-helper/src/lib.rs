@@ -57,6 +57,8 @@ pub use error::{Error, Result};
 pub use id::{MAX_NODE_NAME_LEN, MAX_ROLE_LEN, MAX_SERVICE_LEN, NodeId, Role, ServiceName};
 pub use member::{Member, MemberRef, NodeStatus};
 pub use node::{GossipStats, Node, NodeBuilder, shutdown_signal};
+#[doc(hidden)]
+pub use registry::synthetic_registry;
 pub use registry::{ClusterEvent, Events, EventsError, Nodes, Registry, Snapshot};
 pub use seed::Seed;
 pub use transport::ClusterKey;

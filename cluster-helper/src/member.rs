@@ -176,7 +176,11 @@ mod tests {
             ("unknown-future-key", "x"),
         ];
         let id = NodeId::new("n1", 7).unwrap();
-        let m = Member::from_gossip(id.clone(), "127.0.0.1:4000".parse().unwrap(), kvs.into_iter());
+        let m = Member::from_gossip(
+            id.clone(),
+            "127.0.0.1:4000".parse().unwrap(),
+            kvs.into_iter(),
+        );
         assert_eq!(m.id, id);
         assert!(m.has_role("billing") && m.has_role("audit") && !m.has_role("x"));
         assert!(m.serves("Billing"));

@@ -396,16 +396,16 @@ async fn guess_advertise_ip(bound: SocketAddr) -> IpAddr {
     if !bound.ip().is_unspecified() {
         return bound.ip();
     }
-    if let Some(host) = hostname::get().ok().and_then(|h| h.into_string().ok()) {
-        if let Ok(addrs) = tokio::net::lookup_host((host.as_str(), bound.port())).await {
-            let addrs: Vec<SocketAddr> = addrs.collect();
-            let pick = addrs
-                .iter()
-                .find(|a| a.is_ipv4() && !a.ip().is_loopback())
-                .or_else(|| addrs.iter().find(|a| !a.ip().is_loopback()));
-            if let Some(a) = pick {
-                return a.ip();
-            }
+    if let Some(host) = hostname::get().ok().and_then(|h| h.into_string().ok())
+        && let Ok(addrs) = tokio::net::lookup_host((host.as_str(), bound.port())).await
+    {
+        let addrs: Vec<SocketAddr> = addrs.collect();
+        let pick = addrs
+            .iter()
+            .find(|a| a.is_ipv4() && !a.ip().is_loopback())
+            .or_else(|| addrs.iter().find(|a| !a.ip().is_loopback()));
+        if let Some(a) = pick {
+            return a.ip();
         }
     }
     tracing::warn!(
@@ -771,8 +771,11 @@ impl Node {
         // One more push, for peers that were busy when the first one came.
         announce(&self.inner).await;
         let _ = self.inner.handle.initiate_shutdown();
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.handle.termination_watcher())
-            .await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.inner.handle.termination_watcher(),
+        )
+        .await;
         for t in std::mem::take(&mut *self.lock_tasks()) {
             t.abort();
         }

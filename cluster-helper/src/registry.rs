@@ -241,7 +241,9 @@ impl Registry {
     }
 
     pub(crate) fn set_ready(&self) {
-        self.shared.ready.send_if_modified(|r| !std::mem::replace(r, true));
+        self.shared
+            .ready
+            .send_if_modified(|r| !std::mem::replace(r, true));
     }
 
     /// The serving nodes that have `role`, ordered by [`NodeId`]. A local, lock-free read.
@@ -360,6 +362,25 @@ impl Events {
     }
 }
 
+/// Builds registries without a running cluster, for the benchmark program. Not part of the API.
+#[doc(hidden)]
+pub fn synthetic_registry(nodes: usize, roles: usize, roles_per_node: usize) -> Registry {
+    use crate::id::ServiceName;
+    let registry = Registry::new();
+    let members = (0..nodes).map(|i| Member {
+        id: NodeId::new(format!("node-{i}"), 1).expect("valid name"),
+        roles: (0..roles_per_node)
+            .map(|k| Role::new(format!("role-{}", (i + k * 7) % roles)).expect("valid role"))
+            .collect(),
+        services: std::collections::BTreeSet::<ServiceName>::new(),
+        rpc_addr: None,
+        gossip_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 10_000 + (i % 50_000) as u16)),
+        status: NodeStatus::Serving,
+    });
+    registry.publish(members);
+    registry
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,7 +452,11 @@ mod tests {
         let r = Registry::new();
         let mut ev = r.events();
         for i in 0..(EVENT_CAPACITY as u64 + 10) {
-            let roles = if i % 2 == 0 { &["x"][..] } else { &["x", "y"][..] };
+            let roles = if i % 2 == 0 {
+                &["x"][..]
+            } else {
+                &["x", "y"][..]
+            };
             r.publish([member("a", 1, roles, NodeStatus::Serving)]);
         }
         assert!(matches!(ev.recv().await, Err(EventsError::Lagged(_))));

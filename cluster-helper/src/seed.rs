@@ -183,7 +183,8 @@ impl FromStr for Seed {
 
         if item.parse::<Ipv6Addr>().is_ok() {
             return Err(fail(format!(
-                "a port after the address; IPv6 addresses go in brackets, e.g. [{item}]:7946"
+                "[ipv6]:port: an IPv6 address goes in brackets, followed by the port, \
+                 e.g. [fd00::7]:7946; {item:?} has no brackets"
             )));
         }
 
@@ -203,10 +204,6 @@ impl FromStr for Seed {
         }
         let port = parse_port(port)
             .map_err(|why| fail(format!("host:port with a port number 1-65535 ({why})")))?;
-        if host.parse::<IpAddr>().is_ok() {
-            // Unreachable in practice (the socket address would have parsed), kept for safety.
-            return Err(fail(format!("{EXPECTED} with a valid port")));
-        }
         let host = validate_name(host, NameKind::Host).map_err(|why| {
             fail(format!(
                 "host:port with a valid host name or IP address ({why})"

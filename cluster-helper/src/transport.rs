@@ -154,7 +154,11 @@ impl SecureSocket {
     }
 
     fn reject(&self, from: SocketAddr, len: usize, why: &str) {
-        let n = self.counters.packets_rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = self
+            .counters
+            .packets_rejected
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
         // Log the first rejections and then every 1000th: a flood must not flood the logs.
         if n <= 10 || n.is_multiple_of(1000) {
             tracing::warn!(%from, len, rejected_total = n, "dropped gossip packet: {why}");

@@ -49,7 +49,10 @@ impl NodeProcess {
         let stderr = child.stderr.take().expect("stderr");
         let mut readers = Vec::new();
         for (stream, prefix) in [
-            (Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, ""),
+            (
+                Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                "",
+            ),
             (Box::new(stderr), "stderr: "),
         ] {
             let lines = lines.clone();
@@ -121,7 +124,10 @@ impl NodeProcess {
     /// Sends a command line to the process's stdin.
     pub async fn command(&mut self, cmd: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
+        stdin
+            .write_all(format!("{cmd}\n").as_bytes())
+            .await
+            .unwrap();
         stdin.flush().await.unwrap();
     }
 
