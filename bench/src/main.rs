@@ -14,11 +14,15 @@ use cluster_helper::{Node, NodeBuilder, Role};
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
     match args.first().map(String::as_str) {
         Some("child") => child(),
-        Some("cluster") => runtime().block_on(cluster(quick)),
+        Some("cluster") => runtime().block_on(cluster(quick, only.as_deref())),
         _ => {
-            eprintln!("usage: bench cluster [--quick]");
+            eprintln!("usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]");
             std::process::exit(2);
         }
     }
@@ -79,28 +83,39 @@ async fn wait(within: Duration, mut cond: impl FnMut() -> bool) -> Option<Durati
     None
 }
 
-async fn cluster(quick: bool) {
+async fn cluster(quick: bool, only: Option<&str>) {
     let trials = if quick { 5 } else { 20 };
+    let run = |part: &str| only.is_none_or(|o| o == part);
     println!("# cluster-helper figures\n");
     println!(
         "machine: {} cores, {}; default configuration (gossip every 250 ms, phi threshold 8)\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::env::consts::ARCH
     );
-    lookup();
+    if run("lookup") {
+        lookup();
+    }
     println!(
         "\n| figure | p50 | p99 | max | trials | goal |\n| --- | --- | --- | --- | --- | --- |"
     );
-    for n in [5, 32] {
-        join_and_leave(n, trials).await;
+    if run("join") {
+        for n in [5, 32] {
+            join_and_leave(n, trials).await;
+        }
     }
-    for n in [5, 32] {
-        crash(n, if quick { 5 } else { 15 }).await;
+    if run("crash") {
+        for n in [5, 32] {
+            crash(n, if quick { 5 } else { 15 }).await;
+        }
     }
-    busy(32, if quick { 15 } else { 60 }).await;
+    if run("busy") {
+        busy(32, if quick { 15 } else { 60 }).await;
+    }
     println!();
-    for n in [32, 100] {
-        bandwidth_and_memory(n, if quick { 5 } else { 10 }).await;
+    if run("bandwidth") {
+        for n in [32, 100] {
+            bandwidth_and_memory(n, if quick { 5 } else { 10 }).await;
+        }
     }
 }
 

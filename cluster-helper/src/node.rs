@@ -857,9 +857,11 @@ async fn announce(inner: &Inner) {
     }
 }
 
-/// Reads chitchat's live nodes into members.
+/// Reads chitchat's live nodes into members, re-evaluating liveness first so that heartbeats
+/// that just arrived count now rather than at the next gossip tick.
 async fn read_members(inner: &Inner) -> Vec<Member> {
-    let cc = inner.chitchat.lock().await;
+    let mut cc = inner.chitchat.lock().await;
+    cc.update_nodes_liveness();
     cc.live_nodes()
         .filter_map(|cid| {
             let state = cc.node_state(cid)?;
@@ -872,14 +874,17 @@ async fn read_members(inner: &Inner) -> Vec<Member> {
         .collect()
 }
 
-/// Rebuilds the registry whenever chitchat's set of live nodes or any node's state changes.
+/// Rebuilds the registry whenever chitchat's set of live nodes or any node's state changes, and
+/// greets every node it learns of.
 async fn registry_loop(weak: std::sync::Weak<Inner>) {
     let Some(inner) = weak.upgrade() else { return };
     let mut live = inner.chitchat.lock().await.live_nodes_watcher();
     let kick = inner.kick.clone();
     drop(inner);
+    let mut greeted: HashSet<ChitchatId> = HashSet::new();
     loop {
         let Some(inner) = weak.upgrade() else { return };
+        greet_new_nodes(&inner, &mut greeted).await;
         let members = read_members(&inner).await;
         let others = members.iter().filter(|m| m.id != inner.id).count();
         inner.registry.publish(members);
@@ -892,6 +897,49 @@ async fn registry_loop(weak: std::sync::Weak<Inner>) {
             _ = kick.notified() => {}
         }
     }
+}
+
+/// Gossips at once, twice, with every node this node has just learned of (from a peer's state,
+/// before it is considered live). The two rounds give the other node's failure detector the
+/// two heartbeats it needs to declare this node live, so a joining node is seen by everyone
+/// after one exchange instead of after several random gossip rounds; likewise the nodes that
+/// learn of a joiner greet it back.
+async fn greet_new_nodes(inner: &Arc<Inner>, greeted: &mut HashSet<ChitchatId>) {
+    let fresh: Vec<SocketAddr> = {
+        let cc = inner.chitchat.lock().await;
+        let me = cc.self_chitchat_id();
+        let known: HashSet<&ChitchatId> = cc.node_states().keys().filter(|id| *id != me).collect();
+        greeted.retain(|id| known.contains(id));
+        known
+            .into_iter()
+            .filter(|id| greeted.insert((*id).clone()))
+            .map(|id| id.gossip_advertise_addr)
+            .collect()
+    };
+    if fresh.is_empty() {
+        return;
+    }
+    for addr in &fresh {
+        let _ = inner.handle.gossip(*addr);
+    }
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        if let Some(inner) = weak.upgrade() {
+            for addr in &fresh {
+                let _ = inner.handle.gossip(*addr);
+            }
+        }
+        // Heartbeats alone do not wake the registry (only state changes do): look again while
+        // the greeted nodes' answers come in.
+        for wait_ms in [25, 75, 150] {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            match weak.upgrade() {
+                Some(inner) => inner.kick.notify_one(),
+                None => return,
+            }
+        }
+    });
 }
 
 async fn become_ready(inner: &Inner) {

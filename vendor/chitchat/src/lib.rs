@@ -236,7 +236,9 @@ impl Chitchat {
 
     /// Marks the node as dead or alive depending on the new phi values and updates the live nodes
     /// watcher accordingly.
-    pub(crate) fn update_nodes_liveness(&mut self) {
+    /// Re-evaluates every node's liveness now (patched: public, so that a node can react to a
+    /// heartbeat at once instead of at its next gossip tick).
+    pub fn update_nodes_liveness(&mut self) {
         for chitchat_id in self.cluster_state.nodes() {
             if chitchat_id != self.self_chitchat_id() {
                 self.failure_detector.update_node_liveness(chitchat_id);

@@ -1,0 +1,81 @@
+//! Runs the examples as a user would, so that every example is exercised by `cargo test`.
+//! `cargo test` builds the examples next to the test binaries (`target/<profile>/examples`).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn example(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test exe");
+    dir.pop(); // the test binary
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "example {name} not built at {path:?}: run through `cargo test`"
+    );
+    path
+}
+
+fn run(name: &str, env: &[(&str, &str)], within: Duration) -> Output {
+    let mut child = Command::new(example(name))
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn example");
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > within {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{name} did not finish within {within:?}:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn role_table_prints_the_table_and_leaves() {
+    let out = run(
+        "role_table",
+        &[
+            ("CLUSTER_NAME", "example-test"),
+            ("CLUSTER_ROLES", "billing,audit"),
+            ("CLUSTER_LISTEN", "127.0.0.1:0"),
+            ("CLUSTER_SECRET", "example"),
+            ("ROLE_TABLE_EXIT_AFTER_SECS", "1.5"),
+        ],
+        Duration::from_secs(30),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("role table"), "{stdout}");
+    assert!(
+        stdout.contains("billing") && stdout.contains("audit"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("serving"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("leaving"), "{stdout}");
+}
+
+#[test]
+fn role_table_rejects_a_bad_environment() {
+    let out = run(
+        "role_table",
+        &[("CLUSTER_ROLES", "billing,not a role")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CLUSTER_ROLES"), "{stderr}");
+}
