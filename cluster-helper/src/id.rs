@@ -124,7 +124,7 @@ impl AsRef<str> for Role {
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -172,7 +172,7 @@ impl Borrow<str> for ServiceName {
 
 impl fmt::Display for ServiceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -246,7 +246,11 @@ impl NodeId {
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{}", self.name, self.incarnation)
+        if f.width().is_some() {
+            f.pad(&format!("{}#{}", self.name, self.incarnation))
+        } else {
+            write!(f, "{}#{}", self.name, self.incarnation)
+        }
     }
 }
 

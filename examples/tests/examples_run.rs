@@ -79,3 +79,22 @@ fn role_table_rejects_a_bad_environment() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("CLUSTER_ROLES"), "{stderr}");
 }
+
+#[test]
+fn demo_runs_the_local_cluster_and_exits_zero() {
+    let out = run("demo", &[], Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "cluster converged",
+        "crash detected",
+        "graceful leave seen",
+        "demo ok",
+    ] {
+        assert!(stdout.contains(step), "missing {step:?}:\n{stdout}");
+    }
+}
