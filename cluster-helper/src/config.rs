@@ -40,6 +40,9 @@ pub struct Config {
     pub node_name: Option<String>,
     /// The roles the node starts with (`CLUSTER_ROLES`, comma separated).
     pub roles: BTreeSet<Role>,
+    /// The RPC services the node serves from the start (set by the RPC layer, not from the
+    /// environment), so that they are advertised with the node's first gossip state.
+    pub services: BTreeSet<crate::id::ServiceName>,
     /// Where peers might be (`CLUSTER_SEEDS`, comma separated).
     pub seeds: Vec<Seed>,
     /// The gossip (UDP) listen address (`CLUSTER_LISTEN`, default `0.0.0.0:7946`).
@@ -88,6 +91,7 @@ impl Default for Config {
             cluster: "default".to_owned(),
             node_name: None,
             roles: BTreeSet::new(),
+            services: BTreeSet::new(),
             seeds: Vec::new(),
             listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
             advertise: None,

@@ -129,6 +129,19 @@ impl NodeBuilder {
         self
     }
 
+    /// Adds RPC services the node advertises from the start (used by the RPC layer).
+    pub fn services<S: AsRef<str>>(mut self, services: impl IntoIterator<Item = S>) -> Self {
+        for s in services {
+            match ServiceName::new(s) {
+                Ok(s) => {
+                    self.config.services.insert(s);
+                }
+                Err(e) => return self.fail(e),
+            }
+        }
+        self
+    }
+
     /// Where peers might be: `host:port`, `dns:name:port` or `srv:_service._proto.name`
     /// (replacing any set before).
     pub fn seeds<S: AsRef<str>>(mut self, seeds: impl IntoIterator<Item = S>) -> Self {
@@ -509,7 +522,7 @@ impl Node {
         };
         let local = LocalState {
             roles: config.roles.clone(),
-            services: BTreeSet::new(),
+            services: config.services.clone(),
             status: NodeStatus::Joining,
         };
         let mut kvs = vec![
@@ -517,7 +530,10 @@ impl Node {
                 KEY_ROLES.to_owned(),
                 join_list(local.roles.iter().map(Role::as_str)),
             ),
-            (KEY_SERVICES.to_owned(), String::new()),
+            (
+                KEY_SERVICES.to_owned(),
+                join_list(local.services.iter().map(ServiceName::as_str)),
+            ),
             (KEY_STATUS.to_owned(), local.status.as_str().to_owned()),
         ];
         if let Some(a) = rpc_addr {
