@@ -20,6 +20,10 @@ enum AdderRequest {
     Add { a: i64, b: i64 },
     Whoami {},
     Fail { msg: String },
+    Sleep { ms: u64 },
+    SleepIdem { ms: u64 },
+    Deadline {},
+    Nested { role: String },
 }
 
 impl tarpc::RequestName for AdderRequest {
@@ -28,6 +32,10 @@ impl tarpc::RequestName for AdderRequest {
             AdderRequest::Add { .. } => "add",
             AdderRequest::Whoami {} => "whoami",
             AdderRequest::Fail { .. } => "fail",
+            AdderRequest::Sleep { .. } => "sleep",
+            AdderRequest::SleepIdem { .. } => "sleep_idem",
+            AdderRequest::Deadline {} => "deadline",
+            AdderRequest::Nested { .. } => "nested",
         }
     }
 }
@@ -37,11 +45,18 @@ enum AdderResponse {
     Add(i64),
     Whoami(String),
     Fail(Result<(), String>),
+    Sleep(String),
+    Deadline(i64),
+    Nested(i64),
 }
 
 static ADD: MethodInfo = MethodInfo::new("add").idempotent();
 static WHOAMI: MethodInfo = MethodInfo::new("whoami");
 static FAIL: MethodInfo = MethodInfo::new("fail");
+static SLEEP: MethodInfo = MethodInfo::new("sleep");
+static SLEEP_IDEM: MethodInfo = MethodInfo::new("sleep_idem").idempotent();
+static DEADLINE: MethodInfo = MethodInfo::new("deadline");
+static NESTED: MethodInfo = MethodInfo::new("nested");
 
 impl ServiceDef for AdderService {
     const NAME: &'static str = "Adder";
@@ -52,6 +67,10 @@ impl ServiceDef for AdderService {
             AdderRequest::Add { .. } => &ADD,
             AdderRequest::Whoami {} => &WHOAMI,
             AdderRequest::Fail { .. } => &FAIL,
+            AdderRequest::Sleep { .. } => &SLEEP,
+            AdderRequest::SleepIdem { .. } => &SLEEP_IDEM,
+            AdderRequest::Deadline {} => &DEADLINE,
+            AdderRequest::Nested { .. } => &NESTED,
         }
     }
 }
@@ -60,17 +79,53 @@ impl ServiceDef for AdderService {
 struct AdderImpl {
     name: String,
     calls: Arc<AtomicUsize>,
+    stats: Arc<SleepStats>,
+    node: Arc<std::sync::OnceLock<Node>>,
+}
+
+#[derive(Default)]
+struct SleepStats {
+    started: AtomicUsize,
+    completed: AtomicUsize,
+    cancelled: AtomicUsize,
+}
+
+/// Counts a sleep as cancelled if it is dropped before it completes.
+struct Unfinished(Arc<SleepStats>, bool);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Handler<AdderService> for AdderImpl {
     fn handle(&self, req: AdderRequest) -> impl Future<Output = AdderResponse> + Send {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let name = self.name.clone();
+        let stats = self.stats.clone();
+        let node = self.node.clone();
         async move {
             match req {
                 AdderRequest::Add { a, b } => AdderResponse::Add(a + b),
                 AdderRequest::Whoami {} => AdderResponse::Whoami(name),
                 AdderRequest::Fail { msg } => AdderResponse::Fail(Err(msg)),
+                AdderRequest::Sleep { ms } | AdderRequest::SleepIdem { ms } => {
+                    stats.started.fetch_add(1, Ordering::SeqCst);
+                    let mut guard = Unfinished(stats.clone(), false);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    guard.1 = true;
+                    stats.completed.fetch_add(1, Ordering::SeqCst);
+                    AdderResponse::Sleep(name)
+                }
+                AdderRequest::Deadline {} => AdderResponse::Deadline(remaining_ms()),
+                AdderRequest::Nested { role } => {
+                    let node = node.get().expect("node set").clone();
+                    let inner = deadline(&node.any(&role)).await.unwrap_or(-2);
+                    AdderResponse::Nested(inner)
+                }
             }
         }
     }
@@ -88,6 +143,45 @@ fn whoami<C: Target>(c: &C) -> C::Call<String, Never> {
         AdderResponse::Whoami(v) => Some(Ok(v)),
         _ => None,
     })
+}
+
+fn remaining_ms() -> i64 {
+    easy_rpc::context::deadline().map_or(-1, |d| {
+        d.saturating_duration_since(std::time::Instant::now())
+            .as_millis() as i64
+    })
+}
+
+fn sleep<C: Target>(c: &C, ms: u64, idempotent: bool) -> C::Call<String, Never> {
+    let (method, req) = if idempotent {
+        (&SLEEP_IDEM, AdderRequest::SleepIdem { ms })
+    } else {
+        (&SLEEP, AdderRequest::Sleep { ms })
+    };
+    c.call::<AdderService, _, _>(method, req, |r| match r {
+        AdderResponse::Sleep(v) => Some(Ok(v)),
+        _ => None,
+    })
+}
+
+fn deadline<C: Target>(c: &C) -> C::Call<i64, Never> {
+    c.call::<AdderService, _, _>(&DEADLINE, AdderRequest::Deadline {}, |r| match r {
+        AdderResponse::Deadline(v) => Some(Ok(v)),
+        _ => None,
+    })
+}
+
+fn nested<C: Target>(c: &C, role: &str) -> C::Call<i64, Never> {
+    c.call::<AdderService, _, _>(
+        &NESTED,
+        AdderRequest::Nested {
+            role: role.to_owned(),
+        },
+        |r| match r {
+            AdderResponse::Nested(v) => Some(Ok(v)),
+            _ => None,
+        },
+    )
 }
 
 fn fail<C: Target>(c: &C, msg: &str) -> C::Call<(), String> {
@@ -109,10 +203,24 @@ async fn node(
     roles: &[&str],
     seed: Option<&Node>,
 ) -> (Node, Arc<AtomicUsize>) {
+    let (node, calls, _) = node_with_stats(cluster, name, roles, seed).await;
+    (node, calls)
+}
+
+async fn node_with_stats(
+    cluster: &str,
+    name: &str,
+    roles: &[&str],
+    seed: Option<&Node>,
+) -> (Node, Arc<AtomicUsize>, Arc<SleepStats>) {
     let calls = Arc::new(AtomicUsize::new(0));
+    let stats = Arc::new(SleepStats::default());
+    let cell = Arc::new(std::sync::OnceLock::new());
     let served = Served::new::<AdderService, _>(AdderImpl {
         name: name.to_owned(),
         calls: calls.clone(),
+        stats: stats.clone(),
+        node: cell.clone(),
     });
     let mut b = Node::builder()
         .cluster(cluster)
@@ -129,7 +237,9 @@ async fn node(
     if let Some(s) = seed {
         b = b.seeds([s.gossip_addr().to_string()]);
     }
-    (b.start().await.unwrap(), calls)
+    let node = b.start().await.unwrap();
+    let _ = cell.set(node.clone());
+    (node, calls, stats)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,4 +381,378 @@ async fn bad_peers_are_refused_and_the_node_keeps_serving() {
     for n in [server, client, wrong_secret, wrong_cluster] {
         n.shutdown().await;
     }
+}
+
+async fn cluster_of(
+    c: &str,
+    names: &[&str],
+) -> (Node, Vec<(Node, Arc<AtomicUsize>, Arc<SleepStats>)>) {
+    let (gw, _) = node(c, "gw", &[], None).await;
+    let mut nodes = Vec::new();
+    for name in names {
+        nodes.push(node_with_stats(c, name, &["adder"], Some(&gw)).await);
+    }
+    let n = names.len();
+    wait_until(Duration::from_secs(5), "gateway sees every adder", || {
+        gw.nodes_with_role("adder").len() == n
+    })
+    .await;
+    (gw, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_refusals_over_tcp_leave_the_node_serving() {
+    init_logs();
+    let c = unique_cluster("rpc-hs");
+    let (gw, nodes) = cluster_of(&c, &["hs-a"]).await;
+    let server = &nodes[0].0;
+    let addr = server.rpc_addr().unwrap();
+    let key = *server.cluster_key("rpc-handshake").as_bytes();
+    let try_handshake = |key: [u8; 32], cluster: String, service: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        easy_rpc::__private::handshake_client(&mut s, &key, &cluster, service).await
+    };
+    assert_eq!(try_handshake(key, c.clone(), "Adder").await, Ok(()));
+    let other_key = *cluster_helper_key("other-secret", &c);
+    assert_eq!(
+        try_handshake(other_key, c.clone(), "Adder").await,
+        Err(Some(RejectReason::WrongSecret))
+    );
+    assert_eq!(
+        try_handshake(key, format!("{c}-x"), "Adder").await,
+        Err(Some(RejectReason::WrongCluster { theirs: c.clone() }))
+    );
+    assert_eq!(
+        try_handshake(key, c.clone(), "Nope").await,
+        Err(Some(RejectReason::UnknownService {
+            service: "Nope".into()
+        }))
+    );
+    // Another protocol version: the server answers with its own version and hangs up.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"ERPC\x00\x63").await.unwrap();
+        let mut preamble = [0u8; 6];
+        s.read_exact(&mut preamble).await.unwrap();
+        assert_eq!(&preamble[..4], b"ERPC");
+        assert_eq!(
+            u16::from_be_bytes([preamble[4], preamble[5]]),
+            easy_rpc::PROTOCOL_VERSION
+        );
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0, "closed");
+    }
+    wait_until(Duration::from_secs(5), "refusals counted", || {
+        server.rejected_connections() >= 4
+    })
+    .await;
+    assert_eq!(add(&gw.any("adder"), 2, 2).await.unwrap(), 4);
+    gw.shutdown().await;
+    server.shutdown().await;
+}
+
+fn cluster_helper_key(secret: &str, cluster: &str) -> Box<[u8; 32]> {
+    Box::new(
+        *easy_rpc::cluster_helper::ClusterKey::derive(secret.as_bytes(), cluster, "rpc-handshake")
+            .as_bytes(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_propagate_and_dropping_a_call_cancels_the_server_work() {
+    init_logs();
+    let c = unique_cluster("rpc-deadline");
+    let (gw, nodes) = cluster_of(&c, &["dl-a"]).await;
+    let stats = nodes[0].2.clone();
+
+    // The server sees the caller's deadline...
+    let seen = deadline(&gw.any("adder").timeout(Duration::from_millis(700)))
+        .await
+        .unwrap();
+    assert!((400..=700).contains(&seen), "server saw {seen} ms left");
+    // ...and a call it makes while serving inherits it (its own default would be 10 s).
+    let inner = nested(
+        &gw.any("adder").timeout(Duration::from_millis(800)),
+        "adder",
+    )
+    .await
+    .unwrap();
+    assert!(
+        (300..=800).contains(&inner),
+        "nested call saw {inner} ms left"
+    );
+
+    // A call that outlives its deadline ends at the deadline with Timeout, and the server
+    // stops the work.
+    let started = std::time::Instant::now();
+    let e = sleep(
+        &gw.any("adder").timeout(Duration::from_millis(200)),
+        5_000,
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, RpcError::Timeout { .. }), "{e}");
+    assert!(started.elapsed() < Duration::from_millis(1_000));
+    wait_until(
+        Duration::from_secs(3),
+        "server cancelled the expired call",
+        || stats.cancelled.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+
+    // Dropping the call's future cancels the remote work.
+    let call = sleep(&gw.any("adder"), 5_000, false);
+    let handle = tokio::spawn(call);
+    wait_until(Duration::from_secs(3), "server started the sleep", || {
+        stats.started.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    handle.abort();
+    wait_until(
+        Duration::from_secs(3),
+        "server cancelled the dropped call",
+        || stats.cancelled.load(Ordering::SeqCst) == 2,
+    )
+    .await;
+    assert_eq!(stats.completed.load(Ordering::SeqCst), 0);
+    gw.shutdown().await;
+    nodes[0].0.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_only_when_safe() {
+    init_logs();
+    let c = unique_cluster("rpc-retry");
+    let (gw, nodes) = cluster_of(&c, &["r-a", "r-b"]).await;
+
+    // A node advertising the service whose port refuses connections: calls that hit it are
+    // rerouted (they never reached a server) and it is skipped from then on.
+    let broken = easy_rpc::cluster_helper::Node::builder()
+        .cluster(&c)
+        .name("r-broken")
+        .listen("127.0.0.1:0")
+        .secret("rpc-secret")
+        .gossip_interval(Duration::from_millis(100))
+        .roles(["adder"])
+        .services(["Adder"])
+        .seeds([gw.gossip_addr().to_string()])
+        .start()
+        .await
+        .unwrap();
+    drop(broken.take_rpc_listener()); // closed: connections are refused
+    wait_until(
+        Duration::from_secs(5),
+        "gateway sees the broken node",
+        || gw.nodes_with_role("adder").len() == 3,
+    )
+    .await;
+    for i in 0..100 {
+        assert_eq!(
+            add(&gw.any("adder"), i, 1).await.unwrap(),
+            i + 1,
+            "call {i}"
+        );
+    }
+
+    // A lost connection mid-call: a non-idempotent call fails with NodeDown and is not sent
+    // again; an idempotent one is retried on the other node.
+    let key_on = |node: &Node| {
+        (0..1000u32)
+            .find(|k| gw.by_key("adder", k).owner::<AdderService>().as_ref() == Some(node.id()))
+            .expect("some key is owned by the node")
+    };
+    let (a, _, a_stats) = &nodes[0];
+    let (_, _, b_stats) = &nodes[1];
+    let k = key_on(a);
+    let plain = tokio::spawn(sleep(&gw.by_key("adder", k), 600, false));
+    let idem = tokio::spawn(sleep(&gw.by_key("adder", k), 600, true));
+    wait_until(Duration::from_secs(3), "both calls running on a", || {
+        a_stats.started.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    a.kill();
+    let plain = plain.await.unwrap();
+    assert!(matches!(plain, Err(RpcError::NodeDown { .. })), "{plain:?}");
+    let idem = idem.await.unwrap();
+    assert_eq!(
+        idem.unwrap(),
+        "r-b",
+        "idempotent call retried on the other node"
+    );
+    assert_eq!(
+        b_stats.started.load(Ordering::SeqCst),
+        1,
+        "only the idempotent call ran twice"
+    );
+    broken.shutdown().await;
+    gw.shutdown().await;
+    nodes[1].0.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strategies_and_one_connection_per_node() {
+    init_logs();
+    let c = unique_cluster("rpc-strat");
+    let (gw, nodes) = cluster_of(&c, &["s-a", "s-b", "s-c"]).await;
+
+    // Round robin: each node in turn.
+    let rr = gw.any("adder").strategy(easy_rpc::Strategy::RoundRobin);
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(whoami(&rr).await.unwrap());
+    }
+    assert_eq!(seen[0..3], seen[3..6]);
+    let mut first3 = seen[0..3].to_vec();
+    first3.sort();
+    assert_eq!(first3, ["s-a", "s-b", "s-c"]);
+
+    // Local first: a node that serves the role calls itself.
+    let (a, _, _) = &nodes[0];
+    for _ in 0..10 {
+        let me = whoami(&a.any("adder").strategy(easy_rpc::Strategy::LocalFirst))
+            .await
+            .unwrap();
+        assert_eq!(me, "s-a");
+    }
+    // Random spreads over every node; peak EWMA over at least two (it avoids the slowest).
+    for (strategy, at_least) in [
+        (easy_rpc::Strategy::Random, 3),
+        (easy_rpc::Strategy::P2cPeakEwma, 2),
+    ] {
+        let t = gw.any("adder").strategy(strategy);
+        let mut names = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            names.insert(whoami(&t).await.unwrap());
+        }
+        assert!(names.len() >= at_least, "{strategy:?}: {names:?}");
+    }
+
+    // 1000 calls at once from a fresh node: one connection per server, no storm.
+    let (fresh, _) = node(&c, "fresh", &[], Some(&gw)).await;
+    wait_until(Duration::from_secs(5), "fresh sees adders", || {
+        fresh.nodes_with_role("adder").len() == 3
+    })
+    .await;
+    let before: Vec<usize> = nodes.iter().map(|n| n.0.accepted_connections()).collect();
+    let any = fresh.any("adder");
+    let calls: Vec<_> = (0..1000).map(|i| add(&any, i, i)).collect();
+    let results = futures_join_all(calls).await;
+    assert!(
+        results
+            .iter()
+            .enumerate()
+            .all(|(i, r)| *r.as_ref().unwrap() == 2 * i as i64)
+    );
+    for (n, before) in nodes.iter().zip(before) {
+        assert_eq!(n.0.accepted_connections() - before, 1, "{}", n.0.id());
+    }
+    for n in nodes {
+        n.0.shutdown().await;
+    }
+    fresh.shutdown().await;
+    gw.shutdown().await;
+}
+
+async fn futures_join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
+    let mut out = Vec::with_capacity(fs.len());
+    let handles: Vec<_> = fs.into_iter().map(Box::pin).collect();
+    // Poll all concurrently.
+    let joined = async {
+        let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
+        let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut done = true;
+            for (i, slot) in pending.iter_mut().enumerate() {
+                if let Some(f) = slot {
+                    match f.as_mut().poll(cx) {
+                        std::task::Poll::Ready(v) => {
+                            results[i] = Some(v);
+                            *slot = None;
+                        }
+                        std::task::Poll::Pending => done = false,
+                    }
+                }
+            }
+            if done {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        results
+    };
+    for r in joined.await {
+        out.push(r.expect("completed"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_key_moves_only_the_keys_of_the_node_that_came_or_went() {
+    init_logs();
+    let c = unique_cluster("rpc-keys");
+    let (gw, mut nodes) = cluster_of(&c, &["k-a", "k-b", "k-c", "k-d"]).await;
+    let owners = |gw: &Node| -> Vec<String> {
+        (0..2000u32)
+            .map(|k| {
+                gw.by_key("adder", k)
+                    .owner::<AdderService>()
+                    .unwrap()
+                    .name()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let before = owners(&gw);
+    // Join: only keys that now belong to the new node moved, about 1/5 of them.
+    let joiner = node_with_stats(&c, "k-e", &["adder"], Some(&gw)).await;
+    wait_until(Duration::from_secs(5), "gateway sees 5 adders", || {
+        gw.nodes_with_role("adder").len() == 5
+    })
+    .await;
+    let after = owners(&gw);
+    let moved: Vec<usize> = (0..before.len())
+        .filter(|&i| before[i] != after[i])
+        .collect();
+    assert!(
+        moved.iter().all(|&i| after[i] == "k-e"),
+        "only to the new node"
+    );
+    let fraction = moved.len() as f64 / before.len() as f64;
+    eprintln!("join moved {:.1}% of keys", fraction * 100.0);
+    assert!((0.12..0.28).contains(&fraction), "moved {fraction}");
+
+    // Leave: only the leaving node's keys move, and nowhere else changes.
+    let (gone, _, _) = nodes.remove(1);
+    let gone_name = gone.id().name().to_owned();
+    gone.shutdown().await;
+    wait_until(Duration::from_secs(5), "gateway sees 4 adders", || {
+        gw.nodes_with_role("adder").len() == 4
+    })
+    .await;
+    let later = owners(&gw);
+    for i in 0..after.len() {
+        if after[i] != gone_name {
+            assert_eq!(after[i], later[i], "key {i} moved though its node stayed");
+        } else {
+            assert_ne!(later[i], gone_name);
+        }
+    }
+    // Calls follow the owners.
+    for k in 0..50u32 {
+        let who = whoami(&gw.by_key("adder", k)).await.unwrap();
+        assert_eq!(who, later[k as usize]);
+    }
+    for n in nodes {
+        n.0.shutdown().await;
+    }
+    joiner.0.shutdown().await;
+    gw.shutdown().await;
 }

@@ -71,6 +71,7 @@ impl Rpc {
                     in_flight: AtomicUsize::new(0),
                     down_until_ms: AtomicU64::new(0),
                     ewma_ns: AtomicU64::new(0),
+                    ewma_at_ms: AtomicU64::new(0),
                 })
             })
             .clone();
@@ -170,7 +171,12 @@ pub(crate) struct Endpoint<S: ServiceDef> {
     in_flight: AtomicUsize,
     down_until_ms: AtomicU64,
     ewma_ns: AtomicU64,
+    ewma_at_ms: AtomicU64,
 }
+
+/// Peak EWMA decay time: an estimate halves in about 0.7 of it without new samples, so a node
+/// that was slow once is tried again (as tower's `PeakEwma` does).
+const EWMA_TAU_MS: f64 = 1_000.0;
 
 /// Why one attempt on one node failed.
 pub(crate) enum Failure {
@@ -195,25 +201,31 @@ impl<S: ServiceDef> Endpoint<S> {
         self.in_flight.load(Ordering::Relaxed) as u64
     }
 
-    fn peak_ewma_load(&self) -> u64 {
-        // Unknown latency counts as 1 ms, so new nodes get tried.
-        let ewma = match self.ewma_ns.load(Ordering::Relaxed) {
-            0 => 1_000_000,
-            v => v,
-        };
-        ewma.saturating_mul(self.load() + 1)
+    /// The latency estimate decayed by the time since it was last updated.
+    fn ewma(&self, now_ms: u64) -> f64 {
+        let est = self.ewma_ns.load(Ordering::Relaxed) as f64;
+        let age = now_ms.saturating_sub(self.ewma_at_ms.load(Ordering::Relaxed)) as f64;
+        est * (-age / EWMA_TAU_MS).exp()
     }
 
-    fn observe(&self, rtt: Duration) {
-        let rtt = rtt.as_nanos() as u64;
-        let old = self.ewma_ns.load(Ordering::Relaxed);
-        // Peak: jump up at once, decay slowly.
+    fn peak_ewma_load(&self, now_ms: u64) -> f64 {
+        // An unknown (or fully decayed) latency counts as 1 ms, so new nodes get tried.
+        let ewma = self.ewma(now_ms).max(1_000_000.0);
+        ewma * (self.load() + 1) as f64
+    }
+
+    fn observe(&self, rpc: &Rpc, rtt: Duration) {
+        let now = rpc.now_ms();
+        let rtt = rtt.as_nanos() as f64;
+        let old = self.ewma(now);
+        // Peak: jump up at once, come down gradually.
         let new = if rtt > old {
             rtt
         } else {
-            old - (old - rtt) / 8
+            old + (rtt - old) / 8.0
         };
-        self.ewma_ns.store(new, Ordering::Relaxed);
+        self.ewma_ns.store(new as u64, Ordering::Relaxed);
+        self.ewma_at_ms.store(now, Ordering::Relaxed);
     }
 
     /// A connected channel: the pooled one, or a new connection (one at a time per endpoint:
@@ -330,7 +342,7 @@ impl<S: ServiceDef> Endpoint<S> {
         };
         match sent {
             Ok(Ok(resp)) => {
-                self.observe(started.elapsed());
+                self.observe(rpc, started.elapsed());
                 Ok(resp)
             }
             Ok(Err(tarpc::client::RpcError::DeadlineExceeded)) | Err(_) => {
@@ -451,7 +463,7 @@ impl<S: ServiceDef> RoleSet<S> {
             }
             Strategy::P2cPeakEwma => {
                 let (a, b) = two();
-                if b.peak_ewma_load() < a.peak_ewma_load() {
+                if b.peak_ewma_load(now) < a.peak_ewma_load(now) {
                     b
                 } else {
                     a

@@ -44,4 +44,19 @@ pub mod __private {
     pub use ::serde;
     pub use ::std::{boxed::Box, string::String, sync::Arc, vec::Vec};
     pub use ::tarpc;
+
+    /// Runs the client side of the handshake on `stream` (for protocol conformance tests).
+    pub async fn handshake_client(
+        stream: &mut ::tokio::net::TcpStream,
+        key: &[u8; 32],
+        cluster: &str,
+        service: &str,
+    ) -> Result<(), Option<crate::RejectReason>> {
+        crate::handshake::client(stream, key, cluster, service)
+            .await
+            .map_err(|e| match e {
+                crate::handshake::HandshakeError::Rejected(r) => Some(r),
+                crate::handshake::HandshakeError::Io(_) => None,
+            })
+    }
 }

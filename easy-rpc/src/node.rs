@@ -302,6 +302,28 @@ impl Node {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Connections accepted (handshake completed) so far.
+    pub fn accepted_connections(&self) -> usize {
+        self.rpc
+            .server
+            .accepted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops serving `service` (new connections for it are refused with
+    /// [`RejectReason::UnknownService`](crate::RejectReason::UnknownService)) and stops
+    /// advertising it. Existing connections finish what they are doing.
+    pub async fn unserve(&self, service: &str) -> Result<(), Error> {
+        self.rpc
+            .server
+            .services
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(service);
+        self.cluster.remove_service(service).await?;
+        Ok(())
+    }
+
     /// Leaves gracefully: announces `leaving` (callers stop picking this node at once), refuses
     /// new connections, lets in-flight calls finish (up to 30 s), refuses requests that still
     /// arrive after the leave grace (callers resend them elsewhere), then stops.
@@ -323,6 +345,13 @@ impl Node {
             Some(d) if Arc::as_ptr(d) == me => None,
             other => other.clone(),
         });
+    }
+
+    /// Stops abruptly, as a crash would: gossip stops without a goodbye and every connection is
+    /// closed mid-call. For tests and fault injection.
+    pub fn kill(&self) {
+        self.cluster.kill();
+        self.stop.send_replace(true);
     }
 
     /// Runs until SIGTERM or Ctrl-C, then leaves gracefully.

@@ -40,8 +40,10 @@ pub(crate) struct ServerState {
     refusing: AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
-    /// Connections refused at the handshake, by reason (for tests and metrics).
+    /// Connections refused at the handshake (for tests and metrics).
     pub(crate) rejected: AtomicUsize,
+    /// Connections that completed the handshake.
+    pub(crate) accepted: AtomicUsize,
 }
 
 impl ServerState {
@@ -55,6 +57,7 @@ impl ServerState {
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             rejected: AtomicUsize::new(0),
+            accepted: AtomicUsize::new(0),
         }
     }
 
@@ -276,6 +279,7 @@ async fn connection(
         Err(_) => None,
     };
     let Some(served) = served else { return };
+    state.accepted.fetch_add(1, Ordering::Relaxed);
     let framed = Framed::new(stream, framing());
     let serving = served.conn.serve(framed, state.clone());
     tokio::select! {
