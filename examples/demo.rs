@@ -4,16 +4,23 @@
 //! cargo run --release --example demo
 //! ```
 //!
-//! It starts a cluster of real processes on loopback (this program re-executed: 2 billing,
-//! 2 audit) plus a gateway node in this process, prints the role table as it converges, kills a
-//! billing node with SIGKILL and shows it dropped, stops an audit node with SIGTERM (a graceful
-//! leave) and shows that too, then stops everything and prints a summary. It exits 0 when every
-//! step happened within its time bound, 1 otherwise.
+//! It starts a cluster of real processes on loopback (this program re-executed: 2 billing
+//! nodes that also own carts, 2 audit nodes) plus a gateway node in this process, and then:
+//! prints the role table as it converges; calls `any("billing").charge(..)`,
+//! `all("audit").count()` and `by_key("cart", user).add_item(..)`; kills a billing node with
+//! SIGKILL and shows the calls routed around it (no failed call, the dead node's carts move);
+//! stops an audit node with SIGTERM (a graceful leave) and shows `all` answer without it; then
+//! stops everything and prints a summary. It exits 0 when every step worked, 1 otherwise.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use cluster_helper::{Node, NodeId};
+use easy_rpc::Node;
+use easy_rpc_examples::impls::{AuditImpl, BillingImpl, CartImpl};
+use easy_rpc_examples::services::{Audit, AuditClient, Billing, BillingClient, Cart, CartClient};
 use easy_rpc_examples::{init_logs, render_role_table};
 
 const CHILD_ENV: &str = "EASY_RPC_DEMO_CHILD";
@@ -33,13 +40,37 @@ fn main() {
     std::process::exit(if ok { 0 } else { 1 });
 }
 
-/// A cluster member process: a node from the environment, until SIGTERM.
+/// A cluster member process: serves what its roles say, until SIGTERM.
 async fn child() {
-    let node = match Node::builder().from_env() {
-        Ok(b) => b.start().await,
-        Err(e) => Err(e),
+    let builder = match Node::builder().from_env() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("demo node: {e}");
+            std::process::exit(2);
+        }
     };
-    match node {
+    let name = std::env::var("CLUSTER_NODE_NAME").unwrap_or_default();
+    let roles = std::env::var("CLUSTER_ROLES").unwrap_or_default();
+    let mut builder = builder;
+    if roles.contains("billing") {
+        builder = builder.serve(BillingImpl::new(&name).serve()).serve(
+            CartImpl {
+                node: name.clone(),
+                carts: Mutex::new(Default::default()),
+            }
+            .serve(),
+        );
+    }
+    if roles.contains("audit") {
+        builder = builder.serve(
+            AuditImpl {
+                node: name.clone(),
+                events: AtomicU64::new(0),
+            }
+            .serve(),
+        );
+    }
+    match builder.start().await {
         Ok(node) => {
             let _ = node.run_until_shutdown().await;
         }
@@ -55,10 +86,10 @@ struct Member {
     child: Child,
 }
 
-fn spawn(name: &str, roles: &str, seed: &str) -> Member {
+fn spawn(cluster: &str, name: &str, roles: &str, seed: &str) -> Member {
     let child = Command::new(std::env::current_exe().expect("own path"))
         .env(CHILD_ENV, "1")
-        .env("CLUSTER_NAME", format!("demo-{}", std::process::id()))
+        .env("CLUSTER_NAME", cluster)
         .env("CLUSTER_NODE_NAME", name)
         .env("CLUSTER_ROLES", roles)
         .env("CLUSTER_SEEDS", seed)
@@ -81,8 +112,8 @@ fn signal(pid: u32, sig: &str) {
         .status();
 }
 
-/// Waits until `cond` holds on `node`'s registry, printing the role table on every change.
-/// Times are measured from `start`, the moment of the action that leads to the change.
+/// Waits until `cond` holds on `node`'s registry, then prints the role table. Times are
+/// measured from `start`, the moment of the action that leads to the change.
 async fn until(
     node: &Node,
     start: Instant,
@@ -117,9 +148,29 @@ fn names(node: &Node, role: &str) -> Vec<String> {
         .collect()
 }
 
+/// Charges 20 accounts through `any`; returns how many succeeded and which nodes served them.
+async fn charges(round: &str) -> (usize, BTreeMap<String, usize>) {
+    let mut ok = 0;
+    let mut served: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..20 {
+        match easy_rpc::any("billing")
+            .charge(format!("{round}-{i}"), 100)
+            .await
+        {
+            Ok(receipt) => {
+                ok += 1;
+                *served.entry(receipt.node).or_default() += 1;
+            }
+            Err(e) => println!("   charge failed: {e}"),
+        }
+    }
+    (ok, served)
+}
+
 async fn demo() -> bool {
+    let cluster = format!("demo-{}", std::process::id());
     let gateway = match Node::builder()
-        .cluster(format!("demo-{}", std::process::id()))
+        .cluster(&cluster)
         .name("gateway")
         .roles(["gateway"])
         .listen("127.0.0.1:0")
@@ -140,15 +191,19 @@ async fn demo() -> bool {
     );
     let started = Instant::now();
     let mut members: Vec<Member> = [
-        ("billing-1", "billing"),
-        ("billing-2", "billing"),
+        ("billing-1", "billing,cart"),
+        ("billing-2", "billing,cart"),
         ("audit-1", "audit"),
-        ("audit-2", "audit,billing-reports"),
+        ("audit-2", "audit"),
     ]
     .into_iter()
-    .map(|(name, roles)| spawn(name, roles, &seed))
+    .map(|(name, roles)| spawn(&cluster, name, roles, &seed))
     .collect();
-    let mut steps: Vec<(String, Option<Duration>)> = Vec::new();
+    let mut steps: Vec<(String, bool, String)> = Vec::new();
+    let mut step = |name: &str, ok: bool, detail: String| {
+        println!("   {} {name}: {detail}", if ok { "ok  " } else { "FAIL" });
+        steps.push((name.to_owned(), ok, detail));
+    };
 
     let t = until(
         &gateway,
@@ -158,51 +213,136 @@ async fn demo() -> bool {
         |g| names(g, "billing").len() == 2 && names(g, "audit").len() == 2,
     )
     .await;
-    steps.push(("cluster converged".into(), t));
+    step(
+        "roles synced",
+        t.is_some(),
+        format!("{:.0} ms", t.unwrap_or_default().as_secs_f64() * 1e3),
+    );
 
-    // A runtime role change on the gateway reaches everyone; it shows up in its own table.
-    let started = Instant::now();
-    let _ = gateway.add_role("reports").await;
-    let t = until(
-        &gateway,
-        started,
-        Duration::from_secs(5),
-        "gateway added role `reports`",
-        |g| names(g, "reports") == ["gateway"],
-    )
-    .await;
-    steps.push(("runtime role change".into(), t));
+    println!("== any(\"billing\").charge(..) x20");
+    let (ok, served) = charges("a").await;
+    step(
+        "any: charges",
+        ok == 20 && served.len() == 2,
+        format!("{ok}/20 ok, served by {served:?}"),
+    );
+    match easy_rpc::any("billing").charge("a-0".into(), 0).await {
+        Err(easy_rpc::RpcError::Remote { node, error }) => step(
+            "any: typed error",
+            true,
+            format!("{node} refused: {error:?}"),
+        ),
+        other => step("any: typed error", false, format!("{other:?}")),
+    }
 
-    // Crash: SIGKILL billing-1. Failure detection drops it.
-    let victim = members.remove(0);
-    let victim_id: Option<NodeId> = gateway
-        .nodes_with_role("billing")
+    println!("== all(\"audit\").record(..), then .count()");
+    let recorded = easy_rpc::all("audit").record("demo started".into()).await;
+    let counts = easy_rpc::all("audit").count().await;
+    let counted: Vec<String> = counts
         .iter()
-        .find(|m| m.id.name() == victim.name)
-        .map(|m| m.id.clone());
+        .map(|(node, r)| match r {
+            Ok((name, n)) => format!("{node}: {name} has {n}"),
+            Err(e) => format!("{node}: {e}"),
+        })
+        .collect();
+    step(
+        "all: one answer per audit node",
+        recorded.len() == 2 && counts.iter().all(|(_, r)| r.is_ok()),
+        counted.join("; "),
+    );
+
+    println!("== by_key(\"cart\", user).add_item(..)");
+    let users = ["alice", "bob", "carol", "dave", "erin", "frank"];
+    let mut owner: BTreeMap<&str, String> = BTreeMap::new();
+    let mut sticky = true;
+    for user in users {
+        for item in ["book", "pen"] {
+            match easy_rpc::by_key("cart", user)
+                .add_item(user.into(), item.into())
+                .await
+            {
+                Ok((node, _)) => {
+                    let o = owner.entry(user).or_insert_with(|| node.clone());
+                    sticky &= *o == node;
+                }
+                Err(e) => {
+                    sticky = false;
+                    println!("   add_item failed: {e}");
+                }
+            }
+        }
+    }
+    step(
+        "by_key: same user, same node",
+        sticky,
+        format!("owners {owner:?}"),
+    );
+
+    // Crash: SIGKILL billing-1 and call at once, before gossip notices.
+    let victim_idx = members
+        .iter()
+        .position(|m| m.name == "billing-1")
+        .expect("billing-1");
+    let mut victim = members.remove(victim_idx);
     println!(
-        "== SIGKILL {} (pid {}), no goodbye",
+        "== SIGKILL {} (pid {}), then call at once",
         victim.name,
         victim.child.id()
     );
-    let mut victim = victim;
-    let started = Instant::now();
+    let killed = Instant::now();
     let _ = victim.child.kill();
     let _ = victim.child.wait();
+    let (ok, served) = charges("b").await;
+    step(
+        "calls routed around the dead node",
+        ok == 20 && !served.contains_key("billing-1"),
+        format!(
+            "{ok}/20 ok right after the kill, served by {served:?} ({:.0} ms)",
+            killed.elapsed().as_secs_f64() * 1e3
+        ),
+    );
+    let mut moved = BTreeSet::new();
+    let mut carts_ok = true;
+    for user in users {
+        match easy_rpc::by_key("cart", user)
+            .add_item(user.into(), "mug".into())
+            .await
+        {
+            Ok((node, _)) => {
+                if owner[user] != node {
+                    moved.insert(user);
+                }
+                carts_ok &= node == "billing-2";
+            }
+            Err(e) => {
+                carts_ok = false;
+                println!("   add_item failed: {e}");
+            }
+        }
+    }
+    let only_dead_moved = users
+        .iter()
+        .all(|u| moved.contains(u) == (owner[u] == "billing-1"));
+    step(
+        "by_key: only the dead node's carts moved",
+        carts_ok && only_dead_moved,
+        format!("moved {moved:?}"),
+    );
     let t = until(
         &gateway,
-        started,
+        killed,
         Duration::from_secs(10),
-        "crashed billing-1 dropped from `billing`",
+        "crashed billing-1 dropped from the registry",
         |g| names(g, "billing") == ["billing-2"],
     )
     .await;
-    steps.push(("crash detected".into(), t));
-    if let Some(id) = victim_id {
-        assert!(gateway.roles_of(&id).is_none());
-    }
+    step(
+        "crash detected by gossip",
+        t.is_some(),
+        format!("{:.0} ms", t.unwrap_or_default().as_secs_f64() * 1e3),
+    );
 
-    // Graceful: SIGTERM audit-1. It announces it is leaving.
+    // Graceful: SIGTERM audit-1.
     let idx = members
         .iter()
         .position(|m| m.name == "audit-1")
@@ -213,22 +353,29 @@ async fn demo() -> bool {
         leaver.name,
         leaver.child.id()
     );
-    let started = Instant::now();
+    let left = Instant::now();
     signal(leaver.child.id(), "TERM");
     let t = until(
         &gateway,
-        started,
+        left,
         Duration::from_secs(5),
         "leaving audit-1 dropped from `audit`",
         |g| names(g, "audit") == ["audit-2"],
     )
     .await;
-    steps.push(("graceful leave seen".into(), t));
+    step(
+        "graceful leave seen",
+        t.is_some(),
+        format!("{:.0} ms", t.unwrap_or_default().as_secs_f64() * 1e3),
+    );
+    let counts = easy_rpc::all("audit").count().await;
+    step(
+        "all: answers only from live nodes",
+        counts.len() == 1 && counts[0].1.is_ok(),
+        format!("{} answer(s)", counts.len()),
+    );
     let exited = leaver.child.wait().map(|s| s.success()).unwrap_or(false);
-    steps.push((
-        "audit-1 exited 0 after leaving".into(),
-        exited.then_some(Duration::ZERO),
-    ));
+    step("audit-1 exited 0 after leaving", exited, String::new());
 
     println!("== stopping the remaining nodes");
     for m in &members {
@@ -240,15 +387,9 @@ async fn demo() -> bool {
     gateway.shutdown().await;
 
     println!("\n== summary");
-    let mut ok = true;
-    for (step, took) in &steps {
-        match took {
-            Some(d) => println!("  ok   {step:<34} {:>6.0} ms", d.as_secs_f64() * 1e3),
-            None => {
-                ok = false;
-                println!("  FAIL {step}");
-            }
-        }
+    let ok = steps.iter().all(|(_, ok, _)| *ok);
+    for (name, ok, _) in &steps {
+        println!("  {} {name}", if *ok { "ok  " } else { "FAIL" });
     }
     println!("{}", if ok { "demo ok" } else { "demo FAILED" });
     ok

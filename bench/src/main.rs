@@ -4,12 +4,15 @@
 //! ```text
 //! cargo run --release -p easy-rpc-bench -- cluster            # every membership figure
 //! cargo run --release -p easy-rpc-bench -- cluster --quick    # fewer trials, shorter busy run
+//! cargo run --release -p easy-rpc-bench -- rpc --same-core     # easy-rpc vs plain tarpc
 //! ```
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster_helper::{Node, NodeBuilder, Role};
+
+mod rpc;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,8 +24,12 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("child") => child(),
         Some("cluster") => runtime().block_on(cluster(quick, only.as_deref())),
+        Some("rpc") => rpc::run(quick, args.iter().any(|a| a == "--same-core")),
+        Some("rpc-server") => rpc::server(&args[1..]),
         _ => {
-            eprintln!("usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]");
+            eprintln!(
+                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--same-core]"
+            );
             std::process::exit(2);
         }
     }

@@ -25,13 +25,16 @@ use crate::service::{MethodInfo, ServiceDef};
 
 type Channel<S> = tarpc::client::Channel<Arc<<S as ServiceDef>::Req>, <S as ServiceDef>::Resp>;
 
+/// A type-erased `Arc<Endpoint<S>>` or `Arc<RoleSet<S>>`, downcast by service type.
+type Erased = Arc<dyn StdAny + Send + Sync>;
+
 /// State shared by every client and the server of one node.
 pub(crate) struct Rpc {
     pub(crate) node: cluster_helper::Node,
     key: [u8; 32],
     pub(crate) options: ClientOptions,
-    endpoints: Mutex<HashMap<(NodeId, &'static str), Arc<dyn StdAny + Send + Sync>>>,
-    roles: RwLock<HashMap<(Arc<str>, &'static str), Arc<dyn StdAny + Send + Sync>>>,
+    endpoints: Mutex<HashMap<(NodeId, &'static str), Erased>>,
+    roles: RwLock<HashMap<(Arc<str>, &'static str), Erased>>,
     pub(crate) server: Arc<ServerState>,
     epoch: Instant,
 }

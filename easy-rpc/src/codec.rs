@@ -13,8 +13,11 @@ use serde::de::DeserializeOwned;
 /// connection with a codec error instead of allocating without bound.
 pub(crate) const MAX_FRAME: usize = 16 * 1024 * 1024;
 
+/// Marks the item types without owning them (and keeps the codec `Send + Sync`).
+type Items<Item, SinkItem> = PhantomData<(fn() -> Item, fn(SinkItem))>;
+
 /// A `tokio_serde` codec that reads `Item` and writes `SinkItem` with postcard.
-pub(crate) struct Postcard<Item, SinkItem>(PhantomData<(fn() -> Item, fn(SinkItem))>);
+pub(crate) struct Postcard<Item, SinkItem>(Items<Item, SinkItem>);
 
 impl<Item, SinkItem> Default for Postcard<Item, SinkItem> {
     fn default() -> Self {

@@ -30,7 +30,7 @@ mod service;
 mod target;
 
 pub use cluster_helper::{self, NodeId};
-// TEMP pub use easy_rpc_macros::service;
+pub use easy_rpc_macros::service;
 pub use error::{Never, RejectReason, RpcError};
 pub use handshake::PROTOCOL_VERSION;
 pub use node::{Node, NodeBuilder, all, any, by_key};

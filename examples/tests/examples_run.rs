@@ -90,9 +90,15 @@ fn demo_runs_the_local_cluster_and_exits_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
     for step in [
-        "cluster converged",
-        "crash detected",
-        "graceful leave seen",
+        "ok   roles synced",
+        "ok   any: charges",
+        "ok   any: typed error",
+        "ok   all: one answer per audit node",
+        "ok   by_key: same user, same node",
+        "ok   calls routed around the dead node",
+        "ok   by_key: only the dead node's carts moved",
+        "ok   crash detected by gossip",
+        "ok   graceful leave seen",
         "demo ok",
     ] {
         assert!(stdout.contains(step), "missing {step:?}:\n{stdout}");

@@ -1,0 +1,6 @@
+#[easy_rpc::service]
+pub trait Service {
+    async fn consume(self);
+}
+
+fn main() {}

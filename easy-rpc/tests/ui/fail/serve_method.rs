@@ -1,0 +1,6 @@
+#[easy_rpc::service]
+pub trait Service {
+    async fn serve(&self);
+}
+
+fn main() {}
