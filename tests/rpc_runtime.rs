@@ -131,14 +131,18 @@ impl Handler<AdderService> for AdderImpl {
     }
 }
 
-fn add<C: Target>(c: &C, a: i64, b: i64) -> C::Call<i64, Never> {
+fn add<C: Target>(
+    c: &C,
+    a: i64,
+    b: i64,
+) -> impl Future<Output = C::Output<i64, Never>> + Send + 'static {
     c.call::<AdderService, _, _>(&ADD, AdderRequest::Add { a, b }, |r| match r {
         AdderResponse::Add(v) => Some(Ok(v)),
         _ => None,
     })
 }
 
-fn whoami<C: Target>(c: &C) -> C::Call<String, Never> {
+fn whoami<C: Target>(c: &C) -> impl Future<Output = C::Output<String, Never>> + Send + 'static {
     c.call::<AdderService, _, _>(&WHOAMI, AdderRequest::Whoami {}, |r| match r {
         AdderResponse::Whoami(v) => Some(Ok(v)),
         _ => None,
@@ -152,7 +156,11 @@ fn remaining_ms() -> i64 {
     })
 }
 
-fn sleep<C: Target>(c: &C, ms: u64, idempotent: bool) -> C::Call<String, Never> {
+fn sleep<C: Target>(
+    c: &C,
+    ms: u64,
+    idempotent: bool,
+) -> impl Future<Output = C::Output<String, Never>> + Send + 'static {
     let (method, req) = if idempotent {
         (&SLEEP_IDEM, AdderRequest::SleepIdem { ms })
     } else {
@@ -164,14 +172,17 @@ fn sleep<C: Target>(c: &C, ms: u64, idempotent: bool) -> C::Call<String, Never> 
     })
 }
 
-fn deadline<C: Target>(c: &C) -> C::Call<i64, Never> {
+fn deadline<C: Target>(c: &C) -> impl Future<Output = C::Output<i64, Never>> + Send + 'static {
     c.call::<AdderService, _, _>(&DEADLINE, AdderRequest::Deadline {}, |r| match r {
         AdderResponse::Deadline(v) => Some(Ok(v)),
         _ => None,
     })
 }
 
-fn nested<C: Target>(c: &C, role: &str) -> C::Call<i64, Never> {
+fn nested<C: Target>(
+    c: &C,
+    role: &str,
+) -> impl Future<Output = C::Output<i64, Never>> + Send + 'static {
     c.call::<AdderService, _, _>(
         &NESTED,
         AdderRequest::Nested {
@@ -184,7 +195,10 @@ fn nested<C: Target>(c: &C, role: &str) -> C::Call<i64, Never> {
     )
 }
 
-fn fail<C: Target>(c: &C, msg: &str) -> C::Call<(), String> {
+fn fail<C: Target>(
+    c: &C,
+    msg: &str,
+) -> impl Future<Output = C::Output<(), String>> + Send + 'static {
     c.call::<AdderService, _, _>(
         &FAIL,
         AdderRequest::Fail {

@@ -75,6 +75,7 @@ impl Rpc {
                     down_until_ms: AtomicU64::new(0),
                     ewma_ns: AtomicU64::new(0),
                     ewma_at_ms: AtomicU64::new(0),
+                    measured: AtomicBool::new(false),
                 })
             })
             .clone();
@@ -175,6 +176,8 @@ pub(crate) struct Endpoint<S: ServiceDef> {
     down_until_ms: AtomicU64,
     ewma_ns: AtomicU64,
     ewma_at_ms: AtomicU64,
+    /// Set once a peak-EWMA pick has looked at this endpoint: only then is latency tracked.
+    measured: AtomicBool,
 }
 
 /// Peak EWMA decay time: an estimate halves in about 0.7 of it without new samples, so a node
@@ -212,6 +215,7 @@ impl<S: ServiceDef> Endpoint<S> {
     }
 
     fn peak_ewma_load(&self, now_ms: u64) -> f64 {
+        self.measured.store(true, Ordering::Relaxed);
         // An unknown (or fully decayed) latency counts as 1 ms, so new nodes get tried.
         let ewma = self.ewma(now_ms).max(1_000_000.0);
         ewma * (self.load() + 1) as f64
@@ -333,25 +337,24 @@ impl<S: ServiceDef> Endpoint<S> {
         let mut ctx = tarpc::context::current();
         ctx.deadline = deadline;
         let started = Instant::now();
-        let sent = tokio::time::timeout_at(
-            (deadline + Duration::from_millis(50)).into(),
-            channel.call(ctx, req),
-        )
-        .await;
+        // tarpc's dispatch enforces the deadline (and tells the server to stop at it).
+        let sent = channel.call(ctx, req).await;
         let timeout = || RpcError::Timeout {
             node: Some(self.node.clone()),
             method: method.name,
             after: deadline.saturating_duration_since(started),
         };
         match sent {
-            Ok(Ok(resp)) => {
-                self.observe(rpc, started.elapsed());
+            Ok(resp) => {
+                if rpc.options.strategy == Strategy::P2cPeakEwma
+                    || self.measured.load(Ordering::Relaxed)
+                {
+                    self.observe(rpc, started.elapsed());
+                }
                 Ok(resp)
             }
-            Ok(Err(tarpc::client::RpcError::DeadlineExceeded)) | Err(_) => {
-                Err(Failure::Failed(timeout()))
-            }
-            Ok(Err(tarpc::client::RpcError::Server(e))) => {
+            Err(tarpc::client::RpcError::DeadlineExceeded) => Err(Failure::Failed(timeout())),
+            Err(tarpc::client::RpcError::Server(e)) => {
                 if e.detail == LEAVING_DETAIL {
                     Err(Failure::NotRun(RpcError::Rejected {
                         node: self.node.clone(),
@@ -365,7 +368,7 @@ impl<S: ServiceDef> Endpoint<S> {
                     }))
                 }
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 // The connection broke: forget it, skip the node for a while.
                 self.mark_down(rpc);
                 Err(Failure::Failed(RpcError::NodeDown {
@@ -427,43 +430,43 @@ impl<S: ServiceDef> RoleSet<S> {
     ) -> Option<Arc<Endpoint<S>>> {
         let cached = self.current(rpc);
         let now = rpc.now_ms();
-        let fresh = |e: &&Arc<Endpoint<S>>| !tried.contains(&e.node);
-        let up: Vec<&Arc<Endpoint<S>>> = cached
-            .endpoints
-            .iter()
-            .filter(fresh)
-            .filter(|e| !e.is_down(now))
-            .collect();
-        let candidates = if up.is_empty() {
-            cached.endpoints.iter().filter(fresh).collect()
-        } else {
-            up
+        let endpoints = &cached.endpoints;
+        // Without allocating: the candidates are the untried endpoints that are up, or, if
+        // none is up, every untried one.
+        let untried = |e: &&Arc<Endpoint<S>>| !tried.contains(&e.node);
+        let any_up = endpoints.iter().filter(untried).any(|e| !e.is_down(now));
+        let candidates = || {
+            endpoints
+                .iter()
+                .filter(untried)
+                .filter(move |e| !any_up || !e.is_down(now))
         };
         if let Some(key) = key {
-            return candidates
-                .into_iter()
+            return candidates()
                 .max_by_key(|e| score(key, e.name_hash))
                 .cloned();
         }
-        match candidates.len() {
+        let n = candidates().count();
+        let nth = |i: usize| candidates().nth(i).expect("index below the count");
+        match n {
             0 => return None,
-            1 => return Some(candidates[0].clone()),
+            1 => return Some(nth(0).clone()),
             _ => {}
         }
-        let n = candidates.len();
         let two = || {
             let a = rand::random_range(0..n);
             let mut b = rand::random_range(0..n - 1);
             if b >= a {
                 b += 1;
             }
-            (candidates[a], candidates[b])
+            (nth(a), nth(b))
+        };
+        let least_pending = || {
+            let (a, b) = two();
+            if b.load() < a.load() { b } else { a }
         };
         let chosen = match strategy {
-            Strategy::P2c => {
-                let (a, b) = two();
-                if b.load() < a.load() { b } else { a }
-            }
+            Strategy::P2c => least_pending(),
             Strategy::P2cPeakEwma => {
                 let (a, b) = two();
                 if b.peak_ewma_load(now) < a.peak_ewma_load(now) {
@@ -472,14 +475,11 @@ impl<S: ServiceDef> RoleSet<S> {
                     a
                 }
             }
-            Strategy::RoundRobin => candidates[self.next.fetch_add(1, Ordering::Relaxed) % n],
-            Strategy::Random => candidates[rand::random_range(0..n)],
-            Strategy::LocalFirst => match candidates.iter().find(|e| e.local) {
+            Strategy::RoundRobin => nth(self.next.fetch_add(1, Ordering::Relaxed) % n),
+            Strategy::Random => nth(rand::random_range(0..n)),
+            Strategy::LocalFirst => match candidates().find(|e| e.local) {
                 Some(local) => local,
-                None => {
-                    let (a, b) = two();
-                    if b.load() < a.load() { b } else { a }
-                }
+                None => least_pending(),
             },
         };
         Some(chosen.clone())

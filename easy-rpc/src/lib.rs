@@ -36,7 +36,7 @@ pub use handshake::PROTOCOL_VERSION;
 pub use node::{Node, NodeBuilder, all, any, by_key};
 pub use options::{ClientOptions, Strategy};
 pub use service::{Handler, MethodInfo, Served, ServiceDef};
-pub use target::{All, AllResults, Any, ByKey, CallFuture, CallResult, Target};
+pub use target::{All, AllResults, Any, ByKey, CallResult, Target};
 
 /// What generated code needs; not part of the API.
 #[doc(hidden)]

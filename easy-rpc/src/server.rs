@@ -100,7 +100,10 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // Only a draining node waits for idleness; others skip the notification's lock.
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.0.leaving.load(Ordering::SeqCst)
+        {
             self.0.idle.notify_waiters();
         }
     }

@@ -4,9 +4,7 @@
 
 use std::future::Future;
 use std::hash::Hash;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use cluster_helper::NodeId;
@@ -19,9 +17,12 @@ use crate::service::{MethodInfo, ServiceDef};
 /// Something a generated client method can be called on. Implemented by [`Any`], [`All`] and
 /// [`ByKey`]; the output of a call depends on the target: one result for `Any` and `ByKey`, one
 /// result per node for `All`.
+///
+/// A call's future is `Send + 'static`, so it can be `tokio::spawn`ed, and it is not boxed:
+/// dropping it cancels the call, on the server too.
 pub trait Target {
-    /// The future a call returns.
-    type Call<T: Send + 'static, E: Send + 'static>: Future + Send + 'static;
+    /// What a call returns.
+    type Output<T: Send + 'static, E: Send + 'static>: Send + 'static;
 
     /// Sends `req` (a request of service `S` for `method`) and decodes the answer with
     /// `extract`, which returns `None` if the response is not the method's (a protocol error).
@@ -31,37 +32,11 @@ pub trait Target {
         method: &'static MethodInfo,
         req: S::Req,
         extract: fn(S::Resp) -> Option<Result<T, E>>,
-    ) -> Self::Call<T, E>
+    ) -> impl Future<Output = Self::Output<T, E>> + Send + 'static
     where
         S: ServiceDef,
         T: Send + 'static,
         E: Send + 'static;
-}
-
-/// The future of a call: `Send + 'static`, so it can be `tokio::spawn`ed; dropping it cancels
-/// the call, on the server too.
-#[must_use = "a call does nothing unless awaited"]
-pub struct CallFuture<O> {
-    inner: Pin<Box<dyn Future<Output = O> + Send + 'static>>,
-}
-
-impl<O> CallFuture<O> {
-    pub(crate) fn new(f: impl Future<Output = O> + Send + 'static) -> Self {
-        CallFuture { inner: Box::pin(f) }
-    }
-}
-
-impl<O> Future for CallFuture<O> {
-    type Output = O;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl<O> std::fmt::Debug for CallFuture<O> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CallFuture")
-    }
 }
 
 /// The result of a call to one node.
@@ -140,14 +115,14 @@ impl Any {
 }
 
 impl Target for Any {
-    type Call<T: Send + 'static, E: Send + 'static> = CallFuture<CallResult<T, E>>;
+    type Output<T: Send + 'static, E: Send + 'static> = CallResult<T, E>;
 
     fn call<S, T, E>(
         &self,
         method: &'static MethodInfo,
         req: S::Req,
         extract: fn(S::Resp) -> Option<Result<T, E>>,
-    ) -> Self::Call<T, E>
+    ) -> impl Future<Output = Self::Output<T, E>> + Send + 'static
     where
         S: ServiceDef,
         T: Send + 'static,
@@ -157,13 +132,13 @@ impl Target for Any {
         let role = self.role.clone();
         let strategy = self.strategy.unwrap_or(rpc.options.strategy);
         let deadline = deadline_for(&rpc, method, self.timeout);
-        CallFuture::new(async move {
+        async move {
             let (node, resp) =
                 call_one::<S>(rpc, role, strategy, None, method, Arc::new(req), deadline)
                     .await
                     .map_err(|e| e.map_remote(|n| match n {}))?;
             finish(node, method, extract(resp))
-        })
+        }
     }
 }
 
@@ -201,14 +176,14 @@ impl ByKey {
 }
 
 impl Target for ByKey {
-    type Call<T: Send + 'static, E: Send + 'static> = CallFuture<CallResult<T, E>>;
+    type Output<T: Send + 'static, E: Send + 'static> = CallResult<T, E>;
 
     fn call<S, T, E>(
         &self,
         method: &'static MethodInfo,
         req: S::Req,
         extract: fn(S::Resp) -> Option<Result<T, E>>,
-    ) -> Self::Call<T, E>
+    ) -> impl Future<Output = Self::Output<T, E>> + Send + 'static
     where
         S: ServiceDef,
         T: Send + 'static,
@@ -218,7 +193,7 @@ impl Target for ByKey {
         let role = self.any.role.clone();
         let key = self.key;
         let deadline = deadline_for(&rpc, method, self.any.timeout);
-        CallFuture::new(async move {
+        async move {
             let (node, resp) = call_one::<S>(
                 rpc,
                 role,
@@ -231,7 +206,7 @@ impl Target for ByKey {
             .await
             .map_err(|e| e.map_remote(|n| match n {}))?;
             finish(node, method, extract(resp))
-        })
+        }
     }
 }
 
@@ -259,14 +234,14 @@ impl All {
 }
 
 impl Target for All {
-    type Call<T: Send + 'static, E: Send + 'static> = CallFuture<AllResults<T, E>>;
+    type Output<T: Send + 'static, E: Send + 'static> = AllResults<T, E>;
 
     fn call<S, T, E>(
         &self,
         method: &'static MethodInfo,
         req: S::Req,
         extract: fn(S::Resp) -> Option<Result<T, E>>,
-    ) -> Self::Call<T, E>
+    ) -> impl Future<Output = Self::Output<T, E>> + Send + 'static
     where
         S: ServiceDef,
         T: Send + 'static,
@@ -275,7 +250,7 @@ impl Target for All {
         let rpc = self.any.rpc.clone();
         let role = self.any.role.clone();
         let deadline = deadline_for(&rpc, method, self.any.timeout);
-        CallFuture::new(async move {
+        async move {
             let endpoints = rpc.role_set::<S>(&role).all(&rpc);
             let req = Arc::new(req);
             let calls = endpoints.into_iter().map(|endpoint| {
@@ -292,6 +267,6 @@ impl Target for All {
                 }
             });
             futures::future::join_all(calls).await
-        })
+        }
     }
 }

@@ -394,7 +394,9 @@ fn client_trait(def: &ServiceDef, names: &Names) -> (TokenStream, TokenStream) {
             let (ok, err) = ok_err(def, m);
             quote! {
                 fn #ident(&self #(, #arg_names: #arg_types)*)
-                    -> <Self as #krate::Target>::Call<#ok, #err>
+                    -> impl ::core::future::Future<
+                        Output = <Self as #krate::Target>::Output<#ok, #err>,
+                    > + ::core::marker::Send + 'static
             }
         })
         .collect();

@@ -64,14 +64,14 @@ impl Billing for MyBilling {
 
 // The client methods' types, on every target (never run: there is no node).
 #[allow(dead_code)]
-fn calls(any: Any, all: All, by_key: ByKey) {
-    let _: easy_rpc::CallFuture<CallResult<u64, Never>> = any.balance("a".into());
-    let _: easy_rpc::CallFuture<CallResult<Receipt, BillingError>> = any.charge("a".into(), 5);
-    let _: easy_rpc::CallFuture<CallResult<(), Never>> = any.ping();
-    let _: easy_rpc::CallFuture<CallResult<(), BillingError>> = any.refund(Receipt { id: 1 });
-    let _: easy_rpc::CallFuture<CallResult<Result<Vec<u64>, String>, Never>> = any.history();
-    let _: easy_rpc::CallFuture<AllResults<u64, Never>> = all.balance("a".into());
-    let _: easy_rpc::CallFuture<CallResult<Receipt, BillingError>> = by_key.charge("a".into(), 5);
+async fn calls(any: Any, all: All, by_key: ByKey) {
+    let _: CallResult<u64, Never> = any.balance("a".into()).await;
+    let _: CallResult<Receipt, BillingError> = any.charge("a".into(), 5).await;
+    let _: CallResult<(), Never> = any.ping().await;
+    let _: CallResult<(), BillingError> = any.refund(Receipt { id: 1 }).await;
+    let _: CallResult<Result<Vec<u64>, String>, Never> = any.history().await;
+    let _: AllResults<u64, Never> = all.balance("a".into()).await;
+    let _: CallResult<Receipt, BillingError> = by_key.charge("a".into(), 5).await;
 }
 
 // Generic over the target, and the calls' futures are `Send + 'static`.
