@@ -26,9 +26,10 @@ fn main() {
         Some("cluster") => runtime().block_on(cluster(quick, only.as_deref())),
         Some("rpc") => rpc::run(quick, args.iter().any(|a| a == "--same-core")),
         Some("rpc-server") => rpc::server(&args[1..]),
+        Some("codec") => rpc::codec(),
         _ => {
             eprintln!(
-                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--same-core]"
+                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--same-core]\n       bench codec"
             );
             std::process::exit(2);
         }

@@ -200,6 +200,32 @@ where
     count.get() as f64 / start.elapsed().as_secs_f64()
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Runs `a` and `b` alternately `rounds` times each and returns the medians of each: the two
+/// sides see the same machine conditions, and one noisy second does not decide a ratio.
+async fn interleaved<A, B, FA, FB>(rounds: usize, mut a: A, mut b: B) -> ((f64, f64), (f64, f64))
+where
+    A: FnMut() -> FA,
+    B: FnMut() -> FB,
+    FA: Future<Output = (f64, f64)>,
+    FB: Future<Output = (f64, f64)>,
+{
+    let (mut a1, mut a2, mut b1, mut b2) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        let (x, y) = a().await;
+        a1.push(x);
+        a2.push(y);
+        let (x, y) = b().await;
+        b1.push(x);
+        b2.push(y);
+    }
+    ((median(a1), median(a2)), (median(b1), median(b2)))
+}
+
 /// Allocations per call over `n` sequential calls.
 async fn allocs<F, Fut>(n: usize, mut call: F) -> f64
 where
@@ -253,7 +279,8 @@ pub fn run(quick: bool, same_core: bool) {
             .is_ok_and(|s| s.success());
         assert!(ok, "taskset failed: install util-linux");
     }
-    let secs = if quick { 1.0 } else { 3.0 };
+    // Seconds per figure and side, split into interleaved rounds.
+    let secs = if quick { 1.5 } else { 5.0 };
     rt().block_on(async move {
         let cluster = format!("bench-rpc-{}", std::process::id());
         let mut servers = Servers(Vec::new());
@@ -288,24 +315,32 @@ pub fn run(quick: bool, same_core: bool) {
         let any = node.any("adder");
 
         println!(
-            "# easy-rpc figures\n\nplacement: {}; client and servers single-threaded tokio runtimes, separate processes, loopback TCP, postcard for both; {secs} s per figure\n",
+            "# easy-rpc figures\n\nplacement: {}; client and servers single-threaded tokio runtimes, separate processes, loopback TCP, postcard for both; {secs} s per figure and side, in alternating rounds (median)\n",
             if same_core { "same core (taskset -c 0)" } else { "unpinned (2 vCPUs)" }
         );
         println!("| figure | plain tarpc | easy-rpc | ratio | goal |\n| --- | --- | --- | --- | --- |");
 
-        let (t_rate, t_p50) = sequential(secs, || {
-            let p = plain.clone();
-            async move {
-                p.add(tarpc::context::current(), 1, 2).await.unwrap();
-            }
-        })
-        .await;
-        let (e_rate, e_p50) = sequential(secs, || {
-            let a = any.clone();
-            async move {
-                a.add(1, 2).await.unwrap();
-            }
-        })
+        let rounds = if quick { 3 } else { 5 };
+        let secs = secs / rounds as f64;
+        let ((t_rate, t_p50), (e_rate, e_p50)) = interleaved(
+            rounds,
+            || {
+                sequential(secs, || {
+                    let p = plain.clone();
+                    async move {
+                        p.add(tarpc::context::current(), 1, 2).await.unwrap();
+                    }
+                })
+            },
+            || {
+                sequential(secs, || {
+                    let a = any.clone();
+                    async move {
+                        a.add(1, 2).await.unwrap();
+                    }
+                })
+            },
+        )
         .await;
         println!(
             "| 1 in flight, calls/s | {t_rate:.0} | {e_rate:.0} | {:.2}x | >= 0.9x |",
@@ -316,19 +351,29 @@ pub fn run(quick: bool, same_core: bool) {
             e_p50 / t_p50
         );
 
-        let t64 = concurrent(secs, 64, || {
-            let p = plain.clone();
-            async move {
-                p.add(tarpc::context::current(), 1, 2).await.unwrap();
-            }
-        })
-        .await;
-        let e64 = concurrent(secs, 64, || {
-            let a = any.clone();
-            async move {
-                a.add(1, 2).await.unwrap();
-            }
-        })
+        let ((t64, _), (e64, _)) = interleaved(
+            rounds,
+            || async {
+                let r = concurrent(secs, 64, || {
+                    let p = plain.clone();
+                    async move {
+                        p.add(tarpc::context::current(), 1, 2).await.unwrap();
+                    }
+                })
+                .await;
+                (r, 0.0)
+            },
+            || async {
+                let r = concurrent(secs, 64, || {
+                    let a = any.clone();
+                    async move {
+                        a.add(1, 2).await.unwrap();
+                    }
+                })
+                .await;
+                (r, 0.0)
+            },
+        )
         .await;
         println!(
             "| 64 in flight, one server, calls/s | {t64:.0} | {e64:.0} | {:.2}x | >= 0.9x |",
@@ -415,4 +460,99 @@ pub fn run(quick: bool, same_core: bool) {
         node.kill();
         drop(servers);
     });
+}
+
+/// `bench codec`: encoding and decoding one request and one response of `add(i64, i64)` as
+/// they travel (tarpc's `ClientMessage` / `Response` envelopes), in each candidate format.
+pub fn codec() {
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+    let req = tarpc::ClientMessage::Request(tarpc::Request {
+        context: tarpc::context::current(),
+        id: 12_345,
+        message: AdderRequest::Add { a: 1_000, b: -7 },
+    });
+    let resp: tarpc::Response<AdderResponse> = tarpc::Response {
+        request_id: 12_345,
+        message: Ok(AdderResponse::Add(993)),
+    };
+    fn measure<Q: Serialize + DeserializeOwned, P: Serialize + DeserializeOwned>(
+        name: &str,
+        req: &Q,
+        resp: &P,
+        enc: impl Fn(&dyn erased::Ser) -> Vec<u8>,
+        dec_q: impl Fn(&[u8]) -> Q,
+        dec_p: impl Fn(&[u8]) -> P,
+    ) {
+        let iters = 200_000;
+        let q = enc(&erased::wrap(req));
+        let p = enc(&erased::wrap(resp));
+        let start = Instant::now();
+        for _ in 0..iters {
+            let q = enc(&erased::wrap(std::hint::black_box(req)));
+            std::hint::black_box(dec_q(&q));
+            let p = enc(&erased::wrap(std::hint::black_box(resp)));
+            std::hint::black_box(dec_p(&p));
+        }
+        let ns = start.elapsed().as_nanos() as f64 / iters as f64;
+        println!(
+            "| {name} | {} + {} | {ns:.0} ns |",
+            q.len(),
+            p.len()
+        );
+    }
+    println!("| format | bytes (request + response) | encode + decode both |\n| --- | --- | --- |");
+    measure(
+        "postcard (chosen)",
+        &req,
+        &resp,
+        |v| v.postcard(),
+        |b| postcard::from_bytes(b).unwrap(),
+        |b| postcard::from_bytes(b).unwrap(),
+    );
+    measure(
+        "MessagePack (rmp-serde, compact)",
+        &req,
+        &resp,
+        |v| v.msgpack(),
+        |b| rmp_serde::from_slice(b).unwrap(),
+        |b| rmp_serde::from_slice(b).unwrap(),
+    );
+    measure(
+        "JSON (serde_json)",
+        &req,
+        &resp,
+        |v| v.json(),
+        |b| serde_json::from_slice(b).unwrap(),
+        |b| serde_json::from_slice(b).unwrap(),
+    );
+}
+
+/// Calls each format's serializer on a borrowed value of any serializable type.
+mod erased {
+    use serde::Serialize;
+
+    pub trait Ser {
+        fn postcard(&self) -> Vec<u8>;
+        fn msgpack(&self) -> Vec<u8>;
+        fn json(&self) -> Vec<u8>;
+    }
+
+    pub struct Wrap<'a, T>(&'a T);
+
+    pub fn wrap<T: Serialize>(v: &T) -> Wrap<'_, T> {
+        Wrap(v)
+    }
+
+    impl<T: Serialize> Ser for Wrap<'_, T> {
+        fn postcard(&self) -> Vec<u8> {
+            postcard::to_stdvec(self.0).unwrap()
+        }
+        fn msgpack(&self) -> Vec<u8> {
+            rmp_serde::to_vec(self.0).unwrap()
+        }
+        fn json(&self) -> Vec<u8> {
+            serde_json::to_vec(self.0).unwrap()
+        }
+    }
 }
