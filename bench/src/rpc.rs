@@ -495,11 +495,7 @@ pub fn codec() {
             std::hint::black_box(dec_p(&p));
         }
         let ns = start.elapsed().as_nanos() as f64 / iters as f64;
-        println!(
-            "| {name} | {} + {} | {ns:.0} ns |",
-            q.len(),
-            p.len()
-        );
+        println!("| {name} | {} + {} | {ns:.0} ns |", q.len(), p.len());
     }
     println!("| format | bytes (request + response) | encode + decode both |\n| --- | --- | --- |");
     measure(

@@ -104,3 +104,55 @@ fn demo_runs_the_local_cluster_and_exits_zero() {
         assert!(stdout.contains(step), "missing {step:?}:\n{stdout}");
     }
 }
+
+#[test]
+fn billing_server_and_client_in_two_processes() {
+    use std::io::BufRead;
+    let mut server = Command::new(example("billing_server"))
+        .envs([
+            ("CLUSTER_LISTEN", "127.0.0.1:0"),
+            ("CLUSTER_NAME", "billing-example-test"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("server line").expect("utf-8");
+    let gossip = first
+        .split_whitespace()
+        .skip_while(|w| *w != "gossip")
+        .nth(1)
+        .expect("gossip address")
+        .to_owned();
+    let out = run(
+        "billing_client",
+        &[
+            ("CLUSTER_SEEDS", gossip.as_str()),
+            ("CLUSTER_NAME", "billing-example-test"),
+        ],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let status = server.wait().expect("server exit");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("charged acct-1 500 cents on billing-server"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("acct-1 balance 800"), "{stdout}");
+    assert!(stdout.contains("over the limit of 10000 cents"), "{stdout}");
+    assert!(status.success(), "server exits 0 after SIGTERM");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("left the cluster")),
+        "{rest:?}"
+    );
+}
