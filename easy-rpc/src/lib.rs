@@ -1,21 +1,82 @@
 //! # easy-rpc
 //!
 //! Typed calls to **any** node that has a role, to **all** of them, or to **the node that owns
-//! a key**, in a cluster whose members come and go. Nodes find each other and their roles with
-//! [`cluster_helper`]; calls go over pooled, multiplexed tarpc connections, one port per node.
+//! a key**, in a cluster whose members come and go. Nodes find each other and learn each
+//! other's roles with [`cluster_helper`] (gossip, DNS discovery); calls go over pooled,
+//! multiplexed tarpc connections, one port per node, each opened with a handshake that proves
+//! both sides hold the cluster secret.
 //!
-//! ```ignore
+//! - [`#[easy_rpc::service]`](service) on a trait generates the server side (`MyImpl.serve()`)
+//!   and a client trait whose methods work on [`any`], [`all`] and [`by_key`] targets.
+//! - [`Any`] balances over the role's serving nodes ([`Strategy`]: power of two choices by
+//!   default), reroutes calls that never ran, retries idempotent ones after a lost connection.
+//! - [`All`] fans out to every serving node, one result per node, each bound by the deadline.
+//! - [`ByKey`] routes by rendezvous hashing: the same key to the same node, and only a
+//!   departed or new node's keys move.
+//! - Every call has a deadline (per call, per method, per node) that propagates into calls made
+//!   while serving ([`context`]); dropping a call cancels it on the server.
+//! - [`RpcError`] says what happened and on which node; a method's own error comes back typed
+//!   as [`RpcError::Remote`].
+//!
+//! ```
+//! use easy_rpc::{Node, RpcError};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! pub struct Receipt { pub cents: u64, pub node: String }
+//! #[derive(Debug, Serialize, Deserialize)]
+//! pub enum BillingError { ZeroAmount }
+//!
 //! #[easy_rpc::service]
 //! pub trait Billing {
+//!     /// Safe to run twice: callers may retry it on another node.
 //!     #[easy_rpc(idempotent)]
 //!     async fn balance(account: String) -> u64;
 //!     async fn charge(account: String, cents: u64) -> Result<Receipt, BillingError>;
 //! }
 //!
-//! let node = easy_rpc::Node::builder().from_env()?.roles(["billing"])
-//!     .serve(BillingImpl.serve()).start().await?;
+//! struct BillingImpl(String);
+//!
+//! impl Billing for BillingImpl {
+//!     async fn balance(&self, _account: String) -> u64 { 42 }
+//!     async fn charge(&self, _account: String, cents: u64) -> Result<Receipt, BillingError> {
+//!         if cents == 0 { return Err(BillingError::ZeroAmount) }
+//!         Ok(Receipt { cents, node: self.0.clone() })
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A node with role "billing" that serves Billing...
+//! let server = Node::builder()
+//!     .cluster("docs").name("billing-1").listen("127.0.0.1:0").secret("s3cret")
+//!     .roles(["billing"])
+//!     .serve(BillingImpl("billing-1".into()).serve())
+//!     .start().await?;
+//! // ...and a node that calls it, knowing only a seed address, not who serves what.
+//! let client = Node::builder()
+//!     .cluster("docs").name("gateway").listen("127.0.0.1:0").secret("s3cret")
+//!     .seeds([server.gossip_addr().to_string()])
+//!     .start().await?;
+//! client.make_default(); // easy_rpc::any/all/by_key use the process's default node
+//! while client.nodes_with_role("billing").is_empty() {
+//!     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+//! }
+//!
 //! let receipt = easy_rpc::any("billing").charge("acct-1".into(), 500).await?;
-//! let balances = easy_rpc::all("billing").balance("acct-1".into()).await;
+//! assert_eq!(receipt.node, "billing-1");
+//! for (node, balance) in easy_rpc::all("billing").balance("acct-1".into()).await {
+//!     assert_eq!(balance?, 42, "{node}");
+//! }
+//! let owner = easy_rpc::by_key("billing", "user-7").charge("acct-7".into(), 1).await?;
+//! assert_eq!(owner.node, "billing-1");
+//! match client.any("billing").charge("acct-1".into(), 0).await {
+//!     Err(RpcError::Remote { error: BillingError::ZeroAmount, .. }) => {}
+//!     other => panic!("{other:?}"),
+//! }
+//! client.shutdown().await;
+//! server.shutdown().await;
+//! # Ok(()) }
 //! ```
 
 mod client;
