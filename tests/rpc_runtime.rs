@@ -22,6 +22,7 @@ enum AdderRequest {
     Fail { msg: String },
     Sleep { ms: u64 },
     SleepIdem { ms: u64 },
+    SleepOn { node: String, ms: u64 },
     Deadline {},
     Nested { role: String },
 }
@@ -34,6 +35,7 @@ impl tarpc::RequestName for AdderRequest {
             AdderRequest::Fail { .. } => "fail",
             AdderRequest::Sleep { .. } => "sleep",
             AdderRequest::SleepIdem { .. } => "sleep_idem",
+            AdderRequest::SleepOn { .. } => "sleep_on",
             AdderRequest::Deadline {} => "deadline",
             AdderRequest::Nested { .. } => "nested",
         }
@@ -55,6 +57,7 @@ static WHOAMI: MethodInfo = MethodInfo::new("whoami");
 static FAIL: MethodInfo = MethodInfo::new("fail");
 static SLEEP: MethodInfo = MethodInfo::new("sleep");
 static SLEEP_IDEM: MethodInfo = MethodInfo::new("sleep_idem").idempotent();
+static SLEEP_ON: MethodInfo = MethodInfo::new("sleep_on");
 static DEADLINE: MethodInfo = MethodInfo::new("deadline");
 static NESTED: MethodInfo = MethodInfo::new("nested");
 
@@ -69,6 +72,7 @@ impl ServiceDef for AdderService {
             AdderRequest::Fail { .. } => &FAIL,
             AdderRequest::Sleep { .. } => &SLEEP,
             AdderRequest::SleepIdem { .. } => &SLEEP_IDEM,
+            AdderRequest::SleepOn { .. } => &SLEEP_ON,
             AdderRequest::Deadline {} => &DEADLINE,
             AdderRequest::Nested { .. } => &NESTED,
         }
@@ -118,6 +122,12 @@ impl Handler<AdderService> for AdderImpl {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     guard.1 = true;
                     stats.completed.fetch_add(1, Ordering::SeqCst);
+                    AdderResponse::Sleep(name)
+                }
+                AdderRequest::SleepOn { node, ms } => {
+                    if node == name {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                    }
                     AdderResponse::Sleep(name)
                 }
                 AdderRequest::Deadline {} => AdderResponse::Deadline(remaining_ms()),
@@ -170,6 +180,24 @@ fn sleep<C: Target>(
         AdderResponse::Sleep(v) => Some(Ok(v)),
         _ => None,
     })
+}
+
+fn sleep_on<C: Target>(
+    c: &C,
+    node: &str,
+    ms: u64,
+) -> impl Future<Output = C::Output<String, Never>> + Send + 'static {
+    c.call::<AdderService, _, _>(
+        &SLEEP_ON,
+        AdderRequest::SleepOn {
+            node: node.to_owned(),
+            ms,
+        },
+        |r| match r {
+            AdderResponse::Sleep(v) => Some(Ok(v)),
+            _ => None,
+        },
+    )
 }
 
 fn deadline<C: Target>(c: &C) -> impl Future<Output = C::Output<i64, Never>> + Send + 'static {
@@ -768,5 +796,110 @@ async fn by_key_moves_only_the_keys_of_the_node_that_came_or_went() {
         n.0.shutdown().await;
     }
     joiner.0.shutdown().await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_is_bounded_by_a_stuck_node_and_only_serving_nodes_are_picked() {
+    init_logs();
+    let c = unique_cluster("rpc-all");
+    let (gw, nodes) = cluster_of(&c, &["all-a", "all-b", "all-c"]).await;
+    // One node is stuck: `all` still answers at its deadline, with that node's entry a
+    // Timeout and the others' answers intact.
+    let started = std::time::Instant::now();
+    let results = sleep_on(
+        &gw.all("adder").timeout(Duration::from_millis(300)),
+        "all-b",
+        10_000,
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1_000), "{took:?}");
+    assert_eq!(results.len(), 3);
+    for (node, r) in &results {
+        if node.name() == "all-b" {
+            assert!(matches!(r, Err(RpcError::Timeout { .. })), "{r:?}");
+        } else {
+            assert_eq!(r.as_ref().unwrap(), node.name());
+        }
+    }
+
+    // A node with the role that does not serve the service is never picked.
+    let bystander = easy_rpc::cluster_helper::Node::builder()
+        .cluster(&c)
+        .name("bystander")
+        .listen("127.0.0.1:0")
+        .secret("rpc-secret")
+        .gossip_interval(Duration::from_millis(100))
+        .roles(["adder"])
+        .seeds([gw.gossip_addr().to_string()])
+        .start()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(5), "gateway sees the bystander", || {
+        gw.nodes_with_role("adder").len() == 4
+    })
+    .await;
+    for _ in 0..100 {
+        assert_ne!(whoami(&gw.any("adder")).await.unwrap(), "bystander");
+    }
+    assert_eq!(whoami(&gw.all("adder")).await.len(), 3);
+
+    // The node-wide default deadline (ClientOptions) applies when nothing else sets one.
+    let mut options = easy_rpc::ClientOptions::default();
+    options.timeout = Duration::from_millis(250);
+    let impatient = Node::builder()
+        .cluster(&c)
+        .name("impatient")
+        .listen("127.0.0.1:0")
+        .secret("rpc-secret")
+        .gossip_interval(Duration::from_millis(100))
+        .default_node(false)
+        .client_options(options)
+        .seeds([gw.gossip_addr().to_string()])
+        .start()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(5), "impatient sees the adders", || {
+        impatient.nodes_with_role("adder").len() == 4
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let e = sleep(&impatient.any("adder"), 5_000, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RpcError::Timeout { .. }), "{e}");
+    assert!(started.elapsed() < Duration::from_millis(1_000));
+    bystander.shutdown().await;
+    impatient.shutdown().await;
+    for n in nodes {
+        n.0.shutdown().await;
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_close_when_a_node_leaves_the_registry() {
+    init_logs();
+    let c = unique_cluster("rpc-pool");
+    let (gw, nodes) = cluster_of(&c, &["p-a"]).await;
+    let (a, _, _) = &nodes[0];
+    for _ in 0..10 {
+        add(&gw.any("adder"), 1, 1).await.unwrap();
+    }
+    assert_eq!(a.open_connections(), 1, "one pooled connection, reused");
+    // The node drops out of the cluster (its gossip stops: it looks dead to everyone) while
+    // its RPC server keeps running: the caller must close its pooled connection by itself.
+    a.cluster_node().kill();
+    wait_until(Duration::from_secs(10), "gateway dropped a", || {
+        gw.nodes_with_role("adder").is_empty()
+    })
+    .await;
+    wait_until(
+        Duration::from_secs(5),
+        "the pooled connection was closed",
+        || a.open_connections() == 0,
+    )
+    .await;
     gw.shutdown().await;
 }

@@ -25,15 +25,32 @@ use crate::service::{MethodInfo, ServiceDef};
 
 type Channel<S> = tarpc::client::Channel<Arc<<S as ServiceDef>::Req>, <S as ServiceDef>::Resp>;
 
-/// A type-erased `Arc<Endpoint<S>>` or `Arc<RoleSet<S>>`, downcast by service type.
+/// A type-erased `Arc<RoleSet<S>>`, downcast by service type.
 type Erased = Arc<dyn StdAny + Send + Sync>;
+
+/// A pooled `Endpoint<S>` of any service.
+trait PoolEntry: Send + Sync + 'static {
+    /// Drops the pooled connection (the node left the registry).
+    fn close(&self);
+    /// For downcasting to the concrete endpoint.
+    fn into_any(self: Arc<Self>) -> Erased;
+}
+
+impl<S: ServiceDef> PoolEntry for Endpoint<S> {
+    fn close(&self) {
+        self.conn.store(None);
+    }
+    fn into_any(self: Arc<Self>) -> Erased {
+        self
+    }
+}
 
 /// State shared by every client and the server of one node.
 pub(crate) struct Rpc {
     pub(crate) node: cluster_helper::Node,
     key: [u8; 32],
     pub(crate) options: ClientOptions,
-    endpoints: Mutex<HashMap<(NodeId, &'static str), Erased>>,
+    endpoints: Mutex<HashMap<(NodeId, &'static str), Arc<dyn PoolEntry>>>,
     roles: RwLock<HashMap<(Arc<str>, &'static str), Erased>>,
     pub(crate) server: Arc<ServerState>,
     epoch: Instant,
@@ -80,6 +97,7 @@ impl Rpc {
             })
             .clone();
         entry
+            .into_any()
             .downcast::<Endpoint<S>>()
             .expect("one endpoint type per service name")
     }
@@ -120,7 +138,15 @@ impl Rpc {
     pub(crate) fn prune(&self) {
         let snapshot = self.node.registry().snapshot();
         let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|(node, _), _| snapshot.member(node).is_some());
+        map.retain(|(node, _), endpoint| {
+            let keep = snapshot.member(node).is_some();
+            if !keep {
+                // Role sets may still hold the endpoint until their next rebuild; the
+                // connection goes now.
+                endpoint.close();
+            }
+            keep
+        });
     }
 }
 

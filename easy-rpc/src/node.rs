@@ -310,6 +310,14 @@ impl Node {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Connections open now (handshake completed, not yet closed).
+    pub fn open_connections(&self) -> usize {
+        self.rpc
+            .server
+            .open
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Stops serving `service` (new connections for it are refused with
     /// [`RejectReason::UnknownService`](crate::RejectReason::UnknownService)) and stops
     /// advertising it. Existing connections finish what they are doing.

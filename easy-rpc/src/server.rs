@@ -44,6 +44,8 @@ pub(crate) struct ServerState {
     pub(crate) rejected: AtomicUsize,
     /// Connections that completed the handshake.
     pub(crate) accepted: AtomicUsize,
+    /// Connections open now (after the handshake).
+    pub(crate) open: AtomicUsize,
 }
 
 impl ServerState {
@@ -58,6 +60,7 @@ impl ServerState {
             idle: Notify::new(),
             rejected: AtomicUsize::new(0),
             accepted: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
         }
     }
 
@@ -283,10 +286,12 @@ async fn connection(
     };
     let Some(served) = served else { return };
     state.accepted.fetch_add(1, Ordering::Relaxed);
+    state.open.fetch_add(1, Ordering::Relaxed);
     let framed = Framed::new(stream, framing());
     let serving = served.conn.serve(framed, state.clone());
     tokio::select! {
         _ = serving => {}
         _ = stop.wait_for(|s| *s) => {}
     }
+    state.open.fetch_sub(1, Ordering::Relaxed);
 }
