@@ -28,6 +28,9 @@ type Channel<S> = tarpc::client::Channel<Arc<<S as ServiceDef>::Req>, <S as Serv
 /// A type-erased `Arc<RoleSet<S>>`, downcast by service type.
 type Erased = Arc<dyn StdAny + Send + Sync>;
 
+/// One connection per node and service.
+type PoolKey = (NodeId, &'static str);
+
 /// A pooled `Endpoint<S>` of any service.
 trait PoolEntry: Send + Sync + 'static {
     /// Drops the pooled connection (the node left the registry).
@@ -50,7 +53,7 @@ pub(crate) struct Rpc {
     pub(crate) node: cluster_helper::Node,
     key: [u8; 32],
     pub(crate) options: ClientOptions,
-    endpoints: Mutex<HashMap<(NodeId, &'static str), Arc<dyn PoolEntry>>>,
+    endpoints: Mutex<HashMap<PoolKey, Arc<dyn PoolEntry>>>,
     roles: RwLock<HashMap<(Arc<str>, &'static str), Erased>>,
     pub(crate) server: Arc<ServerState>,
     epoch: Instant,
