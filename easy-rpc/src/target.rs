@@ -212,7 +212,8 @@ impl Target for ByKey {
 
 /// Calls go to every serving node of a role that serves the service, concurrently, each bound
 /// by the deadline: the result has one entry per node, and a dead or stuck node only makes its
-/// own entry an error. From [`all`](crate::all) or [`Node::all`](crate::Node::all).
+/// own entry an error. A node that turns out to be leaving (it refuses the call without running
+/// it) has left the role and gets no entry. From [`all`](crate::all) or [`Node::all`](crate::Node::all).
 #[derive(Clone)]
 #[must_use = "a target does nothing until a method is called on it"]
 pub struct All {
@@ -261,12 +262,22 @@ impl Target for All {
                     let result =
                         match call_endpoint::<S>(rpc, endpoint, method, req, deadline).await {
                             Ok(resp) => finish(node.clone(), method, extract(resp)),
+                            // It left the role between the snapshot and the call: not a member
+                            // any more, so no entry (and nothing ran).
+                            Err(RpcError::Rejected {
+                                reason: crate::RejectReason::Leaving,
+                                ..
+                            }) => return None,
                             Err(e) => Err(e.map_remote(|n| match n {})),
                         };
-                    (node, result)
+                    Some((node, result))
                 }
             });
-            futures::future::join_all(calls).await
+            futures::future::join_all(calls)
+                .await
+                .into_iter()
+                .flatten()
+                .collect()
         }
     }
 }
