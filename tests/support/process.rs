@@ -25,6 +25,16 @@ impl NodeProcess {
     /// Starts the binary at `exe` with `env` (plus fast test gossip defaults that `env` may
     /// override).
     pub fn spawn(exe: &str, name: &str, env: &[(&str, String)]) -> NodeProcess {
+        Self::spawn_with(&[], exe, name, env)
+    }
+
+    /// Like [`spawn`](NodeProcess::spawn), through a command prefix (e.g. `ip netns exec ns`).
+    pub fn spawn_with(
+        prefix: &[String],
+        exe: &str,
+        name: &str,
+        env: &[(&str, String)],
+    ) -> NodeProcess {
         let mut vars: HashMap<&str, String> = HashMap::from([
             ("CLUSTER_NODE_NAME", name.to_owned()),
             ("CLUSTER_LISTEN", "127.0.0.1:0".to_owned()),
@@ -36,7 +46,14 @@ impl NodeProcess {
         for (k, v) in env {
             vars.insert(k, v.clone());
         }
-        let mut cmd = Command::new(exe);
+        let mut cmd = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
         cmd.envs(vars)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
