@@ -379,3 +379,115 @@ async fn an_empty_role_fails_fast_and_recovers() {
     }
     c.shutdown().await;
 }
+
+/// A loopback IP per "pod" for the seed-loss scenario, distinct per test process.
+fn pod_ip(k: u8) -> std::net::IpAddr {
+    let base = (std::process::id() % 200) as u8;
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 88, base, 10 + k))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_every_seed_keeps_the_cluster_working_and_a_late_node_still_joins() {
+    use easy_rpc_tests::dns::TestDns;
+    let _one = SERIAL.lock().await;
+    init_logs();
+    let name = unique_cluster("seedloss");
+    let dns = TestDns::start().await;
+    let service = "work.seedloss.svc.cluster.local";
+    // One port number free on every pod IP, as in Kubernetes (each pod its own IP).
+    let port = loop {
+        let probe = std::net::UdpSocket::bind((pod_ip(0), 0)).unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        if (0..6u8).all(|k| {
+            std::net::UdpSocket::bind((pod_ip(k), port)).is_ok()
+                && std::net::TcpListener::bind((pod_ip(k), port)).is_ok()
+        }) {
+            break port;
+        }
+    };
+    let seeds = format!("dns:{service}:{port}");
+    let dns_env = |k: u8, node: &str| {
+        vec![
+            ("CLUSTER_NAME", name.clone()),
+            ("CLUSTER_ROLES", ROLE.to_owned()),
+            ("CLUSTER_LISTEN", format!("{}:{port}", pod_ip(k))),
+            ("CLUSTER_SEEDS", seeds.clone()),
+            ("CLUSTER_DNS_SERVER", dns.addr().to_string()),
+            ("CLUSTER_DNS_MIN_INTERVAL", "200ms".to_owned()),
+            ("CLUSTER_NODE_NAME", node.to_owned()),
+        ]
+    };
+    // The headless service lists the three pods.
+    dns.set_a(service, &[pod_ip(0), pod_ip(1), pod_ip(2)], 1);
+    let mut servers: Vec<NodeProcess> = (0..3u8)
+        .map(|k| NodeProcess::spawn(EXE, &format!("w-{k}"), &dns_env(k, &format!("w-{k}"))))
+        .collect();
+    let mut callers = Vec::new();
+    for (i, k) in [(0, 4u8), (1, 5u8)] {
+        callers.push(
+            Node::builder()
+                .cluster(&name)
+                .name(&format!("caller-{i}"))
+                .listen(&format!("{}:{port}", pod_ip(k)))
+                .secret("test-secret")
+                .gossip_interval(Duration::from_millis(100))
+                .default_node(false)
+                .seeds([seeds.as_str()])
+                .cluster_settings(|b| {
+                    b.dns_server(dns.addr())
+                        .dns_interval(Duration::from_millis(200), Duration::from_secs(2))
+                })
+                .start()
+                .await
+                .unwrap(),
+        );
+    }
+    let sees = |callers: &[Node], n: usize| {
+        let callers = callers.to_vec();
+        move || callers.iter().all(|c| c.nodes_with_role(ROLE).len() == n)
+    };
+    wait_until(
+        Duration::from_secs(15),
+        "callers see 3 servers",
+        sees(&callers, 3),
+    )
+    .await;
+    let load = Load::start(&callers, ROLE, 2, Duration::from_millis(5));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Every seed disappears: the formed cluster keeps working.
+    dns.remove(service);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(sees(&callers, 3)());
+    // A late pod starts while DNS lists nobody: it cannot find the cluster yet.
+    servers.push(NodeProcess::spawn(EXE, "w-3", &dns_env(3, "w-3")));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(sees(&callers, 3)(), "nobody to find yet");
+    // DNS lists one live member (not even the late pod itself): it joins through it.
+    dns.set_a(service, &[pod_ip(1)], 1);
+    wait_until(
+        Duration::from_secs(10),
+        "w-3 joined through DNS",
+        sees(&callers, 4),
+    )
+    .await;
+    let late = servers.last().unwrap();
+    let joined = Instant::now();
+    while !late.output().iter().any(|l| l.starts_with("EXEC ")) {
+        assert!(joined.elapsed() < Duration::from_secs(2), "w-3 takes calls");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let counts = load.stop().await;
+    report("seed loss", &counts);
+    assert_eq!(counts.failures(), 0);
+    let c = Cluster {
+        name,
+        callers,
+        seed: String::new(),
+        servers,
+        retired: Vec::new(),
+    };
+    c.assert_exactly_once(&counts);
+    c.shutdown().await;
+}
