@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use cluster_helper::{Node, NodeBuilder, Role};
 
+mod churn;
 mod rpc;
 
 fn main() {
@@ -27,9 +28,11 @@ fn main() {
         Some("rpc") => rpc::run(quick, args.iter().any(|a| a == "--same-core")),
         Some("rpc-server") => rpc::server(&args[1..]),
         Some("codec") => rpc::codec(),
+        Some("churn") => churn::run(quick),
+        Some("work-server") => churn::server(&args[1..]),
         _ => {
             eprintln!(
-                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--same-core]\n       bench codec"
+                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--same-core]\n       bench codec\n       bench churn [--quick]"
             );
             std::process::exit(2);
         }

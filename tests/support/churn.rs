@@ -61,6 +61,8 @@ pub struct Tally {
     pub samples: Vec<String>,
     /// When failures happened (the first 1000).
     pub failed_at: Vec<std::time::Instant>,
+    /// Each failure's time, kind and node (the first 10 000).
+    pub log: Vec<(std::time::Instant, String, Option<String>)>,
 }
 
 impl Tally {
@@ -73,12 +75,17 @@ impl Tally {
                     .next()
                     .unwrap_or("?")
                     .to_owned();
-                *self.failed.entry(kind).or_default() += 1;
+                *self.failed.entry(kind.clone()).or_default() += 1;
                 if self.samples.len() < 20 {
                     self.samples.push(e.to_string());
                 }
                 if self.failed_at.len() < 1000 {
                     self.failed_at.push(std::time::Instant::now());
+                }
+                if self.log.len() < 10_000 {
+                    let node = e.node().map(|n| n.name().to_owned());
+                    self.log
+                        .push((std::time::Instant::now(), kind.clone(), node));
                 }
             }
         }
@@ -129,8 +136,20 @@ pub struct Load {
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Load {
-    /// Starts load from every node in `callers` against `role`.
+    /// Starts load from every node in `callers` against `role`, calls bound by
+    /// [`CALL_TIMEOUT`].
     pub fn start(callers: &[Node], role: &str, loops: usize, pause: Duration) -> Load {
+        Self::start_with(callers, role, loops, pause, CALL_TIMEOUT)
+    }
+
+    /// Like [`start`](Load::start), with the calls' deadline.
+    pub fn start_with(
+        callers: &[Node],
+        role: &str,
+        loops: usize,
+        pause: Duration,
+        timeout: Duration,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Mutex::new(Counts::default()));
         let next_id = Arc::new(AtomicU64::new(1));
@@ -146,16 +165,16 @@ impl Load {
                     let mut round = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         let id = next_id.fetch_add(1, Ordering::Relaxed);
-                        let any = caller.any(&role).timeout(CALL_TIMEOUT);
+                        let any = caller.any(&role).timeout(timeout);
                         let exec = any.exec(id, 2).await;
                         let read = any.read(id, 2).await;
                         let key = format!("key-{}", (c * 1000 + l * 100) as u64 + round % 50);
                         let keyed = caller
                             .by_key(&role, &key)
-                            .timeout(CALL_TIMEOUT)
+                            .timeout(timeout)
                             .read(id, 0)
                             .await;
-                        let all = caller.all(&role).timeout(CALL_TIMEOUT).whoami().await;
+                        let all = caller.all(&role).timeout(timeout).whoami().await;
                         {
                             let mut k = counts.lock().unwrap();
                             k.calls += 4;
@@ -173,7 +192,11 @@ impl Load {
                             }
                         }
                         round += 1;
-                        tokio::time::sleep(pause).await;
+                        if pause.is_zero() {
+                            tokio::task::yield_now().await;
+                        } else {
+                            tokio::time::sleep(pause).await;
+                        }
                     }
                 }));
             }
