@@ -211,8 +211,7 @@ pub fn run(quick: bool) {
         // Crash: SIGKILL, time until the victim is no longer picked.
         let trials = if quick { 3 } else { 8 };
         let mut crash_times = Vec::new();
-        let mut next = 3;
-        for t in 0..trials {
+        for (t, next) in (0..trials).zip(3..) {
             let idx = t % servers.len();
             let mut victim = servers.remove(idx);
             let start = Instant::now();
@@ -225,7 +224,6 @@ pub fn run(quick: bool) {
             });
             crash_times.push(last);
             servers.push(spawn(&cluster, &format!("w-{next}"), &seed, &execs));
-            next += 1;
             converge(&callers, &names(&servers)).await;
         }
         let (p, m, n) = p99(crash_times);
