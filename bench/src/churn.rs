@@ -13,11 +13,7 @@ use easy_rpc_tests::churn::{Counts, Load, Work, WorkImpl};
 
 /// `bench work-server <cluster> <name> <seed>`: serves `Work` under role `work` until killed.
 pub fn server(args: &[String]) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
+    crate::rpc::rt().block_on(async move {
         let node = Node::builder()
             .cluster(&args[0])
             .name(&args[1])

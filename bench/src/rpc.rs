@@ -76,7 +76,8 @@ impl<I, O: serde::Serialize> tokio_serde::Serializer<O> for Postcard<I, O> {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
+/// A single-threaded runtime, as the anchors' placement uses.
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -104,15 +104,30 @@ async fn read_preamble(io: &mut (impl AsyncRead + Unpin)) -> Result<u16, Handsha
     Ok(u16::from_be_bytes([p[4], p[5]]))
 }
 
-fn proof(key: &[u8; 32], label: &[u8], c: &[u8; 32], s: &[u8; 32], service: &str) -> [u8; 32] {
+/// The MAC over a proof's transcript: a label, both nonces, the service.
+fn transcript(
+    key: &[u8; 32],
+    label: &[u8],
+    c: &[u8; 32],
+    s: &[u8; 32],
+    service: &str,
+) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(label);
     mac.update(c);
     mac.update(s);
     mac.update(service.as_bytes());
-    mac.finalize().into_bytes().into()
+    mac
 }
 
+fn proof(key: &[u8; 32], label: &[u8], c: &[u8; 32], s: &[u8; 32], service: &str) -> [u8; 32] {
+    transcript(key, label, c, s, service)
+        .finalize()
+        .into_bytes()
+        .into()
+}
+
+/// Checks a proof in constant time.
 fn verify(
     key: &[u8; 32],
     label: &[u8],
@@ -121,12 +136,9 @@ fn verify(
     service: &str,
     got: &[u8; 32],
 ) -> bool {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(label);
-    mac.update(c);
-    mac.update(s);
-    mac.update(service.as_bytes());
-    mac.verify_slice(got).is_ok()
+    transcript(key, label, c, s, service)
+        .verify_slice(got)
+        .is_ok()
 }
 
 fn nonce() -> [u8; 32] {

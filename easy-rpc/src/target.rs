@@ -114,6 +114,34 @@ impl Any {
     }
 }
 
+impl Any {
+    /// Sends one call, by rendezvous on `key` if given, else by the target's strategy.
+    fn routed<S, T, E>(
+        &self,
+        key: Option<u64>,
+        method: &'static MethodInfo,
+        req: S::Req,
+        extract: fn(S::Resp) -> Option<Result<T, E>>,
+    ) -> impl Future<Output = CallResult<T, E>> + Send + 'static
+    where
+        S: ServiceDef,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let rpc = self.rpc.clone();
+        let role = self.role.clone();
+        let strategy = self.strategy.unwrap_or(rpc.options.strategy);
+        let deadline = deadline_for(&rpc, method, self.timeout);
+        async move {
+            let (node, resp) =
+                call_one::<S>(rpc, role, strategy, key, method, Arc::new(req), deadline)
+                    .await
+                    .map_err(|e| e.map_remote(|n| match n {}))?;
+            finish(node, method, extract(resp))
+        }
+    }
+}
+
 impl Target for Any {
     type Output<T: Send + 'static, E: Send + 'static> = CallResult<T, E>;
 
@@ -128,17 +156,7 @@ impl Target for Any {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let rpc = self.rpc.clone();
-        let role = self.role.clone();
-        let strategy = self.strategy.unwrap_or(rpc.options.strategy);
-        let deadline = deadline_for(&rpc, method, self.timeout);
-        async move {
-            let (node, resp) =
-                call_one::<S>(rpc, role, strategy, None, method, Arc::new(req), deadline)
-                    .await
-                    .map_err(|e| e.map_remote(|n| match n {}))?;
-            finish(node, method, extract(resp))
-        }
+        self.routed::<S, T, E>(None, method, req, extract)
     }
 }
 
@@ -189,24 +207,8 @@ impl Target for ByKey {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let rpc = self.any.rpc.clone();
-        let role = self.any.role.clone();
-        let key = self.key;
-        let deadline = deadline_for(&rpc, method, self.any.timeout);
-        async move {
-            let (node, resp) = call_one::<S>(
-                rpc,
-                role,
-                Strategy::P2c,
-                Some(key),
-                method,
-                Arc::new(req),
-                deadline,
-            )
-            .await
-            .map_err(|e| e.map_remote(|n| match n {}))?;
-            finish(node, method, extract(resp))
-        }
+        self.any
+            .routed::<S, T, E>(Some(self.key), method, req, extract)
     }
 }
 
