@@ -75,6 +75,15 @@ async fn builder_rejects_bad_values_before_binding_anything() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("CLUSTER_SEEDS"), "{err}");
+    let err = builder("c", "n")
+        .listen("nowhere")
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("\"nowhere\"") && err.to_string().contains("listen address"),
+        "{err}"
+    );
     let err = Node::builder()
         .from_vars([("CLUSTER_LISTEN", "not-an-addr")])
         .unwrap_err();

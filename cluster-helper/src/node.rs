@@ -157,7 +157,7 @@ impl NodeBuilder {
     }
 
     /// The gossip (UDP) listen address, e.g. `"0.0.0.0:7946"`; port 0 picks a free port.
-    pub fn listen(mut self, addr: impl ToSocketAddrs) -> Self {
+    pub fn listen(mut self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Self {
         match first_addr("listen address", addr) {
             Ok(a) => {
                 self.config.listen = a;
@@ -168,7 +168,7 @@ impl NodeBuilder {
     }
 
     /// The gossip address peers use to reach this node (e.g. the pod IP).
-    pub fn advertise(mut self, addr: impl ToSocketAddrs) -> Self {
+    pub fn advertise(mut self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Self {
         match first_addr("advertise address", addr) {
             Ok(a) => {
                 self.config.advertise = Some(a);
@@ -239,11 +239,17 @@ impl NodeBuilder {
     }
 }
 
-fn first_addr(what: &str, addr: impl ToSocketAddrs) -> Result<SocketAddr> {
+fn first_addr(what: &str, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<SocketAddr> {
     addr.to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
-        .ok_or_else(|| Error::config(what, "(given value)", "an address such as 127.0.0.1:0"))
+        .ok_or_else(|| {
+            Error::config(
+                what,
+                format!("{addr:?}"),
+                "an IP address and port such as 127.0.0.1:0",
+            )
+        })
 }
 
 /// Counters of this node's gossip traffic, from [`Node::gossip_stats`].
