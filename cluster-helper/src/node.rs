@@ -246,7 +246,7 @@ fn first_addr(what: &str, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<
         .ok_or_else(|| {
             Error::config(
                 what,
-                format!("{addr:?}"),
+                format!("{addr:?}").trim_matches('"').to_owned(),
                 "an IP address and port such as 127.0.0.1:0",
             )
         })
