@@ -348,35 +348,72 @@ async fn a_stuck_node_times_out_is_avoided_marked_down_and_rejoins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_role_fails_fast_and_recovers() {
     let _one = SERIAL.lock().await;
-    let mut c = Cluster::start("empty", 1).await;
-    let caller = c.callers[0].clone();
-    assert!(caller.any(ROLE).whoami().await.is_ok());
-    let mut p = c.take("w-0");
-    p.signal("TERM");
-    assert_eq!(p.wait_exit(Duration::from_secs(20)).await, Some(0));
-    c.retired.push(p);
-    wait_until(Duration::from_secs(5), "role empty", || {
-        caller.nodes_with_role(ROLE).is_empty()
+    let mut c = Cluster::start("empty", 3).await;
+    let load = load(&c);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every node of the role goes.
+    for name in ["w-0", "w-1", "w-2"] {
+        let p = c.take(name);
+        p.signal("TERM");
+        c.retired.push(p);
+    }
+    for p in &mut c.retired {
+        assert_eq!(p.wait_exit(Duration::from_secs(20)).await, Some(0));
+    }
+    let callers = c.callers.clone();
+    wait_until(Duration::from_secs(5), "role empty", move || {
+        callers.iter().all(|n| n.nodes_with_role(ROLE).is_empty())
     })
     .await;
+    let empty_from = load.counts();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let empty_to = load.counts();
+    // Nothing hangs: every loop keeps failing fast with NoNodeForRole, `all` answers empty.
+    let fast_failures = empty_to
+        .exec
+        .failed
+        .get("NoNodeForRole")
+        .copied()
+        .unwrap_or(0)
+        - empty_from
+            .exec
+            .failed
+            .get("NoNodeForRole")
+            .copied()
+            .unwrap_or(0);
+    assert!(
+        fast_failures > 100,
+        "only {fast_failures} calls in 1 s: calls hang"
+    );
+    assert!(empty_to.all_empty > empty_from.all_empty);
+    let caller = c.callers[0].clone();
     let started = Instant::now();
-    let e = caller.any(ROLE).exec(1, 0).await.unwrap_err();
+    let e = caller.any(ROLE).exec(0, 0).await.unwrap_err();
     assert!(matches!(e, easy_rpc::RpcError::NoNodeForRole { .. }), "{e}");
-    let e = caller.by_key(ROLE, "k").read(1, 0).await.unwrap_err();
+    let e = caller.by_key(ROLE, "k").read(0, 0).await.unwrap_err();
     assert!(matches!(e, easy_rpc::RpcError::NoNodeForRole { .. }), "{e}");
     assert!(caller.all(ROLE).whoami().await.is_empty());
     assert!(started.elapsed() < Duration::from_millis(100), "fails fast");
+
     // A node of the role appears: calls succeed again, no manual step.
     c.spawn("w-9");
-    let back = Instant::now();
-    loop {
-        if let Ok(name) = caller.any(ROLE).whoami().await {
-            assert_eq!(name, "w-9");
-            break;
+    c.wait_for_servers(1).await;
+    let back = load.counts();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let counts = load.stop().await;
+    report("empty role", &counts);
+    assert!(counts.exec.ok > back.exec.ok + 20, "calls resumed");
+    // Every failure was a fast NoNodeForRole (or a call caught by the last node leaving).
+    for tally in [&counts.exec, &counts.read, &counts.keyed] {
+        for kind in tally.failed.keys() {
+            assert!(
+                kind == "NoNodeForRole" || kind == "Rejected",
+                "{:?}",
+                tally.failed
+            );
         }
-        assert!(back.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    c.assert_exactly_once(&counts);
     c.shutdown().await;
 }
 
