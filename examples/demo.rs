@@ -8,7 +8,9 @@
 //! nodes that also own carts, 2 audit nodes) plus a gateway node in this process, and then:
 //! prints the role table as it converges; calls `any("billing").charge(..)`,
 //! `all("audit").count()` and `by_key("cart", user).add_item(..)`; kills a billing node with
-//! SIGKILL and shows the calls routed around it (no failed call, the dead node's carts move);
+//! SIGKILL and shows the calls routed around it at once (idempotent ones retried elsewhere; a
+//! non-idempotent call caught on the dead connection fails as `NodeDown` rather than risk
+//! running twice; the dead node's carts move);
 //! stops an audit node with SIGTERM (a graceful leave) and shows `all` answer without it; then
 //! stops everything and prints a summary. It exits 0 when every step worked, 1 otherwise.
 
@@ -148,10 +150,12 @@ fn names(node: &Node, role: &str) -> Vec<String> {
         .collect()
 }
 
-/// Charges 20 accounts through `any`; returns how many succeeded and which nodes served them.
-async fn charges(round: &str) -> (usize, BTreeMap<String, usize>) {
+/// Charges 20 accounts through `any`: how many succeeded, which nodes served them, and the
+/// failures' error kinds.
+async fn charges(round: &str) -> (usize, BTreeMap<String, usize>, Vec<String>) {
     let mut ok = 0;
     let mut served: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failed = Vec::new();
     for i in 0..20 {
         match easy_rpc::any("billing")
             .charge(format!("{round}-{i}"), 100)
@@ -161,10 +165,31 @@ async fn charges(round: &str) -> (usize, BTreeMap<String, usize>) {
                 ok += 1;
                 *served.entry(receipt.node).or_default() += 1;
             }
-            Err(e) => println!("   charge failed: {e}"),
+            Err(e) => {
+                println!("   charge failed: {e}");
+                failed.push(
+                    format!("{e:?}")
+                        .split([' ', '{'])
+                        .next()
+                        .unwrap_or("")
+                        .to_owned(),
+                );
+            }
         }
     }
-    (ok, served)
+    (ok, served, failed)
+}
+
+/// Reads 20 balances through `any` (idempotent: retried on another node if its node dies).
+async fn balances() -> usize {
+    let mut ok = 0;
+    for i in 0..20 {
+        match easy_rpc::any("billing").balance(format!("b-{i}")).await {
+            Ok(_) => ok += 1,
+            Err(e) => println!("   balance failed: {e}"),
+        }
+    }
+    ok
 }
 
 async fn demo() -> bool {
@@ -220,7 +245,7 @@ async fn demo() -> bool {
     );
 
     println!("== any(\"billing\").charge(..) x20");
-    let (ok, served) = charges("a").await;
+    let (ok, served, _) = charges("a").await;
     step(
         "any: charges",
         ok == 20 && served.len() == 2,
@@ -292,12 +317,26 @@ async fn demo() -> bool {
     let killed = Instant::now();
     let _ = victim.child.kill();
     let _ = victim.child.wait();
-    let (ok, served) = charges("b").await;
+    let read_ok = balances().await;
+    let (ok, served, failed) = charges("b").await;
+    // An idempotent call is retried on another node if it was sent on the dead node's
+    // connection before that death was noticed. A non-idempotent one is not (it might have
+    // run): at most the one call that discovers the dead connection fails, with NodeDown, and
+    // every later call is routed around the node.
     step(
         "calls routed around the dead node",
-        ok == 20 && !served.contains_key("billing-1"),
+        read_ok == 20
+            && ok + failed.len() == 20
+            && failed.len() <= 1
+            && failed.iter().all(|k| k == "NodeDown")
+            && !served.contains_key("billing-1"),
         format!(
-            "{ok}/20 ok right after the kill, served by {served:?} ({:.0} ms)",
+            "right after the kill: balance (idempotent) {read_ok}/20 ok; charge {ok}/20 ok{}, served by {served:?} ({:.0} ms)",
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!(", {failed:?} (sent on the dead connection, not retried: not idempotent)")
+            },
             killed.elapsed().as_secs_f64() * 1e3
         ),
     );
