@@ -1,7 +1,8 @@
 //! Partition and heal, with real network separation: every node runs in a network namespace
 //! this test creates (hosts on a bridge in a switch namespace, addresses 10.231.0.0/24 that
 //! exist only there); the partition takes one server host's link down, cutting it off from the
-//! callers and the other servers. Needs root and `ip` (iproute2, installed by `.ci/run`).
+//! callers and the other servers. Needs root and `ip` (iproute2, installed by `.ci/run`);
+//! without them it says so and skips, except under `CI`, where it fails.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,7 +17,17 @@ const LOAD_NODE: &str = env!("CARGO_BIN_EXE_load_node");
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_node_is_dropped_and_rejoins_when_the_network_heals() {
     easy_rpc_tests::cluster::init_logs();
-    let net = Net::new(4).expect("network namespaces (run as root with iproute2)");
+    let net = match Net::new(4) {
+        Ok(net) => net,
+        // CI (root, `.ci/run` installs iproute2) must run it; elsewhere, say why it did not.
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!(
+                "SKIPPED partition test: needs root and iproute2 for network namespaces: {e}"
+            );
+            return;
+        }
+        Err(e) => panic!("network namespaces (run as root with iproute2): {e}"),
+    };
     let cluster = unique_cluster("partition");
     let env = |i: usize, extra: &[(&'static str, String)]| {
         let mut e = vec![
