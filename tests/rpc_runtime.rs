@@ -419,7 +419,6 @@ async fn bad_peers_are_refused_and_the_node_keeps_serving() {
         || server.rejected_connections() >= 3,
     )
     .await;
-    let _ = RejectReason::Leaving;
     for n in [server, client, wrong_secret, wrong_cluster] {
         n.shutdown().await;
     }

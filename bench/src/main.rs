@@ -10,7 +10,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cluster_helper::{Node, NodeBuilder, Role};
+use cluster_helper::{Node, NodeBuilder};
 
 mod churn;
 mod rpc;
@@ -421,7 +421,6 @@ async fn bandwidth_and_memory(n: usize, secs: u64) {
         .sum::<u64>()
         - recv0;
     let after = rss_bytes();
-    let _ = Role::new("x");
     println!(
         "| N = {n}: gossip sent per node | {:.1} KB/s (received {:.1} KB/s) | {} |\n\
          | N = {n}: memory per node (process RSS growth / N) | {:.0} KB | reported |",

@@ -129,7 +129,6 @@ pub struct Load {
     stop: Arc<AtomicBool>,
     handles: Vec<tokio::task::JoinHandle<()>>,
     counts: Arc<Mutex<Counts>>,
-    next_id: Arc<AtomicU64>,
 }
 
 /// How long calls under load may take before they count as failed.
@@ -205,7 +204,6 @@ impl Load {
             stop,
             handles,
             counts,
-            next_id,
         }
     }
 
@@ -220,7 +218,6 @@ impl Load {
         for h in self.handles {
             let _ = h.await;
         }
-        let _ = self.next_id;
         self.counts.lock().unwrap().clone()
     }
 }

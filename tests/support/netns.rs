@@ -86,28 +86,18 @@ impl Net {
 
     /// Cuts host `i` off from every other host.
     pub fn cut(&self, i: usize) {
-        ip(&[
-            "-n",
-            &self.switch(),
-            "link",
-            "set",
-            &format!("{}s{i}", self.prefix),
-            "down",
-        ])
-        .expect("cut link");
+        self.set_link(i, "down");
     }
 
     /// Reconnects host `i`.
     pub fn heal(&self, i: usize) {
-        ip(&[
-            "-n",
-            &self.switch(),
-            "link",
-            "set",
-            &format!("{}s{i}", self.prefix),
-            "up",
-        ])
-        .expect("heal link");
+        self.set_link(i, "up");
+    }
+
+    /// Sets host `i`'s port on the switch up or down.
+    fn set_link(&self, i: usize, state: &str) {
+        let port = format!("{}s{i}", self.prefix);
+        ip(&["-n", &self.switch(), "link", "set", &port, state]).expect("set link");
     }
 }
 
