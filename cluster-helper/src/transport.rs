@@ -17,7 +17,6 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use chitchat::ChitchatEnvelope;
 use chitchat::transport::{RecvOutcome, SendOutcome, Socket, Transport};
 use hkdf::Hkdf;
-use rand::RngCore;
 use sha2::Sha256;
 use tokio::sync::Mutex;
 
@@ -118,11 +117,11 @@ struct SecureSocket {
 impl SecureSocket {
     fn seal(&self, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut nonce);
+        rand::fill(&mut nonce[..]);
         let sealed = self
             .cipher
             .encrypt(
-                XNonce::from_slice(&nonce),
+                &XNonce::from(nonce),
                 Payload {
                     msg: plaintext,
                     aad: &HEADER,
@@ -144,7 +143,7 @@ impl SecureSocket {
         let (nonce, sealed) = packet[HEADER.len()..].split_at(NONCE_LEN);
         self.cipher
             .decrypt(
-                XNonce::from_slice(nonce),
+                &XNonce::try_from(nonce).ok()?,
                 Payload {
                     msg: sealed,
                     aad: &HEADER,

@@ -17,8 +17,7 @@
 //! a u16 length and a postcard message, at most 1 KiB. A peer that sends anything else is
 //! disconnected.
 
-use hmac::{Hmac, Mac};
-use rand::RngCore;
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -112,7 +111,7 @@ fn transcript(
     s: &[u8; 32],
     service: &str,
 ) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(label);
     mac.update(c);
     mac.update(s);
@@ -143,7 +142,7 @@ fn verify(
 
 fn nonce() -> [u8; 32] {
     let mut n = [0u8; 32];
-    rand::rng().fill_bytes(&mut n);
+    rand::fill(&mut n[..]);
     n
 }
 

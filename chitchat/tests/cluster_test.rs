@@ -1,3 +1,6 @@
+// Upstream names the crate `chitchat`; this fork is `easy-rpc-chitchat`.
+extern crate easy_rpc_chitchat as chitchat;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
