@@ -115,6 +115,7 @@ pub mod impls {
     use crate::services::{Audit, Billing, BillingError, Cart, Receipt};
 
     /// Charges are kept per account in memory; the limit is 10 000 cents.
+    #[derive(Debug)]
     pub struct BillingImpl {
         /// The node's name, reported in receipts.
         pub node: String,
@@ -155,6 +156,7 @@ pub mod impls {
     }
 
     /// Counts recorded events.
+    #[derive(Debug)]
     pub struct AuditImpl {
         /// The node's name.
         pub node: String,
@@ -172,6 +174,7 @@ pub mod impls {
     }
 
     /// Carts in memory.
+    #[derive(Debug)]
     pub struct CartImpl {
         /// The node's name.
         pub node: String,

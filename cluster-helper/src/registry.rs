@@ -314,6 +314,7 @@ impl std::fmt::Debug for Registry {
 /// [`EventsError::Lagged`] once and continues with newer events, and can re-read the current
 /// state from [`Registry::snapshot`]. It never slows membership down.
 #[must_use = "events are only delivered to a subscriber that polls"]
+#[derive(Debug)]
 pub struct Events {
     rx: broadcast::Receiver<ClusterEvent>,
 }

@@ -111,7 +111,8 @@ fn transcript(
     s: &[u8; 32],
     service: &str,
 ) -> Hmac<Sha256> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(label);
     mac.update(c);
     mac.update(s);

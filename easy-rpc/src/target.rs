@@ -283,3 +283,32 @@ impl Target for All {
         }
     }
 }
+
+impl std::fmt::Debug for Any {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Any")
+            .field("role", &self.role)
+            .field("strategy", &self.strategy)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ByKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByKey")
+            .field("role", &self.any.role)
+            .field("key", &self.key)
+            .field("timeout", &self.any.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for All {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("All")
+            .field("role", &self.any.role)
+            .field("timeout", &self.any.timeout)
+            .finish_non_exhaustive()
+    }
+}

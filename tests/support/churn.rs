@@ -26,6 +26,7 @@ pub trait Work {
 
 /// Prints `EXEC <id>` for every `exec` it runs (stdout is line-buffered: each line is written
 /// before the answer is sent).
+#[derive(Debug)]
 pub struct WorkImpl {
     /// The node's name.
     pub name: String,
@@ -125,6 +126,7 @@ impl Counts {
 
 /// A running load: `loops` concurrent loops per caller node, each making one call of every
 /// kind per round and sleeping `pause` between rounds.
+#[derive(Debug)]
 pub struct Load {
     stop: Arc<AtomicBool>,
     handles: Vec<tokio::task::JoinHandle<()>>,

@@ -25,6 +25,7 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 /// A switch and hosts, each host a network namespace.
+#[derive(Debug)]
 pub struct Net {
     prefix: String,
     hosts: usize,

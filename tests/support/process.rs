@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
 /// A running `cluster_node` process. Dropping it kills the process.
+#[derive(Debug)]
 pub struct NodeProcess {
     child: Child,
     stdin: Option<ChildStdin>,
