@@ -8,8 +8,12 @@
 use proc_macro::TokenStream;
 use quote::ToTokens;
 
+mod errors;
 mod generate;
 mod parse;
+mod reserved;
+
+use errors::Errors;
 
 /// Turns a trait into an easy-rpc service: a server trait to implement, and client methods to
 /// call on any node of a role.
@@ -74,33 +78,38 @@ mod parse;
 /// - `BillingRequest`, `BillingResponse`, `BillingHandler<T>`: hidden wire types and server glue.
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand(args.into(), item.into())
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    expand(args.into(), item.into()).into()
 }
 
+/// Reads the trait and generates the service. On errors, like tokio's macros, it still
+/// generates what it can (see `parse::Form`) and adds the errors, so that the user's impls of
+/// the trait and calls of its methods do not fail too: one mistake is one error.
 fn expand(
     args: proc_macro2::TokenStream,
     item: proc_macro2::TokenStream,
-) -> syn::Result<proc_macro2::TokenStream> {
-    let args = parse::ServiceArgs::parse(args);
-    let item = syn::parse2::<syn::Item>(item).and_then(|item| match item {
-        syn::Item::Trait(t) => Ok(t),
-        other => Err(syn::Error::new_spanned(
-            item_head(&other),
-            "expected a trait: #[easy_rpc::service] goes on a `trait` whose methods are the \
-             service's methods",
-        )),
-    });
-    let def = match (args, item) {
-        (Ok(args), Ok(item)) => parse::ServiceDef::parse(args, item)?,
-        (Err(mut a), Err(b)) => {
-            a.combine(b);
-            return Err(a);
+) -> proc_macro2::TokenStream {
+    let mut errors = Errors::default();
+    let args = parse::ServiceArgs::parse(args, &mut errors);
+    let mut tokens = match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Trait(item)) => {
+            let def = parse::ServiceDef::parse(args, item, &mut errors);
+            generate::service(&def)
         }
-        (Err(e), _) | (_, Err(e)) => return Err(e),
+        Ok(other) => {
+            errors.at(
+                item_head(&other),
+                "expected a trait: #[easy_rpc::service] goes on a `trait` whose methods are the \
+                 service's methods",
+            );
+            item
+        }
+        Err(e) => {
+            errors.push(e);
+            item
+        }
     };
-    Ok(generate::service(&def))
+    tokens.extend(errors.into_compile_errors());
+    tokens
 }
 
 /// Where to point the "expected a trait" error: the item's keyword and name.
