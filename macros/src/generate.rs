@@ -722,6 +722,34 @@ mod tests {
     }
 
     #[test]
+    fn names_only_easy_rpc_and_core_despite_errors() {
+        for item in [
+            parse_quote! {
+                trait S {
+                    fn sync(&self) -> u8;
+                    async fn borrowed(&self, k: &str) -> u8;
+                    async fn alias(&self) -> io::Result<u8>;
+                    async fn serve(&self);
+                }
+            },
+            parse_quote! {
+                trait S<X> {
+                    async fn get(&self, x: X) -> u8;
+                }
+            },
+        ] {
+            let (tokens, errors) = generate_with_errors(TokenStream::new(), item);
+            assert!(!errors.is_empty());
+            for root in absolute_path_roots(tokens.clone()) {
+                assert!(
+                    root == "easy_rpc" || root == "core",
+                    "path from ::{root}: {tokens}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn renamed_crate_is_the_only_crate_named() {
         let tokens = generate(quote!(crate = "::my_rpc"), service_with_everything());
         for root in absolute_path_roots(tokens.clone()) {

@@ -531,11 +531,14 @@ fn made_up_arg(i: usize) -> Ident {
 }
 
 /// A method kept as the user wrote it on the server trait, made to compile there: without
-/// `#[easy_rpc(..)]` and attributes on arguments, with `&self` if it had no receiver (impls
+/// `#[easy_rpc(..)]`, attributes on arguments, `const` and `...`, with `&self` if it had no receiver (impls
 /// have it), and, without a body, with names instead of patterns (a bodyless method cannot
 /// have patterns).
 fn as_written_for_server(mut f: TraitItemFn, has_receiver: bool) -> TraitItemFn {
     f.attrs.retain(|a| !a.path().is_ident(ATTR));
+    // Not allowed in a trait either: the compiler would report them a second time.
+    f.sig.constness = None;
+    f.sig.variadic = None;
     for (i, input) in f.sig.inputs.iter_mut().enumerate() {
         match input {
             FnArg::Typed(arg) => {
@@ -1213,12 +1216,13 @@ mod tests {
                 trait Bad {
                     #[easy_rpc(idempotent)]
                     fn no_receiver(#[serde(default)] a: u8, (b, c): (u8, u8), mut d: u8) -> u8;
+                    const fn constant(&self);
                     async fn consume(mut self);
                     async fn with_body(&self, (a, b): (u8, u8)) -> u8 { a + b }
                 }
             },
         );
-        assert_eq!(errors.len(), 7, "{errors:#?}");
+        assert_eq!(errors.len(), 9, "{errors:#?}");
         let written: Vec<String> = def
             .methods()
             .map(|m| match &m.form {
@@ -1233,6 +1237,7 @@ mod tests {
             written,
             [
                 "fn no_receiver (& self , a : u8 , __arg1 : (u8 , u8) , d : u8) -> u8 ;",
+                "fn constant (& self) ;",
                 "async fn consume (self) ;",
                 "async fn with_body (& self , (a , b) : (u8 , u8)) -> u8 { a + b }",
             ]
