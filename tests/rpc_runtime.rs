@@ -146,14 +146,14 @@ fn add<C: Target>(
     a: i64,
     b: i64,
 ) -> impl Future<Output = C::Output<i64, Never>> + Send + 'static {
-    c.call::<AdderService, _, _>(&ADD, AdderRequest::Add { a, b }, |r| match r {
+    c.__call::<AdderService, _, _>(&ADD, AdderRequest::Add { a, b }, |r| match r {
         AdderResponse::Add(v) => Some(Ok(v)),
         _ => None,
     })
 }
 
 fn whoami<C: Target>(c: &C) -> impl Future<Output = C::Output<String, Never>> + Send + 'static {
-    c.call::<AdderService, _, _>(&WHOAMI, AdderRequest::Whoami {}, |r| match r {
+    c.__call::<AdderService, _, _>(&WHOAMI, AdderRequest::Whoami {}, |r| match r {
         AdderResponse::Whoami(v) => Some(Ok(v)),
         _ => None,
     })
@@ -176,7 +176,7 @@ fn sleep<C: Target>(
     } else {
         (&SLEEP, AdderRequest::Sleep { ms })
     };
-    c.call::<AdderService, _, _>(method, req, |r| match r {
+    c.__call::<AdderService, _, _>(method, req, |r| match r {
         AdderResponse::Sleep(v) => Some(Ok(v)),
         _ => None,
     })
@@ -187,7 +187,7 @@ fn sleep_on<C: Target>(
     node: &str,
     ms: u64,
 ) -> impl Future<Output = C::Output<String, Never>> + Send + 'static {
-    c.call::<AdderService, _, _>(
+    c.__call::<AdderService, _, _>(
         &SLEEP_ON,
         AdderRequest::SleepOn {
             node: node.to_owned(),
@@ -201,7 +201,7 @@ fn sleep_on<C: Target>(
 }
 
 fn deadline<C: Target>(c: &C) -> impl Future<Output = C::Output<i64, Never>> + Send + 'static {
-    c.call::<AdderService, _, _>(&DEADLINE, AdderRequest::Deadline {}, |r| match r {
+    c.__call::<AdderService, _, _>(&DEADLINE, AdderRequest::Deadline {}, |r| match r {
         AdderResponse::Deadline(v) => Some(Ok(v)),
         _ => None,
     })
@@ -211,7 +211,7 @@ fn nested<C: Target>(
     c: &C,
     role: &str,
 ) -> impl Future<Output = C::Output<i64, Never>> + Send + 'static {
-    c.call::<AdderService, _, _>(
+    c.__call::<AdderService, _, _>(
         &NESTED,
         AdderRequest::Nested {
             role: role.to_owned(),
@@ -227,7 +227,7 @@ fn fail<C: Target>(
     c: &C,
     msg: &str,
 ) -> impl Future<Output = C::Output<(), String>> + Send + 'static {
-    c.call::<AdderService, _, _>(
+    c.__call::<AdderService, _, _>(
         &FAIL,
         AdderRequest::Fail {
             msg: msg.to_owned(),

@@ -27,7 +27,7 @@ pub trait Target {
     /// Sends `req` (a request of service `S` for `method`) and decodes the answer with
     /// `extract`, which returns `None` if the response is not the method's (a protocol error).
     /// Called by generated code.
-    fn call<S, T, E>(
+    fn __call<S, T, E>(
         &self,
         method: &'static MethodInfo,
         req: S::Req,
@@ -145,7 +145,7 @@ impl Any {
 impl Target for Any {
     type Output<T: Send + 'static, E: Send + 'static> = CallResult<T, E>;
 
-    fn call<S, T, E>(
+    fn __call<S, T, E>(
         &self,
         method: &'static MethodInfo,
         req: S::Req,
@@ -196,7 +196,7 @@ impl ByKey {
 impl Target for ByKey {
     type Output<T: Send + 'static, E: Send + 'static> = CallResult<T, E>;
 
-    fn call<S, T, E>(
+    fn __call<S, T, E>(
         &self,
         method: &'static MethodInfo,
         req: S::Req,
@@ -239,7 +239,7 @@ impl All {
 impl Target for All {
     type Output<T: Send + 'static, E: Send + 'static> = AllResults<T, E>;
 
-    fn call<S, T, E>(
+    fn __call<S, T, E>(
         &self,
         method: &'static MethodInfo,
         req: S::Req,

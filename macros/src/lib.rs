@@ -3,13 +3,19 @@
 //! only turns a trait into the code that the `easy-rpc` runtime calls.
 //!
 //! The macro reads the trait (`parse.rs`), checks everything that can be checked on its syntax,
-//! with errors at the offending span, and writes one item per generated type (`generate.rs`).
+//! with errors at the offending span (`errors.rs`; the method names it refuses, and why, are in
+//! `reserved.rs`), and writes one item per generated type (`generate.rs`). On errors it still
+//! writes what type-checks, and adds the errors: one mistake, one error.
 
 use proc_macro::TokenStream;
 use quote::ToTokens;
 
+mod errors;
 mod generate;
 mod parse;
+mod reserved;
+
+use errors::Errors;
 
 /// Turns a trait into an easy-rpc service: a server trait to implement, and client methods to
 /// call on any node of a role.
@@ -42,18 +48,61 @@ mod parse;
 ///
 /// Every method is an `async fn` with `&self` or no receiver, no generics, and arguments that
 /// are plain names. Argument and return types must be owned,
-/// `Send`, `serde::Serialize` and `serde::DeserializeOwned`, as they cross the network. A method
-/// that returns `Result<T, E>` (a path ending in `Result` with two type arguments) gives a
-/// client `T`, or `E` as `RpcError::Remote`; any other return type `T` (including `()`) cannot
-/// fail remotely (`E = easy_rpc::Never`).
+/// `Send`, `serde::Serialize` and `serde::DeserializeOwned`, as they cross the network.
+///
+/// A method that returns `Result<T, E>` (a path ending in `Result` with two type arguments,
+/// such as `std::result::Result<T, E>`) gives a client `T`, or `E` as `RpcError::Remote`; any
+/// other return type `T` (including `()`) cannot fail remotely (`E = easy_rpc::Never`).
+///
+/// The macro sees only the tokens of the trait, not what a type alias stands for. So:
+///
+/// - a path ending in `Result` with another number of type arguments, such as `io::Result<T>`,
+///   `fmt::Result` or a crate's own `type Result<T> = std::result::Result<T, MyError>`, is
+///   refused (its error type is hidden): write `Result<T, MyError>` in full;
+/// - any other alias of a `Result` (`type MyResult<T> = Result<T, MyError>`) is a plain value:
+///   the method cannot fail remotely, and callers get the whole `MyResult<T>` as `T`.
 ///
 /// # Method options: `#[easy_rpc(...)]`
 ///
 /// - `idempotent`: the method may run twice, so a call may be retried on another node after a
 ///   timeout or a lost connection.
-/// - `timeout_ms = N`: the method's default deadline, in milliseconds.
+/// - `timeout_ms = N`: the method's default deadline, in milliseconds (`N > 0`).
 ///
 /// Options combine: `#[easy_rpc(idempotent, timeout_ms = 500)]`.
+///
+/// # Reserved method names
+///
+/// A service method named like a method that the call targets have could not be called on
+/// them, so these names are refused:
+///
+/// - `timeout`, `strategy`, `role`, `owner`: methods of `Any`, `All` or `ByKey` themselves,
+///   which win over the client trait's;
+/// - `clone`, `to_owned`: `Clone` and `ToOwned` (in the prelude) apply to the targets, so a
+///   call would be ambiguous;
+/// - `into`, `try_into`: `Into` and `TryInto` (in the prelude) take the target by value, so
+///   they are found before the client method;
+/// - any name starting with `__`: kept for the plumbing between generated code and easy-rpc;
+/// - `serve`: generated on the server trait.
+///
+/// Other prelude methods (`clone_from`, `to_string`, `eq`, `as_ref`, `into_iter`, ...) are
+/// fine: the targets do not implement their traits, or the client's method is found first.
+///
+/// # Two services with a method of the same name
+///
+/// If two client traits with a method of the same name are in scope, `any(..).balance(..)` is
+/// ambiguous (`error[E0034]`, whose help shows the forms below). Name the service's client
+/// trait at the call:
+///
+/// ```ignore
+/// use billing::BillingClient;
+/// use ledger::LedgerClient;
+///
+/// let cents = BillingClient::balance(&easy_rpc::any("billing"), "acct-1".into()).await?;
+/// let entries = LedgerClient::balance(&easy_rpc::all("ledger"), "acct-1".into()).await;
+/// ```
+///
+/// or bring only one of them into scope where the call is made
+/// (`use billing::BillingClient as _;` inside a function or module).
 ///
 /// # Macro arguments
 ///
@@ -72,35 +121,48 @@ mod parse;
 ///   on every `easy_rpc::Target` (`any(..)`, `all(..)`, `by_key(..)`).
 /// - `struct BillingService`: the service's `easy_rpc::ServiceDef` (name, types, method options).
 /// - `BillingRequest`, `BillingResponse`, `BillingHandler<T>`: hidden wire types and server glue.
+///
+/// # Errors
+///
+/// Mistakes in the trait are reported at their span, all at once. The macro still generates
+/// the traits from what it could read, so that a mistake is one error and not one more at
+/// every `impl` of the trait and every call: an unknown option is ignored, a duplicate method
+/// dropped, and a method it cannot send (not `async`, generic, a borrowed argument, ...) is
+/// kept on the server trait as written and declared on the client trait, but not sent.
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand(args.into(), item.into())
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    expand(args.into(), item.into()).into()
 }
 
+/// Reads the trait and generates the service. On errors, like tokio's macros, it still
+/// generates what it can (see `parse::Form`) and adds the errors, so that the user's impls of
+/// the trait and calls of its methods do not fail too: one mistake is one error.
 fn expand(
     args: proc_macro2::TokenStream,
     item: proc_macro2::TokenStream,
-) -> syn::Result<proc_macro2::TokenStream> {
-    let args = parse::ServiceArgs::parse(args);
-    let item = syn::parse2::<syn::Item>(item).and_then(|item| match item {
-        syn::Item::Trait(t) => Ok(t),
-        other => Err(syn::Error::new_spanned(
-            item_head(&other),
-            "expected a trait: #[easy_rpc::service] goes on a `trait` whose methods are the \
-             service's methods",
-        )),
-    });
-    let def = match (args, item) {
-        (Ok(args), Ok(item)) => parse::ServiceDef::parse(args, item)?,
-        (Err(mut a), Err(b)) => {
-            a.combine(b);
-            return Err(a);
+) -> proc_macro2::TokenStream {
+    let mut errors = Errors::default();
+    let args = parse::ServiceArgs::parse(args, &mut errors);
+    let mut tokens = match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Trait(item)) => {
+            let def = parse::ServiceDef::parse(args, item, &mut errors);
+            generate::service(&def)
         }
-        (Err(e), _) | (_, Err(e)) => return Err(e),
+        Ok(other) => {
+            errors.at(
+                item_head(&other),
+                "expected a trait: #[easy_rpc::service] goes on a `trait` whose methods are the \
+                 service's methods",
+            );
+            item
+        }
+        Err(e) => {
+            errors.push(e);
+            item
+        }
     };
-    Ok(generate::service(&def))
+    tokens.extend(errors.into_compile_errors());
+    tokens
 }
 
 /// Where to point the "expected a trait" error: the item's keyword and name.

@@ -1,6 +1,21 @@
+//! A wrong macro argument is one error: the service is generated with the default name.
 #[easy_rpc::service(name = billing)]
 pub trait Service {
     async fn get(&self) -> u8;
 }
 
-fn main() {}
+struct Impl;
+
+impl Service for Impl {
+    async fn get(&self) -> u8 {
+        1
+    }
+}
+
+async fn call(any: easy_rpc::Any) -> Result<u8, easy_rpc::RpcError<easy_rpc::Never>> {
+    any.get().await
+}
+
+fn main() {
+    let _ = (Impl.serve(), call);
+}
