@@ -42,23 +42,32 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
 mod config;
 mod discovery;
 mod error;
 mod id;
+mod identity;
 mod member;
+mod membership;
 mod node;
 mod registry;
 mod seed;
+mod signal;
+mod sockets;
+mod stats;
 mod transport;
 
+pub use builder::NodeBuilder;
 pub use config::{Config, DEFAULT_PORT, ENV_VARS, RpcListen};
 pub use error::{Error, Result};
 pub use id::{MAX_NODE_NAME_LEN, MAX_ROLE_LEN, MAX_SERVICE_LEN, NodeId, Role, ServiceName};
 pub use member::{Member, MemberRef, NodeStatus};
-pub use node::{GossipStats, Node, NodeBuilder, shutdown_signal};
+pub use node::Node;
 #[doc(hidden)]
 pub use registry::synthetic_registry;
 pub use registry::{ClusterEvent, Events, EventsError, Nodes, Registry, Snapshot};
 pub use seed::Seed;
+pub use signal::shutdown_signal;
+pub use stats::GossipStats;
 pub use transport::ClusterKey;
