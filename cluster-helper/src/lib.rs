@@ -42,9 +42,11 @@
 //! # Ok(()) }
 //! ```
 
+mod address;
 mod builder;
 mod config;
 mod discovery;
+mod env;
 mod error;
 mod id;
 mod identity;
@@ -52,12 +54,15 @@ mod member;
 mod membership;
 mod node;
 mod registry;
+mod secret;
 mod seed;
+mod settings;
 mod signal;
 mod sockets;
 mod stats;
 mod transport;
 
+pub use address::Address;
 pub use builder::NodeBuilder;
 pub use config::{Config, DEFAULT_PORT, ENV_VARS, RpcListen};
 pub use error::{Error, Result};
@@ -67,6 +72,7 @@ pub use node::Node;
 #[doc(hidden)]
 pub use registry::synthetic_registry;
 pub use registry::{ClusterEvent, Events, EventsError, Nodes, Registry, Snapshot};
+pub use secret::Secret;
 pub use seed::Seed;
 pub use signal::shutdown_signal;
 pub use stats::GossipStats;

@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use chitchat::ChitchatId;
+use chitchat::{ChitchatConfig, ChitchatId, FailureDetectorConfig, ProtocolVersion};
 use tokio::sync::watch;
 
-use crate::id::NodeId;
+use crate::config::Config;
+use crate::id::{NodeId, check_node_name};
 use crate::member::{KEY_STATUS, Member, NodeStatus};
 use crate::node::Inner;
 
@@ -30,12 +31,49 @@ pub(crate) async fn announce(inner: &Inner) {
     }
 }
 
+/// The longest a dead node's state is kept, whatever [`Config::dead_node_grace`] says (chitchat
+/// adds it to an `Instant`, which must not overflow).
+const MAX_DEAD_NODE_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// chitchat's settings for this node: gossip every `gossip_interval`, the failure detector's
+/// prior is the gossip interval, intervals over 20 gossip intervals (at least 2 s) are ignored,
+/// no chitchat seeds (the join loop feeds discovered addresses), protocol V1.
+pub(crate) fn gossip_config(
+    config: &Config,
+    id: &NodeId,
+    gossip_addr: SocketAddr,
+    bound: SocketAddr,
+) -> ChitchatConfig {
+    let interval = config.gossip_interval;
+    ChitchatConfig {
+        chitchat_id: ChitchatId::new(id.name(), id.incarnation(), gossip_addr),
+        cluster_id: config.cluster.clone(),
+        gossip_interval: interval,
+        listen_addr: bound,
+        seed_nodes: Vec::new(),
+        failure_detector_config: FailureDetectorConfig {
+            phi_threshold: config.phi_threshold,
+            sampling_window_size: 200,
+            max_interval: interval.saturating_mul(20).max(Duration::from_secs(2)),
+            initial_interval: interval,
+            dead_node_grace_period: config.dead_node_grace.min(MAX_DEAD_NODE_GRACE),
+        },
+        marked_for_deletion_grace_period: Duration::from_secs(3600),
+        catchup_callback: None,
+        extra_liveness_predicate: None,
+        protocol_version: ProtocolVersion::V1,
+    }
+}
+
 /// Reads chitchat's live nodes into members, re-evaluating liveness first so that heartbeats
 /// that just arrived count now rather than at the next gossip tick.
+/// A peer whose name is not a valid node name (only a broken or hostile peer holding the
+/// cluster key sends one) is left out.
 pub(crate) async fn read_members(inner: &Inner) -> Vec<Member> {
     let mut cc = inner.chitchat.lock().await;
     cc.update_nodes_liveness();
     cc.live_nodes()
+        .filter(|cid| check_node_name(&cid.node_id).is_ok())
         .filter_map(|cid| {
             let state = cc.node_state(cid)?;
             Some(Member::from_gossip(
@@ -151,7 +189,8 @@ pub(crate) async fn join_loop(
 ) {
     let Some(inner) = weak.upgrade() else { return };
     let interval = inner.config.gossip_interval;
-    let join_deadline = tokio::time::Instant::now() + inner.config.join_timeout;
+    // A join timeout too large to add (e.g. `Duration::MAX`) means "never".
+    let join_deadline = tokio::time::Instant::now().checked_add(inner.config.join_timeout);
     let own: HashSet<SocketAddr> = [inner.gossip_addr, bound].into_iter().collect();
     drop(inner);
     let mut first = true;
@@ -169,7 +208,8 @@ pub(crate) async fn join_loop(
             .filter(|a| !own.contains(a))
             .collect();
         if !inner.registry.is_ready()
-            && (others.is_empty() && first || tokio::time::Instant::now() >= join_deadline)
+            && (others.is_empty() && first
+                || join_deadline.is_some_and(|d| tokio::time::Instant::now() >= d))
         {
             if !others.is_empty() {
                 tracing::warn!(
@@ -206,5 +246,51 @@ pub(crate) async fn join_loop(
             }
             None => tokio::time::sleep(pause).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_durations_saturate_in_the_gossip_config() {
+        let config = Config {
+            dead_node_grace: Duration::MAX,
+            gossip_interval: Duration::from_secs(60),
+            ..Config::default()
+        };
+        let id = NodeId::new("n", 1).unwrap();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let cc = gossip_config(&config, &id, addr, addr);
+        let fd = &cc.failure_detector_config;
+        assert_eq!(fd.dead_node_grace_period, MAX_DEAD_NODE_GRACE);
+        // chitchat adds these to instants: they must fit.
+        let now = std::time::Instant::now();
+        assert!(now.checked_add(fd.dead_node_grace_period).is_some());
+        assert_eq!(fd.max_interval, Duration::from_secs(20 * 60));
+        assert_eq!(fd.initial_interval, Duration::from_secs(60));
+    }
+
+    #[tokio::test]
+    async fn a_node_with_duration_max_settings_starts_and_leaves() {
+        let node = crate::Node::builder()
+            .cluster("duration-max")
+            .listen("127.0.0.1:0")
+            .join_timeout(Duration::MAX)
+            .dns_interval(Duration::from_secs(1), Duration::MAX)
+            .leave_grace(Duration::ZERO)
+            .config(Config {
+                dead_node_grace: Duration::MAX,
+                ..Config::default()
+            })
+            .start()
+            .await
+            .unwrap();
+        // No seeds: ready at once, even though the join deadline is "never".
+        tokio::time::timeout(Duration::from_secs(5), node.ready())
+            .await
+            .expect("ready without panicking on Instant + Duration::MAX");
+        node.shutdown().await;
     }
 }

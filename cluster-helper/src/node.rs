@@ -7,13 +7,11 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use chitchat::{
-    Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ListenerHandle,
-    ProtocolVersion, spawn_chitchat,
-};
+use chitchat::{Chitchat, ChitchatHandle, ListenerHandle, spawn_chitchat};
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::JoinHandle;
 
+use crate::address::Resolved;
 use crate::builder::NodeBuilder;
 use crate::config::Config;
 use crate::discovery::{DiscoveryConfig, spawn_discovery};
@@ -23,10 +21,11 @@ use crate::identity::{default_node_name, next_incarnation};
 use crate::member::{
     KEY_ROLES, KEY_RPC_ADDR, KEY_SERVICES, KEY_STATUS, Member, NodeStatus, join_list,
 };
-use crate::membership::{announce, join_loop, registry_loop};
+use crate::membership::{announce, gossip_config, join_loop, registry_loop};
 use crate::registry::{Events, Nodes, Registry};
+use crate::secret::Secret;
 use crate::signal::shutdown_signal;
-use crate::sockets::{bind_sockets, guess_advertise_ip};
+use crate::sockets::Sockets;
 use crate::stats::GossipStats;
 use crate::transport::{ClusterKey, Counters, SecureTransport};
 
@@ -54,7 +53,7 @@ pub(crate) struct Inner {
     pub(crate) cluster: String,
     pub(crate) gossip_addr: SocketAddr,
     pub(crate) rpc_addr: Option<SocketAddr>,
-    pub(crate) secret: Vec<u8>,
+    pub(crate) secret: Secret,
     pub(crate) config: Config,
     pub(crate) registry: Registry,
     pub(crate) counters: Arc<Counters>,
@@ -83,7 +82,8 @@ impl Node {
         NodeBuilder::new()
     }
 
-    pub(crate) async fn start(config: Config) -> Result<Node> {
+    /// Starts a node with a merged, validated configuration and its resolved addresses.
+    pub(crate) async fn start(config: Config, addrs: Resolved) -> Result<Node> {
         let name = match &config.node_name {
             Some(n) => n.clone(),
             None => default_node_name(),
@@ -97,78 +97,25 @@ impl Node {
                     "no CLUSTER_SECRET: gossip and RPC keys derive from the cluster name only; \
                      anyone who knows it can join"
                 );
-                Vec::new()
+                Secret::new([])
             }
         };
 
-        let (udp, tcp) = bind_sockets(&config)?;
-        let udp_bound = udp.local_addr().map_err(|source| Error::Bind {
-            what: "gossip (UDP)",
-            addr: config.listen,
-            source,
-        })?;
-        let gossip_addr = match config.advertise {
-            Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), udp_bound.port()),
-            Some(a) => a,
-            None => SocketAddr::new(guess_advertise_ip(udp_bound).await, udp_bound.port()),
-        };
-        let rpc_addr = match (&tcp, config.rpc_advertise) {
-            (None, _) => None,
-            (Some(_), Some(a)) => Some(a),
-            (Some(l), None) => Some(SocketAddr::new(
-                gossip_addr.ip(),
-                l.local_addr()
-                    .map_err(|source| Error::Bind {
-                        what: "rpc (TCP)",
-                        addr: config.listen,
-                        source,
-                    })?
-                    .port(),
-            )),
-        };
-        if let Some(l) = &tcp {
-            l.set_nonblocking(true).map_err(|source| Error::Bind {
-                what: "rpc (TCP)",
-                addr: udp_bound,
-                source,
-            })?;
-        }
-        udp.set_nonblocking(true).map_err(|source| Error::Bind {
-            what: "gossip (UDP)",
-            addr: udp_bound,
-            source,
-        })?;
-        let udp = tokio::net::UdpSocket::from_std(udp).map_err(|source| Error::Bind {
-            what: "gossip (UDP)",
-            addr: udp_bound,
-            source,
-        })?;
+        let Sockets {
+            udp,
+            udp_bound,
+            gossip_addr,
+            rpc_listener,
+            rpc_addr,
+        } = Sockets::open(&addrs).await?;
 
         let counters = Arc::new(Counters::default());
         let transport = SecureTransport::new(
             udp,
-            ClusterKey::derive(&secret, &config.cluster, "gossip"),
+            ClusterKey::derive(secret.expose(), &config.cluster, "gossip"),
             counters.clone(),
         );
-        let interval = config.gossip_interval;
-        let chitchat_config = ChitchatConfig {
-            chitchat_id: ChitchatId::new(id.name(), id.incarnation(), gossip_addr),
-            cluster_id: config.cluster.clone(),
-            gossip_interval: interval,
-            listen_addr: udp_bound,
-            seed_nodes: Vec::new(),
-            failure_detector_config: FailureDetectorConfig {
-                phi_threshold: config.phi_threshold,
-                sampling_window_size: 200,
-                max_interval: (interval * 20).max(Duration::from_secs(2)),
-                initial_interval: interval,
-                dead_node_grace_period: config.dead_node_grace,
-            },
-            marked_for_deletion_grace_period: Duration::from_secs(3600),
-            catchup_callback: None,
-            extra_liveness_predicate: None,
-            protocol_version: ProtocolVersion::V1,
-        };
+        let chitchat_config = gossip_config(&config, &id, gossip_addr, udp_bound);
         let local = LocalState {
             roles: config.roles.clone(),
             services: config.services.clone(),
@@ -208,7 +155,7 @@ impl Node {
             Some(
                 spawn_discovery(DiscoveryConfig {
                     seeds: config.seeds.clone(),
-                    dns_server: config.dns_server,
+                    dns_server: addrs.dns_server,
                     min_interval: config.dns_min_interval,
                     max_interval: config.dns_max_interval,
                 })
@@ -228,7 +175,7 @@ impl Node {
                 handle,
                 chitchat,
                 local: StdMutex::new(local),
-                rpc_listener: StdMutex::new(tcp),
+                rpc_listener: StdMutex::new(rpc_listener),
                 kick,
                 stop: watch::channel(false).0,
                 tasks: StdMutex::new(Vec::new()),
@@ -299,7 +246,7 @@ impl Node {
     /// A key for `purpose` derived from the cluster secret and name (e.g. for the RPC
     /// handshake). Every node of the cluster derives the same key.
     pub fn cluster_key(&self, purpose: &str) -> ClusterKey {
-        ClusterKey::derive(&self.inner.secret, &self.inner.cluster, purpose)
+        ClusterKey::derive(self.inner.secret.expose(), &self.inner.cluster, purpose)
     }
 
     /// The local registry.
