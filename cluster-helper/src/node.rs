@@ -388,7 +388,9 @@ impl Node {
     }
 
     /// Stops the node abruptly, without telling anyone, as a crash would: peers notice only
-    /// through failure detection. For tests and fault injection.
+    /// through failure detection. For tests and fault injection (feature `test-util`).
+    #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn kill(&self) {
         self.inner.stop.send_replace(true);
         self.inner.handle.abort();

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use crate::transport::Counters;
 
-/// Counters of this node's gossip traffic, from [`Node::gossip_stats`].
+/// Counters of this node's gossip traffic, from [`Node::gossip_stats`](crate::Node::gossip_stats).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GossipStats {
