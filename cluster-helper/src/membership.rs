@@ -233,7 +233,7 @@ pub(crate) async fn join_loop(
         drop(inner);
         // Before joining, knock often; afterwards, discovered strangers are rare.
         let pause = if ready {
-            (interval * 4).max(Duration::from_secs(1))
+            interval.saturating_mul(4).max(Duration::from_secs(1))
         } else {
             interval
         };

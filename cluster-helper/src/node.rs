@@ -218,7 +218,10 @@ impl Node {
         &self.inner.cluster
     }
 
-    /// The configuration the node was started with.
+    /// The configuration the node was started with, merged from code, the environment and
+    /// the base [`Config`] (see [`NodeBuilder`]). Addresses are shown as configured;
+    /// [`gossip_addr`](Node::gossip_addr) and [`rpc_addr`](Node::rpc_addr) give what they
+    /// resolved to. Its `Debug` output redacts the secret.
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
