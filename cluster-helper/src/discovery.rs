@@ -524,19 +524,14 @@ fn srv_targets(answers: &[Record], additionals: &[Record]) -> (Observed, Vec<(Na
 }
 
 #[cfg(test)]
-#[allow(dead_code)]
-#[path = "../../tests/support/dns.rs"]
-mod test_dns;
-
-#[cfg(test)]
 mod tests {
     use hickory_resolver::net::NoRecords;
     use hickory_resolver::proto::op::{Query, ResponseCode};
     use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, SRV};
     use tokio::time::{Instant, timeout};
 
-    use super::test_dns::TestDns;
     use super::*;
+    use easy_rpc_test_dns::TestDns;
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()

@@ -68,6 +68,18 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A host name in an address setting (e.g. `CLUSTER_LISTEN=node-0.billing:7946`) could not
+    /// be resolved when the node started.
+    #[error("cannot resolve {setting} {value:?}: {source}")]
+    Resolve {
+        /// The setting, e.g. `CLUSTER_ADVERTISE` or `listen address`.
+        setting: String,
+        /// The address as configured.
+        value: String,
+        /// Why the lookup failed.
+        source: std::io::Error,
+    },
+
     /// The DNS resolver could not be built from the system configuration or the given server.
     #[error("cannot set up the DNS resolver: {0}")]
     Resolver(String),

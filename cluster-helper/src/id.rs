@@ -190,6 +190,31 @@ pub(crate) fn check_node_name(name: &str) -> Result<(), Error> {
     })
 }
 
+/// Why a name was rejected, from one of the name errors.
+pub(crate) fn reason_of(e: &Error) -> &'static str {
+    match e {
+        Error::InvalidRole { reason, .. }
+        | Error::InvalidNodeName { reason, .. }
+        | Error::InvalidService { reason, .. } => reason,
+        _ => "invalid",
+    }
+}
+
+/// Validates a cluster name (the rules of a node name); the error names `setting`.
+pub(crate) fn parse_cluster_name(setting: &str, v: &str) -> Result<String, Error> {
+    check_node_name(v).map_err(|e| {
+        Error::config(
+            setting,
+            v,
+            format!(
+                "a cluster name of 1-253 ASCII letters, digits, '-', '_', '.' ({})",
+                reason_of(&e)
+            ),
+        )
+    })?;
+    Ok(v.to_owned())
+}
+
 /// The identity of one run of one node: its name plus an incarnation.
 ///
 /// The name is stable across restarts where the platform makes it so (a Kubernetes

@@ -41,24 +41,55 @@
 //! second.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Configuration
+//!
+//! [`NodeBuilder`] takes every setting from code, from the `CLUSTER_*` environment variables
+//! ([`NodeBuilder::from_env`], listed in [`ENV_VARS`]) or from a [`Config`]. Values set in code
+//! win over the environment whatever the order of the calls, and both win over the `Config`;
+//! roles, services and seeds are merged from all of them. The node logs each environment value
+//! the program overrode. Setters never block: host names in addresses ([`Address`]) are resolved
+//! when the node starts, and the first invalid value is returned by [`NodeBuilder::start`].
+//!
+//! ## Features
+//!
+//! - `test-util`: test hooks, not for production code: `Node::kill` (stop as a crash would,
+//!   without leaving) and `synthetic_registry` (a registry without a cluster, for benchmarks).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod address;
+mod builder;
 mod config;
 mod discovery;
+mod env;
 mod error;
 mod id;
+mod identity;
 mod member;
+mod membership;
 mod node;
 mod registry;
+mod secret;
 mod seed;
+mod settings;
+mod signal;
+mod sockets;
+mod stats;
 mod transport;
 
+pub use address::Address;
+pub use builder::NodeBuilder;
 pub use config::{Config, DEFAULT_PORT, ENV_VARS, RpcListen};
 pub use error::{Error, Result};
 pub use id::{MAX_NODE_NAME_LEN, MAX_ROLE_LEN, MAX_SERVICE_LEN, NodeId, Role, ServiceName};
 pub use member::{Member, MemberRef, NodeStatus};
-pub use node::{GossipStats, Node, NodeBuilder, shutdown_signal};
-#[doc(hidden)]
+pub use node::Node;
+#[cfg(feature = "test-util")]
 pub use registry::synthetic_registry;
 pub use registry::{ClusterEvent, Events, EventsError, Nodes, Registry, Snapshot};
+pub use secret::Secret;
 pub use seed::Seed;
+pub use signal::shutdown_signal;
+pub use stats::GossipStats;
 pub use transport::ClusterKey;

@@ -363,15 +363,25 @@ impl Events {
     }
 }
 
-/// Builds registries without a running cluster, for the benchmark program. Not part of the API.
-#[doc(hidden)]
+/// A registry of `nodes` serving members without a running cluster, each with
+/// `roles_per_node` of `roles` roles (`role-0`, `role-1`, ...), for benchmarks and tests of
+/// code that reads a registry (feature `test-util`).
+///
+/// ```
+/// let registry = cluster_helper::synthetic_registry(10, 4, 2);
+/// assert_eq!(registry.members().len(), 10);
+/// assert!(!registry.nodes_with_role("role-0").is_empty());
+/// ```
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub fn synthetic_registry(nodes: usize, roles: usize, roles_per_node: usize) -> Registry {
     use crate::id::ServiceName;
     let registry = Registry::new();
+    let roles = roles.max(1);
     let members = (0..nodes).map(|i| Member {
-        id: NodeId::new(format!("node-{i}"), 1).expect("valid name"),
+        id: NodeId::from_parts(format!("node-{i}").into(), 1),
         roles: (0..roles_per_node)
-            .map(|k| Role::new(format!("role-{}", (i + k * 7) % roles)).expect("valid role"))
+            .filter_map(|k| Role::new(format!("role-{}", (i + k * 7) % roles)).ok())
             .collect(),
         services: std::collections::BTreeSet::<ServiceName>::new(),
         rpc_addr: None,

@@ -260,6 +260,11 @@ fn literal_hint(ip: &str, port: u16) -> String {
     }
 }
 
+/// Checks a host name (as in `host:port`) and returns it in lower case.
+pub(crate) fn validate_host(name: &str) -> Result<String, String> {
+    validate_name(name, NameKind::Host)
+}
+
 /// Which rules a DNS name must follow beyond the common ones.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum NameKind {

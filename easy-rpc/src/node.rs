@@ -357,6 +357,7 @@ impl Node {
 
     /// Stops abruptly, as a crash would: gossip stops without a goodbye and every connection is
     /// closed mid-call. For tests and fault injection.
+    #[cfg(feature = "test-util")]
     pub fn kill(&self) {
         self.cluster.kill();
         self.stop.send_replace(true);

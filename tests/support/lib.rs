@@ -4,10 +4,12 @@
 //! - [`cluster`]: starting test nodes on loopback and waiting for conditions.
 //! - [`process`]: nodes as real OS processes (the `cluster_node` binary).
 //! - [`netns`]: test hosts in network namespaces, for partitions.
-//! - [`dns`]: a real, in-process DNS server on loopback whose records tests can change.
+//! - [`dns`]: a real, in-process DNS server on loopback whose records tests can change (the
+//!   `easy-rpc-test-dns` crate).
 
 pub mod churn;
 pub mod cluster;
-pub mod dns;
 pub mod netns;
 pub mod process;
+
+pub use easy_rpc_test_dns as dns;

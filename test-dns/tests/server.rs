@@ -1,10 +1,10 @@
-//! The test DNS server ([`easy_rpc_tests::dns::TestDns`]) answers real DNS queries: checked with a
+//! The test DNS server ([`easy_rpc_test_dns::TestDns`]) answers real DNS queries: checked with a
 //! plain hickory resolver pointed at it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use easy_rpc_tests::dns::{NEGATIVE_TTL, TestDns};
+use easy_rpc_test_dns::{NEGATIVE_TTL, TestDns};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::lookup::Lookup;

@@ -1,3 +1,5 @@
+//! # easy-rpc-test-dns
+//!
 //! A real DNS server for tests, running in-process on `127.0.0.1` (UDP and TCP on one port).
 //!
 //! Its records are held in memory and can be changed while it runs, so tests can model a
@@ -5,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use easy_rpc_tests::dns::TestDns;
+//! use easy_rpc_test_dns::TestDns;
 //!
 //! let dns = TestDns::start().await;
 //! dns.set_a("billing.test", &["10.0.0.1".parse().unwrap(), "fd00::1".parse().unwrap()], 1);
@@ -21,8 +23,8 @@
 //! ([`TestDns::set_servfail`]), to stop answering ([`TestDns::set_silent`]) or to leave out SRV
 //! additionals ([`TestDns::set_srv_additionals`]); dropping it closes its sockets.
 //!
-//! This file is self-contained (std, tokio, hickory-proto, hickory-server) so that
-//! `cluster-helper`'s unit tests can include it with `#[path]`.
+//! It is used by `cluster-helper`'s discovery tests (a dev-dependency) and by the workspace's
+//! integration tests; it is not published.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,0 +1,296 @@
+//! The tasks that keep a node's registry current: the registry loop (rebuild on every gossip
+//! change, greet new nodes), announcing local changes, readiness, and the join loop that feeds
+//! discovered addresses to gossip.
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use chitchat::{ChitchatConfig, ChitchatId, FailureDetectorConfig, ProtocolVersion};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::id::{NodeId, check_node_name};
+use crate::member::{KEY_STATUS, Member, NodeStatus};
+use crate::node::Inner;
+
+/// Sends a gossip round (SYN) to every known peer, so that a local change reaches everyone in
+/// one round trip instead of spreading over several gossip intervals.
+pub(crate) async fn announce(inner: &Inner) {
+    let peers: Vec<SocketAddr> = {
+        let cc = inner.chitchat.lock().await;
+        let me = cc.self_chitchat_id().clone();
+        cc.live_nodes()
+            .filter(|id| **id != me)
+            .map(|id| id.gossip_advertise_addr)
+            .collect()
+    };
+    for addr in peers {
+        let _ = inner.handle.gossip(addr);
+    }
+}
+
+/// The longest a dead node's state is kept, whatever [`Config::dead_node_grace`] says (chitchat
+/// adds it to an `Instant`, which must not overflow).
+const MAX_DEAD_NODE_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// chitchat's settings for this node: gossip every `gossip_interval`, the failure detector's
+/// prior is the gossip interval, intervals over 20 gossip intervals (at least 2 s) are ignored,
+/// no chitchat seeds (the join loop feeds discovered addresses), protocol V1.
+pub(crate) fn gossip_config(
+    config: &Config,
+    id: &NodeId,
+    gossip_addr: SocketAddr,
+    bound: SocketAddr,
+) -> ChitchatConfig {
+    let interval = config.gossip_interval;
+    ChitchatConfig {
+        chitchat_id: ChitchatId::new(id.name(), id.incarnation(), gossip_addr),
+        cluster_id: config.cluster.clone(),
+        gossip_interval: interval,
+        listen_addr: bound,
+        seed_nodes: Vec::new(),
+        failure_detector_config: FailureDetectorConfig {
+            phi_threshold: config.phi_threshold,
+            sampling_window_size: 200,
+            max_interval: interval.saturating_mul(20).max(Duration::from_secs(2)),
+            initial_interval: interval,
+            dead_node_grace_period: config.dead_node_grace.min(MAX_DEAD_NODE_GRACE),
+        },
+        marked_for_deletion_grace_period: Duration::from_secs(3600),
+        catchup_callback: None,
+        extra_liveness_predicate: None,
+        protocol_version: ProtocolVersion::V1,
+    }
+}
+
+/// Reads chitchat's live nodes into members, re-evaluating liveness first so that heartbeats
+/// that just arrived count now rather than at the next gossip tick.
+/// A peer whose name is not a valid node name (only a broken or hostile peer holding the
+/// cluster key sends one) is left out.
+pub(crate) async fn read_members(inner: &Inner) -> Vec<Member> {
+    let mut cc = inner.chitchat.lock().await;
+    cc.update_nodes_liveness();
+    cc.live_nodes()
+        .filter(|cid| check_node_name(&cid.node_id).is_ok())
+        .filter_map(|cid| {
+            let state = cc.node_state(cid)?;
+            Some(Member::from_gossip(
+                NodeId::from_parts(cid.node_id.clone(), cid.generation_id),
+                cid.gossip_advertise_addr,
+                state.key_values(),
+            ))
+        })
+        .collect()
+}
+
+/// Rebuilds the registry whenever chitchat's set of live nodes or any node's state changes, and
+/// greets every node it learns of.
+pub(crate) async fn registry_loop(weak: Weak<Inner>) {
+    let Some(inner) = weak.upgrade() else { return };
+    let mut live = inner.chitchat.lock().await.live_nodes_watcher();
+    let kick = inner.kick.clone();
+    drop(inner);
+    let mut greeted: HashSet<ChitchatId> = HashSet::new();
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        greet_new_nodes(&inner, &mut greeted).await;
+        let members = read_members(&inner).await;
+        let others = members.iter().filter(|m| m.id != inner.id).count();
+        inner.registry.publish(members);
+        if others > 0 && !inner.registry.is_ready() {
+            become_ready(&inner).await;
+        }
+        drop(inner);
+        tokio::select! {
+            changed = live.changed() => if changed.is_err() { return },
+            _ = kick.notified() => {}
+        }
+    }
+}
+
+/// Gossips at once, twice, with every node this node has just learned of (from a peer's state,
+/// before it is considered live). The two rounds give the other node's failure detector the
+/// two heartbeats it needs to declare this node live, so a joining node is seen by everyone
+/// after one exchange instead of after several random gossip rounds; likewise the nodes that
+/// learn of a joiner greet it back.
+pub(crate) async fn greet_new_nodes(inner: &Arc<Inner>, greeted: &mut HashSet<ChitchatId>) {
+    let fresh: Vec<SocketAddr> = {
+        let cc = inner.chitchat.lock().await;
+        let me = cc.self_chitchat_id();
+        let known: HashSet<&ChitchatId> = cc.node_states().keys().filter(|id| *id != me).collect();
+        greeted.retain(|id| known.contains(id));
+        known
+            .into_iter()
+            .filter(|id| greeted.insert((*id).clone()))
+            .map(|id| id.gossip_advertise_addr)
+            .collect()
+    };
+    if fresh.is_empty() {
+        return;
+    }
+    for addr in &fresh {
+        let _ = inner.handle.gossip(*addr);
+    }
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        if let Some(inner) = weak.upgrade() {
+            for addr in &fresh {
+                let _ = inner.handle.gossip(*addr);
+            }
+        }
+        // Heartbeats alone do not wake the registry (only state changes do): look again while
+        // the greeted nodes' answers come in.
+        for wait_ms in [25, 75, 150] {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            match weak.upgrade() {
+                Some(inner) => inner.kick.notify_one(),
+                None => return,
+            }
+        }
+    });
+}
+
+pub(crate) async fn become_ready(inner: &Inner) {
+    if inner.registry.is_ready() {
+        return;
+    }
+    let changed = {
+        let mut local = inner.local.lock().unwrap_or_else(|p| p.into_inner());
+        if local.status == NodeStatus::Joining {
+            local.status = NodeStatus::Serving;
+            true
+        } else {
+            false
+        }
+    };
+    if changed {
+        inner
+            .chitchat
+            .lock()
+            .await
+            .self_node_state()
+            .set(KEY_STATUS, NodeStatus::Serving.as_str());
+    }
+    // The registry shows this node serving before anyone waiting on readiness wakes up.
+    inner.registry.publish(read_members(inner).await);
+    inner.registry.set_ready();
+    announce(inner).await;
+    tracing::info!(node = %inner.id, "node is ready");
+}
+
+/// Feeds discovered addresses to gossip, and decides readiness when no peer can be found.
+pub(crate) async fn join_loop(
+    weak: Weak<Inner>,
+    mut discovery: Option<watch::Receiver<Arc<BTreeSet<SocketAddr>>>>,
+    bound: SocketAddr,
+) {
+    let Some(inner) = weak.upgrade() else { return };
+    let interval = inner.config.gossip_interval;
+    // A join timeout too large to add (e.g. `Duration::MAX`) means "never".
+    let join_deadline = tokio::time::Instant::now().checked_add(inner.config.join_timeout);
+    let own: HashSet<SocketAddr> = [inner.gossip_addr, bound].into_iter().collect();
+    drop(inner);
+    let mut first = true;
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        if *inner.stop.borrow() {
+            return;
+        }
+        let discovered: Vec<SocketAddr> = discovery
+            .as_ref()
+            .map(|d| d.borrow().iter().copied().collect())
+            .unwrap_or_default();
+        let others: Vec<SocketAddr> = discovered
+            .into_iter()
+            .filter(|a| !own.contains(a))
+            .collect();
+        if !inner.registry.is_ready()
+            && (others.is_empty() && first
+                || join_deadline.is_some_and(|d| tokio::time::Instant::now() >= d))
+        {
+            if !others.is_empty() {
+                tracing::warn!(
+                    node = %inner.id, seeds = ?others,
+                    "no seed answered within the join timeout; starting as a new cluster"
+                );
+            }
+            become_ready(&inner).await;
+        }
+        first = false;
+        // Gossip with discovered addresses that are not (yet) live members: this is how a node
+        // joins, and how separated parts of a cluster find each other again.
+        let known: HashSet<SocketAddr> = {
+            let cc = inner.chitchat.lock().await;
+            cc.live_nodes().map(|id| id.gossip_advertise_addr).collect()
+        };
+        for addr in others.iter().filter(|a| !known.contains(a)) {
+            let _ = inner.handle.gossip(*addr);
+        }
+        let ready = inner.registry.is_ready();
+        drop(inner);
+        // Before joining, knock often; afterwards, discovered strangers are rare.
+        let pause = if ready {
+            interval.saturating_mul(4).max(Duration::from_secs(1))
+        } else {
+            interval
+        };
+        match discovery.as_mut() {
+            Some(d) => {
+                tokio::select! {
+                    changed = d.changed() => if changed.is_err() { discovery = None },
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+            None => tokio::time::sleep(pause).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_durations_saturate_in_the_gossip_config() {
+        let config = Config {
+            dead_node_grace: Duration::MAX,
+            gossip_interval: Duration::from_secs(60),
+            ..Config::default()
+        };
+        let id = NodeId::new("n", 1).unwrap();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let cc = gossip_config(&config, &id, addr, addr);
+        let fd = &cc.failure_detector_config;
+        assert_eq!(fd.dead_node_grace_period, MAX_DEAD_NODE_GRACE);
+        // chitchat adds these to instants: they must fit.
+        let now = std::time::Instant::now();
+        assert!(now.checked_add(fd.dead_node_grace_period).is_some());
+        assert_eq!(fd.max_interval, Duration::from_secs(20 * 60));
+        assert_eq!(fd.initial_interval, Duration::from_secs(60));
+    }
+
+    #[tokio::test]
+    async fn a_node_with_duration_max_settings_starts_and_leaves() {
+        let node = crate::Node::builder()
+            .cluster("duration-max")
+            .listen("127.0.0.1:0")
+            .join_timeout(Duration::MAX)
+            .dns_interval(Duration::from_secs(1), Duration::MAX)
+            .leave_grace(Duration::ZERO)
+            .config(Config {
+                dead_node_grace: Duration::MAX,
+                ..Config::default()
+            })
+            .start()
+            .await
+            .unwrap();
+        // No seeds: ready at once, even though the join deadline is "never".
+        tokio::time::timeout(Duration::from_secs(5), node.ready())
+            .await
+            .expect("ready without panicking on Instant + Duration::MAX");
+        node.shutdown().await;
+    }
+}
