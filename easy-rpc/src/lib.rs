@@ -82,6 +82,7 @@
 mod client;
 mod codec;
 pub mod context;
+mod deadline;
 mod error;
 mod handshake;
 mod node;
@@ -96,7 +97,8 @@ pub use error::{Never, RejectReason, RpcError};
 pub use handshake::PROTOCOL_VERSION;
 pub use node::{Node, NodeBuilder, all, any, by_key};
 pub use options::{ClientOptions, Strategy};
-pub use service::{Handler, MethodInfo, Served, ServiceDef};
+pub use server::Served;
+pub use service::{Handler, MethodInfo, ServiceDef};
 pub use target::{All, AllResults, Any, ByKey, CallResult, Target};
 
 /// What generated code needs; not part of the API.

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::client::Rpc;
 use crate::options::ClientOptions;
 use crate::server::accept_loop;
-use crate::service::Served;
+use crate::server::Served;
 use crate::target::{All, Any, ByKey};
 
 /// The process's default node.
