@@ -26,6 +26,9 @@ mod tests {
     fn saturates_instead_of_overflowing() {
         let now = Instant::now();
         assert_eq!(after(now, Duration::MAX), now + MAX_TIMEOUT);
-        assert_eq!(after(now, Duration::from_secs(1)), now + Duration::from_secs(1));
+        assert_eq!(
+            after(now, Duration::from_secs(1)),
+            now + Duration::from_secs(1)
+        );
     }
 }

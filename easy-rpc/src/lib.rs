@@ -87,6 +87,7 @@ mod error;
 mod handshake;
 mod node;
 mod options;
+mod runtime;
 mod server;
 mod service;
 mod target;

@@ -11,10 +11,10 @@ use arc_swap::ArcSwapOption;
 use cluster_helper::Error;
 use tokio::sync::watch;
 
-use crate::client::Rpc;
 use crate::options::ClientOptions;
-use crate::server::accept_loop;
+use crate::runtime::Rpc;
 use crate::server::Served;
+use crate::server::accept_loop;
 use crate::target::{All, Any, ByKey};
 
 /// The process's default node.

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use cluster_helper::NodeId;
 
-use crate::client::{Rpc, call_endpoint, call_one, hash64};
+use crate::client::key::hash64;
+use crate::client::{Route, call_endpoint, call_one};
 use crate::error::RpcError;
 use crate::options::Strategy;
+use crate::runtime::Rpc;
 use crate::service::{MethodInfo, ServiceDef};
 
 /// Something a generated client method can be called on. Implemented by [`Any`], [`All`] and
@@ -130,13 +132,15 @@ impl Any {
     {
         let rpc = self.rpc.clone();
         let role = self.role.clone();
-        let strategy = self.strategy.unwrap_or(rpc.options.strategy);
+        let route = match key {
+            Some(key) => Route::Key(key),
+            None => Route::Balanced(self.strategy.unwrap_or(rpc.options.strategy)),
+        };
         let deadline = deadline_for(&rpc, method, self.timeout);
         async move {
-            let (node, resp) =
-                call_one::<S>(rpc, role, strategy, key, method, Arc::new(req), deadline)
-                    .await
-                    .map_err(|e| e.map_remote(|n| match n {}))?;
+            let (node, resp) = call_one::<S>(rpc, role, route, method, Arc::new(req), deadline)
+                .await
+                .map_err(|e| e.map_remote(|n| match n {}))?;
             finish(node, method, extract(resp))
         }
     }
@@ -187,9 +191,9 @@ impl ByKey {
 
     /// The node that owns the key now, if the role has a node serving service `S`.
     pub fn owner<S: ServiceDef>(&self) -> Option<NodeId> {
-        let set = self.any.rpc.role_set::<S>(&self.any.role);
-        set.pick(&self.any.rpc, Strategy::P2c, Some(self.key), &[])
-            .map(|e| e.node.clone())
+        let set = self.any.rpc.roles.get::<S>(&self.any.role);
+        set.pick(&self.any.rpc, Route::Key(self.key), &[])
+            .map(|e| e.node().clone())
     }
 }
 
@@ -254,13 +258,13 @@ impl Target for All {
         let role = self.any.role.clone();
         let deadline = deadline_for(&rpc, method, self.any.timeout);
         async move {
-            let endpoints = rpc.role_set::<S>(&role).all(&rpc);
+            let endpoints = rpc.roles.get::<S>(&role).all(&rpc);
             let req = Arc::new(req);
             let calls = endpoints.into_iter().map(|endpoint| {
                 let rpc = rpc.clone();
                 let req = req.clone();
                 async move {
-                    let node = endpoint.node.clone();
+                    let node = endpoint.node().clone();
                     let result =
                         match call_endpoint::<S>(rpc, endpoint, method, req, deadline).await {
                             Ok(resp) => finish(node.clone(), method, extract(resp)),
