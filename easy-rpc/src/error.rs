@@ -67,6 +67,23 @@ impl fmt::Display for RejectReason {
     }
 }
 
+/// Why a server answered a request without running it. The request had no effect: the caller
+/// may send it to another node, whatever the method.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum NotRunReason {
+    /// The node is leaving the cluster: it finishes what it started and takes nothing new.
+    Leaving,
+}
+
+impl fmt::Display for NotRunReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotRunReason::Leaving => f.write_str("it is leaving the cluster"),
+        }
+    }
+}
+
 /// What went wrong with a call. `E` is the method's own error type (from `Result<T, E>` in the
 /// service trait), returned as [`RpcError::Remote`], never mixed with transport errors; methods
 /// that return a plain `T` have `E = Never`.

@@ -87,6 +87,7 @@ mod error;
 mod handshake;
 mod node;
 mod options;
+mod reply;
 mod runtime;
 mod server;
 mod service;
@@ -94,7 +95,7 @@ mod target;
 
 pub use cluster_helper::{self, NodeId};
 pub use easy_rpc_macros::service;
-pub use error::{Never, RejectReason, RpcError};
+pub use error::{Never, NotRunReason, RejectReason, RpcError};
 pub use handshake::PROTOCOL_VERSION;
 pub use node::{Node, NodeBuilder, all, any, by_key};
 pub use options::{ClientOptions, Strategy};

@@ -16,16 +16,16 @@ use tokio_util::codec::Framed;
 use super::peer::Peer;
 use super::pick::Candidate;
 use crate::codec::{Postcard, framing};
-use crate::error::{Never, RejectReason, RpcError};
+use crate::error::{Never, NotRunReason, RejectReason, RpcError};
 use crate::handshake::{self, HandshakeError};
 use crate::options::Strategy;
+use crate::reply::Reply;
 use crate::runtime::Rpc;
-use crate::server::LEAVING_DETAIL;
 use crate::service::{MethodInfo, ServiceDef};
 
 /// The client half of a connection carrying service `S`.
 pub(crate) type Channel<S> =
-    tarpc::client::Channel<Arc<<S as ServiceDef>::Req>, <S as ServiceDef>::Resp>;
+    tarpc::client::Channel<Arc<<S as ServiceDef>::Req>, Reply<<S as ServiceDef>::Resp>>;
 
 /// A live connection, and whether its dispatch task still runs.
 struct Conn<S: ServiceDef> {
@@ -157,7 +157,7 @@ impl<S: ServiceDef> Endpoint<S> {
             })?;
         let transport = tarpc::serde_transport::new(
             Framed::new(stream, framing()),
-            Postcard::<Response<S::Resp>, ClientMessage<Arc<S::Req>>>::default(),
+            Postcard::<Response<Reply<S::Resp>>, ClientMessage<Arc<S::Req>>>::default(),
         );
         let mut config = tarpc::client::Config::default();
         config.max_in_flight_requests = 100_000;
@@ -199,27 +199,27 @@ impl<S: ServiceDef> Endpoint<S> {
             after: deadline.saturating_duration_since(started),
         };
         match sent {
-            Ok(resp) => {
+            Ok(Reply::Ok(resp)) => {
                 if rpc.options.strategy == Strategy::P2cPeakEwma || self.peer.ewma.is_measured() {
                     self.peer.ewma.observe(rpc.now_ms(), started.elapsed());
                 }
                 Ok(resp)
             }
+            Ok(Reply::NotRun(NotRunReason::Leaving)) => Err(Failure::NotRun(RpcError::Rejected {
+                node: self.node().clone(),
+                reason: RejectReason::Leaving,
+            })),
+            Ok(Reply::Failed(reason)) => Err(Failure::Failed(RpcError::Server {
+                node: self.node().clone(),
+                method: method.name,
+                reason,
+            })),
             Err(tarpc::client::RpcError::DeadlineExceeded) => Err(Failure::Failed(timeout())),
-            Err(tarpc::client::RpcError::Server(e)) => {
-                if e.detail == LEAVING_DETAIL {
-                    Err(Failure::NotRun(RpcError::Rejected {
-                        node: self.node().clone(),
-                        reason: RejectReason::Leaving,
-                    }))
-                } else {
-                    Err(Failure::Failed(RpcError::Server {
-                        node: self.node().clone(),
-                        method: method.name,
-                        reason: e.detail,
-                    }))
-                }
-            }
+            Err(tarpc::client::RpcError::Server(e)) => Err(Failure::Failed(RpcError::Server {
+                node: self.node().clone(),
+                method: method.name,
+                reason: e.detail,
+            })),
             Err(e) => {
                 // The connection broke: forget it, skip the node for a while.
                 self.mark_down(rpc);

@@ -12,6 +12,5 @@ mod served;
 mod state;
 
 pub(crate) use accept::accept_loop;
-pub(crate) use served::LEAVING_DETAIL;
 pub use served::Served;
 pub(crate) use state::ServerState;

@@ -14,11 +14,9 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use super::state::{InFlight, ServerState};
 use crate::codec::Postcard;
+use crate::error::NotRunReason;
+use crate::reply::Reply;
 use crate::service::{Handler, ServiceDef};
-
-/// The `detail` of the error a leaving node answers new requests with; the client knows the
-/// request was not run and sends it to another node.
-pub(crate) const LEAVING_DETAIL: &str = "easy-rpc: node is leaving; request not run";
 
 /// A service implementation ready to be served by a node: what `MyImpl.serve()` returns.
 ///
@@ -76,8 +74,8 @@ impl<S, H> TypedServer<S, H> {
 }
 
 /// tarpc's view of a handler: runs the request inside the caller's deadline, counts it in
-/// flight, turns a panic into an error for the caller, and refuses work once the node is
-/// leaving.
+/// flight, turns a panic into [`Reply::Failed`], and answers [`Reply::NotRun`] once the node
+/// is leaving.
 struct TarpcServe<S, H> {
     handler: Arc<H>,
     state: Arc<ServerState>,
@@ -96,30 +94,27 @@ impl<S, H> Clone for TarpcServe<S, H> {
 
 impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
     type Req = S::Req;
-    type Resp = S::Resp;
+    type Resp = Reply<S::Resp>;
 
     async fn serve(
         self,
         ctx: tarpc::context::Context,
         req: S::Req,
-    ) -> Result<S::Resp, ServerError> {
+    ) -> Result<Reply<S::Resp>, ServerError> {
         if self.state.is_refusing() {
-            return Err(ServerError::new(
-                std::io::ErrorKind::ConnectionRefused,
-                LEAVING_DETAIL.to_owned(),
-            ));
+            return Ok(Reply::NotRun(NotRunReason::Leaving));
         }
         let _in_flight = InFlight::new(&self.state);
         let method = S::method(&req).name;
         let work = crate::context::with_deadline(ctx.deadline, self.handler.handle(req));
         match std::panic::AssertUnwindSafe(work).catch_unwind().await {
-            Ok(resp) => Ok(resp),
+            Ok(resp) => Ok(Reply::Ok(resp)),
             Err(_) => {
                 tracing::error!(service = S::NAME, method, "handler panicked");
-                Err(ServerError::new(
-                    std::io::ErrorKind::Other,
-                    format!("{}.{method} panicked on the server", S::NAME),
-                ))
+                Ok(Reply::Failed(format!(
+                    "{}.{method} panicked on the server",
+                    S::NAME
+                )))
             }
         }
     }
@@ -138,7 +133,7 @@ impl<S: ServiceDef, H: Handler<S>> ServeConnection for TypedServer<S, H> {
         };
         let transport = tarpc::serde_transport::new(
             framed,
-            Postcard::<ClientMessage<S::Req>, Response<S::Resp>>::default(),
+            Postcard::<ClientMessage<S::Req>, Response<Reply<S::Resp>>>::default(),
         );
         async move {
             BaseChannel::with_defaults(transport)
