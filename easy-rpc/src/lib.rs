@@ -26,6 +26,12 @@
 //! pub struct Receipt { pub cents: u64, pub node: String }
 //! #[derive(Debug, Serialize, Deserialize)]
 //! pub enum BillingError { ZeroAmount }
+//! impl std::fmt::Display for BillingError {
+//!     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+//!         f.write_str("the amount must be positive")
+//!     }
+//! }
+//! impl std::error::Error for BillingError {}
 //!
 //! #[easy_rpc::service]
 //! pub trait Billing {

@@ -11,7 +11,7 @@ use cluster_helper::NodeId;
 
 use crate::client::key::hash64;
 use crate::client::{Route, call_endpoint, call_one};
-use crate::error::RpcError;
+use crate::error::{NotRunReason, RejectReason, RpcError};
 use crate::options::Strategy;
 use crate::runtime::Rpc;
 use crate::service::{MethodInfo, ServiceDef};
@@ -68,6 +68,7 @@ fn finish<T, E>(
             node,
             method: method.name,
             reason: "the response belongs to another method".into(),
+            source: None,
         }),
     }
 }
@@ -270,11 +271,17 @@ impl Target for All {
                             Ok(resp) => finish(node.clone(), method, extract(resp)),
                             // It left the role between the snapshot and the call: not a member
                             // any more, so no entry (and nothing ran).
-                            Err(RpcError::Rejected {
-                                reason: crate::RejectReason::Leaving,
-                                ..
-                            }) => return None,
-                            Err(e) => Err(e.map_remote(|n| match n {})),
+                            Err(
+                                RpcError::Rejected {
+                                    reason: RejectReason::Leaving,
+                                    ..
+                                }
+                                | RpcError::NotRun {
+                                    reason: NotRunReason::Leaving,
+                                    ..
+                                },
+                            ) => return None,
+                            Err(e) => Err(e.into_remote()),
                         };
                     Some((node, result))
                 }

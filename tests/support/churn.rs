@@ -67,7 +67,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn record<T, E: std::fmt::Debug>(&mut self, r: &Result<T, RpcError<E>>) {
+    fn record<T, E: std::fmt::Debug + std::fmt::Display>(&mut self, r: &Result<T, RpcError<E>>) {
         match r {
             Ok(_) => self.ok += 1,
             Err(e) => {

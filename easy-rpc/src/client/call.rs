@@ -6,21 +6,12 @@ use std::time::Instant;
 
 use cluster_helper::NodeId;
 
-use super::endpoint::{Endpoint, Failure};
+use super::endpoint::Endpoint;
 use super::pick::Route;
 use super::retry::{Next, Outcome, Retry};
 use crate::error::{Never, RpcError};
 use crate::runtime::Rpc;
 use crate::service::{MethodInfo, ServiceDef};
-
-/// Sorts an attempt's failure for the retry policy.
-fn outcome(failure: Failure) -> (Outcome, RpcError<Never>) {
-    match failure {
-        Failure::NotRun(e) => (Outcome::NotRun, e),
-        Failure::Failed(e @ RpcError::NodeDown { .. }) => (Outcome::Lost, e),
-        Failure::Failed(e) => (Outcome::Failed, e),
-    }
-}
 
 /// Sends one call to one node of `role` picked by `route`, rerouting calls that never ran and
 /// retrying idempotent ones after a lost connection.
@@ -43,13 +34,12 @@ pub(crate) async fn call_one<S: ServiceDef>(
                 service: S::NAME,
             }));
         };
-        let failure = match endpoint.send(&rpc, method, req.clone(), deadline).await {
+        let error = match endpoint.send(&rpc, method, req.clone(), deadline).await {
             Ok(resp) => return Ok((endpoint.node().clone(), resp)),
-            Err(failure) => failure,
+            Err(error) => error,
         };
-        let (outcome, error) = outcome(failure);
         let now = Instant::now();
-        match retry.next(outcome, now, deadline) {
+        match retry.next(Outcome::of(&error), now, deadline) {
             Next::Stop => return Err(error),
             Next::Reroute => {}
             Next::Retry(pause) => {
@@ -72,12 +62,11 @@ pub(crate) async fn call_endpoint<S: ServiceDef>(
 ) -> Result<S::Resp, RpcError<Never>> {
     let mut retry = Retry::same_node(method.idempotent);
     loop {
-        let failure = match endpoint.send(&rpc, method, req.clone(), deadline).await {
+        let error = match endpoint.send(&rpc, method, req.clone(), deadline).await {
             Ok(resp) => return Ok(resp),
-            Err(failure) => failure,
+            Err(error) => error,
         };
-        let (outcome, error) = outcome(failure);
-        match retry.next(outcome, Instant::now(), deadline) {
+        match retry.next(Outcome::of(&error), Instant::now(), deadline) {
             Next::Stop => return Err(error),
             Next::Reroute | Next::Retry(_) => {}
         }

@@ -16,7 +16,7 @@ use tokio_util::codec::Framed;
 use super::peer::Peer;
 use super::pick::Candidate;
 use crate::codec::{Postcard, framing};
-use crate::error::{Never, NotRunReason, RejectReason, RpcError};
+use crate::error::{Never, RpcError};
 use crate::handshake::{self, HandshakeError};
 use crate::options::Strategy;
 use crate::reply::Reply;
@@ -58,14 +58,6 @@ impl<S: ServiceDef> Candidate for Endpoint<S> {
     }
 }
 
-/// Why one attempt on one node failed.
-pub(crate) enum Failure {
-    /// The request was not run by any server: safe to send elsewhere.
-    NotRun(RpcError<Never>),
-    /// The request may have run.
-    Failed(RpcError<Never>),
-}
-
 impl<S: ServiceDef> Endpoint<S> {
     /// Node `node` at `addr`, not connected yet; `local` if it is the calling node.
     pub(crate) fn new(node: NodeId, addr: SocketAddr, local: bool) -> Self {
@@ -93,32 +85,57 @@ impl<S: ServiceDef> Endpoint<S> {
         self.close();
     }
 
+    /// An error about this node that says the request was never sent.
+    fn unreachable(
+        &self,
+        method: &'static str,
+        reason: String,
+        source: impl Into<Option<std::io::Error>>,
+    ) -> RpcError<Never> {
+        RpcError::Unreachable {
+            node: self.node().clone(),
+            method,
+            reason,
+            source: source
+                .into()
+                .map(|e| Arc::new(e) as Arc<dyn std::error::Error + Send + Sync>),
+        }
+    }
+
     /// A connected channel: the pooled one, or a new connection (one at a time per endpoint:
     /// concurrent callers wait for the same attempt instead of each connecting).
-    async fn channel(&self, rpc: &Rpc, deadline: Instant) -> Result<Channel<S>, RpcError<Never>> {
+    async fn channel(
+        &self,
+        rpc: &Rpc,
+        method: &'static str,
+        deadline: Instant,
+    ) -> Result<Channel<S>, RpcError<Never>> {
         if let Some(c) = self.conn.load().as_ref()
             && c.alive.load(Ordering::Acquire)
         {
             return Ok(c.channel.clone());
         }
-        let timeout = |method| RpcError::Timeout {
-            node: Some(self.node().clone()),
-            method,
-            after: rpc.options.connect_timeout,
+        let timed_out = |what: String| {
+            let e = std::io::Error::new(std::io::ErrorKind::TimedOut, what.clone());
+            self.unreachable(method, what, e)
         };
         let _one_at_a_time = tokio::time::timeout_at(deadline.into(), self.connecting.lock())
             .await
-            .map_err(|_| timeout("connect"))?;
+            .map_err(|_| {
+                timed_out("the call's deadline passed while another call was connecting".into())
+            })?;
         if let Some(c) = self.conn.load().as_ref()
             && c.alive.load(Ordering::Acquire)
         {
             return Ok(c.channel.clone());
         }
-        let connect_deadline = deadline.min(crate::deadline::after(
-            Instant::now(),
-            rpc.options.connect_timeout,
-        ));
-        let result = tokio::time::timeout_at(connect_deadline.into(), self.connect(rpc)).await;
+        let connect_timeout = rpc.options.connect_timeout;
+        let connect_deadline = crate::deadline::after(Instant::now(), connect_timeout);
+        let result = tokio::time::timeout_at(
+            deadline.min(connect_deadline).into(),
+            self.connect(rpc, method),
+        )
+        .await;
         match result {
             Ok(Ok(conn)) => {
                 let channel = conn.channel.clone();
@@ -131,20 +148,25 @@ impl<S: ServiceDef> Endpoint<S> {
             }
             Err(_) => {
                 self.mark_down(rpc);
-                Err(timeout("connect"))
+                Err(timed_out(if connect_deadline <= deadline {
+                    format!(
+                        "connecting to {} timed out after {connect_timeout:?}",
+                        self.addr
+                    )
+                } else {
+                    format!(
+                        "the call's deadline passed while connecting to {}",
+                        self.addr
+                    )
+                }))
             }
         }
     }
 
-    async fn connect(&self, rpc: &Rpc) -> Result<Conn<S>, RpcError<Never>> {
-        let down = |reason: String| RpcError::NodeDown {
-            node: self.node().clone(),
-            method: "connect",
-            reason,
-        };
-        let mut stream = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| down(format!("cannot connect to {}: {e}", self.addr)))?;
+    async fn connect(&self, rpc: &Rpc, method: &'static str) -> Result<Conn<S>, RpcError<Never>> {
+        let mut stream = TcpStream::connect(self.addr).await.map_err(|e| {
+            self.unreachable(method, format!("cannot connect to {}: {e}", self.addr), e)
+        })?;
         let _ = stream.set_nodelay(true);
         handshake::client(&mut stream, &rpc.key, rpc.node.cluster(), S::NAME)
             .await
@@ -153,7 +175,11 @@ impl<S: ServiceDef> Endpoint<S> {
                     node: self.node().clone(),
                     reason,
                 },
-                HandshakeError::Io(e) => down(format!("handshake with {} failed: {e}", self.addr)),
+                HandshakeError::Io(e) => self.unreachable(
+                    method,
+                    format!("the handshake with {} failed: {e}", self.addr),
+                    e,
+                ),
             })?;
         let transport = tarpc::serde_transport::new(
             Framed::new(stream, framing()),
@@ -185,19 +211,15 @@ impl<S: ServiceDef> Endpoint<S> {
         method: &'static MethodInfo,
         req: Arc<S::Req>,
         deadline: Instant,
-    ) -> Result<S::Resp, Failure> {
+    ) -> Result<S::Resp, RpcError<Never>> {
         let _pending = self.peer.pending.start();
-        let channel = self.channel(rpc, deadline).await.map_err(Failure::NotRun)?;
+        let channel = self.channel(rpc, method.name, deadline).await?;
         let mut ctx = tarpc::context::current();
         ctx.deadline = deadline;
         let started = Instant::now();
         // tarpc's dispatch enforces the deadline (and tells the server to stop at it).
         let sent = channel.call(ctx, req).await;
-        let timeout = || RpcError::Timeout {
-            node: Some(self.node().clone()),
-            method: method.name,
-            after: deadline.saturating_duration_since(started),
-        };
+        let node = || self.node().clone();
         match sent {
             Ok(Reply::Ok(resp)) => {
                 if rpc.options.strategy == Strategy::P2cPeakEwma || self.peer.ewma.is_measured() {
@@ -205,30 +227,67 @@ impl<S: ServiceDef> Endpoint<S> {
                 }
                 Ok(resp)
             }
-            Ok(Reply::NotRun(NotRunReason::Leaving)) => Err(Failure::NotRun(RpcError::Rejected {
-                node: self.node().clone(),
-                reason: RejectReason::Leaving,
-            })),
-            Ok(Reply::Failed(reason)) => Err(Failure::Failed(RpcError::Server {
-                node: self.node().clone(),
+            Ok(Reply::NotRun(reason)) => Err(RpcError::NotRun {
+                node: node(),
                 method: method.name,
                 reason,
-            })),
-            Err(tarpc::client::RpcError::DeadlineExceeded) => Err(Failure::Failed(timeout())),
-            Err(tarpc::client::RpcError::Server(e)) => Err(Failure::Failed(RpcError::Server {
-                node: self.node().clone(),
+            }),
+            Ok(Reply::Failed(reason)) => Err(RpcError::Server {
+                node: node(),
+                method: method.name,
+                reason,
+            }),
+            Err(tarpc::client::RpcError::DeadlineExceeded) => Err(RpcError::Timeout {
+                node: node(),
+                method: method.name,
+                after: deadline.saturating_duration_since(started),
+            }),
+            Err(tarpc::client::RpcError::Server(e)) => Err(RpcError::Server {
+                node: node(),
                 method: method.name,
                 reason: e.detail,
-            })),
+            }),
+            Err(e) if is_codec_error(&e) => Err(RpcError::Codec {
+                node: node(),
+                method: method.name,
+                reason: format!("{e}: {}", root_cause(&e)),
+                source: Some(Arc::new(e)),
+            }),
             Err(e) => {
                 // The connection broke: forget it, skip the node for a while.
                 self.mark_down(rpc);
-                Err(Failure::Failed(RpcError::NodeDown {
-                    node: self.node().clone(),
+                Err(RpcError::NodeDown {
+                    node: node(),
                     method: method.name,
-                    reason: e.to_string(),
-                }))
+                    reason: format!("{e}: {}", root_cause(&e)),
+                    source: Some(Arc::new(e)),
+                })
             }
         }
     }
+}
+
+/// Whether tarpc failed because a message could not be encoded or decoded (the codec's
+/// `InvalidData`, also for a frame over the size limit) rather than because the connection
+/// broke.
+fn is_codec_error(e: &tarpc::client::RpcError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::InvalidData;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// The innermost cause of `e`, for messages.
+fn root_cause<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
+    let mut root = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    root
 }

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::error::RpcError;
 use crate::options::ClientOptions;
 
 /// What one failed attempt says about the request.
@@ -18,6 +19,21 @@ pub(crate) enum Outcome {
     /// Anything else (a timeout after sending, the server failed it, a codec error): sending
     /// it again would not help or would not be safe.
     Failed,
+}
+
+impl Outcome {
+    /// The outcome of an attempt that failed with `error`: [`Outcome::NotRun`] exactly when
+    /// [`RpcError::never_reached_server`] says so, [`Outcome::Lost`] for
+    /// [`RpcError::NodeDown`].
+    pub(crate) fn of<E>(error: &RpcError<E>) -> Outcome {
+        if error.never_reached_server() {
+            Outcome::NotRun
+        } else if matches!(error, RpcError::NodeDown { .. }) {
+            Outcome::Lost
+        } else {
+            Outcome::Failed
+        }
+    }
 }
 
 /// What to do next.
@@ -171,6 +187,93 @@ mod tests {
         let far = crate::deadline::after(t0, Duration::MAX) + ms(1);
         assert_eq!(r.next(Outcome::Lost, t0, far), Next::Retry(Duration::MAX));
         assert_eq!(r.next(Outcome::Lost, t0, far), Next::Retry(Duration::MAX));
+    }
+
+    /// Every failure an attempt can end with, as the endpoint produces them.
+    fn attempt_failures() -> Vec<RpcError> {
+        use crate::error::{NotRunReason, RejectReason};
+        use std::sync::Arc;
+        let node = cluster_helper::NodeId::new("n", 1).unwrap();
+        let io = |kind| Some(Arc::new(std::io::Error::from(kind)) as Arc<_>);
+        let mut v = vec![
+            RpcError::Unreachable {
+                node: node.clone(),
+                method: "m",
+                reason: "refused".into(),
+                source: io(std::io::ErrorKind::ConnectionRefused),
+            },
+            RpcError::Unreachable {
+                node: node.clone(),
+                method: "m",
+                reason: "connect timed out".into(),
+                source: io(std::io::ErrorKind::TimedOut),
+            },
+            RpcError::NotRun {
+                node: node.clone(),
+                method: "m",
+                reason: NotRunReason::Leaving,
+            },
+            RpcError::Timeout {
+                node: node.clone(),
+                method: "m",
+                after: ms(10),
+            },
+            RpcError::NodeDown {
+                node: node.clone(),
+                method: "m",
+                reason: "reset".into(),
+                source: io(std::io::ErrorKind::ConnectionReset),
+            },
+            RpcError::Codec {
+                node: node.clone(),
+                method: "m",
+                reason: "bad frame".into(),
+                source: io(std::io::ErrorKind::InvalidData),
+            },
+            RpcError::Server {
+                node: node.clone(),
+                method: "m",
+                reason: "panicked".into(),
+            },
+        ];
+        for reason in [
+            RejectReason::UnknownService {
+                service: "S".into(),
+            },
+            RejectReason::WrongSecret,
+            RejectReason::WrongCluster { theirs: "x".into() },
+            RejectReason::WrongVersion { ours: 2, theirs: 1 },
+            RejectReason::Leaving,
+            RejectReason::Malformed,
+        ] {
+            v.push(RpcError::Rejected {
+                node: node.clone(),
+                reason,
+            });
+        }
+        v
+    }
+
+    #[test]
+    fn the_runtime_reroutes_exactly_what_never_reached_a_server() {
+        let t0 = Instant::now();
+        let deadline = t0 + ms(1_000);
+        for idempotent in [false, true] {
+            for e in attempt_failures() {
+                let mut r = Retry::new(&options(3, 2, 10), idempotent);
+                let rerouted = r.next(Outcome::of(&e), t0, deadline) == Next::Reroute;
+                assert_eq!(rerouted, e.never_reached_server(), "{e}");
+                // And what may have run is sent again only if idempotent, only if the
+                // connection was lost.
+                let mut r = Retry::new(&options(3, 2, 10), idempotent);
+                let retried = matches!(r.next(Outcome::of(&e), t0, deadline), Next::Retry(_));
+                assert_eq!(
+                    retried,
+                    idempotent && matches!(e, RpcError::NodeDown { .. }),
+                    "{e}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -146,3 +146,94 @@ impl<S: ServiceDef, H: Handler<S>> ServeConnection for TypedServer<S, H> {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+    use tarpc::context;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::codec::framing;
+    use crate::service::MethodInfo;
+
+    struct Echo;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    enum EchoReq {
+        Echo(u32),
+        Panic,
+    }
+
+    impl tarpc::RequestName for EchoReq {
+        fn name(&self) -> &str {
+            "echo"
+        }
+    }
+
+    static ECHO: MethodInfo = MethodInfo::new("echo");
+
+    impl ServiceDef for Echo {
+        const NAME: &'static str = "Echo";
+        type Req = EchoReq;
+        type Resp = u32;
+        fn method(_: &EchoReq) -> &'static MethodInfo {
+            &ECHO
+        }
+    }
+
+    struct EchoHandler;
+
+    impl Handler<Echo> for EchoHandler {
+        async fn handle(&self, req: EchoReq) -> u32 {
+            match req {
+                EchoReq::Echo(n) => n,
+                EchoReq::Panic => panic!("the handler panics"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reply_says_whether_the_method_ran() {
+        let key = [7; 32];
+        let state = Arc::new(ServerState::new(key, "c".into()));
+        state
+            .services
+            .write()
+            .unwrap()
+            .insert("Echo", Served::new::<Echo, _>(EchoHandler));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(super::super::accept_loop(listener, state.clone(), stopped));
+
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        crate::handshake::client(&mut stream, &key, "c", "Echo")
+            .await
+            .unwrap();
+        let transport = tarpc::serde_transport::new(
+            Framed::new(stream, framing()),
+            Postcard::<Response<Reply<u32>>, ClientMessage<EchoReq>>::default(),
+        );
+        let client = tarpc::client::new(Default::default(), transport).spawn();
+
+        let reply = client.call(context::current(), EchoReq::Echo(5)).await;
+        assert!(matches!(reply, Ok(Reply::Ok(5))), "{reply:?}");
+        // A panic is an answer, not a dropped connection.
+        let reply = client.call(context::current(), EchoReq::Panic).await;
+        assert!(
+            matches!(&reply, Ok(Reply::Failed(m)) if m == "Echo.echo panicked on the server"),
+            "{reply:?}"
+        );
+        // Leaving: requests on the open connection are answered, not run.
+        state.start_leaving();
+        state.start_refusing();
+        let reply = client.call(context::current(), EchoReq::Echo(6)).await;
+        assert!(
+            matches!(reply, Ok(Reply::NotRun(NotRunReason::Leaving))),
+            "{reply:?}"
+        );
+        assert_eq!(state.in_flight(), 0);
+        stop.send_replace(true);
+    }
+}
