@@ -99,6 +99,7 @@ mod server;
 mod service;
 mod target;
 
+pub use client::{KeyHasher, RouteKey};
 pub use cluster_helper::{self, NodeId};
 pub use easy_rpc_macros::service;
 pub use error::{Never, NotRunReason, RejectReason, RpcError};

@@ -2,7 +2,6 @@
 //! the client pool, and the process's default node behind [`any`](crate::any),
 //! [`all`](crate::all) and [`by_key`](crate::by_key).
 
-use std::hash::Hash;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +10,7 @@ use arc_swap::ArcSwapOption;
 use cluster_helper::Error;
 use tokio::sync::watch;
 
+use crate::client::RouteKey;
 use crate::options::ClientOptions;
 use crate::runtime::Rpc;
 use crate::server::Served;
@@ -51,7 +51,7 @@ pub fn all(role: &str) -> All {
 /// # Panics
 ///
 /// If no node has been started in this process.
-pub fn by_key(role: &str, key: impl Hash) -> ByKey {
+pub fn by_key(role: &str, key: impl RouteKey) -> ByKey {
     ByKey::new(default_rpc(), role, key)
 }
 
@@ -279,7 +279,7 @@ impl Node {
     }
 
     /// Calls to the node of `role` that owns `key`.
-    pub fn by_key(&self, role: &str, key: impl Hash) -> ByKey {
+    pub fn by_key(&self, role: &str, key: impl RouteKey) -> ByKey {
         ByKey::new(self.rpc.clone(), role, key)
     }
 

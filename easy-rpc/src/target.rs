@@ -3,14 +3,12 @@
 //! are available on all three through [`Target`].
 
 use std::future::Future;
-use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_helper::NodeId;
 
-use crate::client::key::hash64;
-use crate::client::{Route, call_endpoint, call_one};
+use crate::client::{Route, RouteKey, call_endpoint, call_one, key_hash};
 use crate::error::{NotRunReason, RejectReason, RpcError};
 use crate::options::Strategy;
 use crate::runtime::Rpc;
@@ -167,7 +165,8 @@ impl Target for Any {
 
 /// Calls go to the node of a role that owns a key, by rendezvous hashing over the role's
 /// serving nodes: the same key goes to the same node while the role's membership is the same,
-/// and when a node joins or leaves only the keys of that node move. From
+/// and when a node joins or leaves only the keys of that node move. Every node computes the
+/// same owner: the function is fixed and documented under [`RouteKey`]. From
 /// [`by_key`](crate::by_key) or [`Node::by_key`](crate::Node::by_key).
 #[derive(Clone)]
 #[must_use = "a target does nothing until a method is called on it"]
@@ -177,10 +176,10 @@ pub struct ByKey {
 }
 
 impl ByKey {
-    pub(crate) fn new(rpc: Arc<Rpc>, role: &str, key: impl Hash) -> Self {
+    pub(crate) fn new(rpc: Arc<Rpc>, role: &str, key: impl RouteKey) -> Self {
         ByKey {
             any: Any::new(rpc, role),
-            key: hash64(key),
+            key: key_hash(&key),
         }
     }
 

@@ -10,7 +10,7 @@
 
 mod call;
 mod endpoint;
-pub(crate) mod key;
+mod key;
 mod load;
 mod peer;
 mod pick;
@@ -19,6 +19,8 @@ mod retry;
 mod role_set;
 
 pub(crate) use call::{call_endpoint, call_one};
+pub(crate) use key::key_hash;
+pub use key::{KeyHasher, RouteKey};
 pub(crate) use pick::Route;
 pub(crate) use pool::Pool;
 pub(crate) use role_set::RoleSets;
