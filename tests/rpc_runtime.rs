@@ -151,14 +151,14 @@ fn add<C: Target>(
     a: i64,
     b: i64,
 ) -> impl Future<Output = C::Output<i64, Never>> + Send + 'static {
-    c.call::<AdderService, _, _>(&ADD, AdderRequest::Add { a, b }, |r| match r {
+    c.__call::<AdderService, _, _>(&ADD, AdderRequest::Add { a, b }, |r| match r {
         AdderResponse::Add(v) => Some(Ok(v)),
         _ => None,
     })
 }
 
 fn whoami<C: Target>(c: &C) -> impl Future<Output = C::Output<String, Never>> + Send + 'static {
-    c.call::<AdderService, _, _>(&WHOAMI, AdderRequest::Whoami {}, |r| match r {
+    c.__call::<AdderService, _, _>(&WHOAMI, AdderRequest::Whoami {}, |r| match r {
         AdderResponse::Whoami(v) => Some(Ok(v)),
         _ => None,
     })
@@ -181,7 +181,7 @@ fn sleep<C: Target>(
     } else {
         (&SLEEP, AdderRequest::Sleep { ms })
     };
-    c.call::<AdderService, _, _>(method, req, |r| match r {
+    c.__call::<AdderService, _, _>(method, req, |r| match r {
         AdderResponse::Sleep(v) => Some(Ok(v)),
         _ => None,
     })
@@ -192,7 +192,7 @@ fn sleep_on<C: Target>(
     node: &str,
     ms: u64,
 ) -> impl Future<Output = C::Output<String, Never>> + Send + 'static {
-    c.call::<AdderService, _, _>(
+    c.__call::<AdderService, _, _>(
         &SLEEP_ON,
         AdderRequest::SleepOn {
             node: node.to_owned(),
@@ -206,7 +206,7 @@ fn sleep_on<C: Target>(
 }
 
 fn deadline<C: Target>(c: &C) -> impl Future<Output = C::Output<i64, Never>> + Send + 'static {
-    c.call::<AdderService, _, _>(&DEADLINE, AdderRequest::Deadline {}, |r| match r {
+    c.__call::<AdderService, _, _>(&DEADLINE, AdderRequest::Deadline {}, |r| match r {
         AdderResponse::Deadline(v) => Some(Ok(v)),
         _ => None,
     })
@@ -216,7 +216,7 @@ fn nested<C: Target>(
     c: &C,
     role: &str,
 ) -> impl Future<Output = C::Output<i64, Never>> + Send + 'static {
-    c.call::<AdderService, _, _>(
+    c.__call::<AdderService, _, _>(
         &NESTED,
         AdderRequest::Nested {
             role: role.to_owned(),
@@ -229,14 +229,14 @@ fn nested<C: Target>(
 }
 
 fn boom<C: Target>(c: &C) -> impl Future<Output = C::Output<(), Never>> + Send + 'static {
-    c.call::<AdderService, _, _>(&BOOM, AdderRequest::Boom {}, |_| None)
+    c.__call::<AdderService, _, _>(&BOOM, AdderRequest::Boom {}, |_| None)
 }
 
 fn fail<C: Target>(
     c: &C,
     msg: &str,
 ) -> impl Future<Output = C::Output<(), String>> + Send + 'static {
-    c.call::<AdderService, _, _>(
+    c.__call::<AdderService, _, _>(
         &FAIL,
         AdderRequest::Fail {
             msg: msg.to_owned(),

@@ -14,20 +14,26 @@ use crate::options::Strategy;
 use crate::runtime::Rpc;
 use crate::service::{MethodInfo, ServiceDef};
 
-/// Something a generated client method can be called on. Implemented by [`Any`], [`All`] and
-/// [`ByKey`]; the output of a call depends on the target: one result for `Any` and `ByKey`, one
-/// result per node for `All`.
+mod sealed {
+    /// Only this crate's targets are [`Target`](super::Target)s.
+    pub trait Sealed {}
+}
+
+/// Something a generated client method can be called on: [`Any`], [`All`] and [`ByKey`]
+/// (sealed: no other type can be one). The output of a call depends on the target: one result
+/// for `Any` and `ByKey`, one result per node for `All`.
 ///
 /// A call's future is `Send + 'static`, so it can be `tokio::spawn`ed, and it is not boxed:
 /// dropping it cancels the call, on the server too.
-pub trait Target {
+pub trait Target: sealed::Sealed {
     /// What a call returns.
     type Output<T: Send + 'static, E: Send + 'static>: Send + 'static;
 
     /// Sends `req` (a request of service `S` for `method`) and decodes the answer with
     /// `extract`, which returns `None` if the response is not the method's (a protocol error).
-    /// Called by generated code.
-    fn call<S, T, E>(
+    /// Called by generated code; not part of the API.
+    #[doc(hidden)]
+    fn __call<S, T, E>(
         &self,
         method: &'static MethodInfo,
         req: S::Req,
@@ -145,10 +151,12 @@ impl Any {
     }
 }
 
+impl sealed::Sealed for Any {}
+
 impl Target for Any {
     type Output<T: Send + 'static, E: Send + 'static> = CallResult<T, E>;
 
-    fn call<S, T, E>(
+    fn __call<S, T, E>(
         &self,
         method: &'static MethodInfo,
         req: S::Req,
@@ -197,10 +205,12 @@ impl ByKey {
     }
 }
 
+impl sealed::Sealed for ByKey {}
+
 impl Target for ByKey {
     type Output<T: Send + 'static, E: Send + 'static> = CallResult<T, E>;
 
-    fn call<S, T, E>(
+    fn __call<S, T, E>(
         &self,
         method: &'static MethodInfo,
         req: S::Req,
@@ -240,10 +250,12 @@ impl All {
     }
 }
 
+impl sealed::Sealed for All {}
+
 impl Target for All {
     type Output<T: Send + 'static, E: Send + 'static> = AllResults<T, E>;
 
-    fn call<S, T, E>(
+    fn __call<S, T, E>(
         &self,
         method: &'static MethodInfo,
         req: S::Req,

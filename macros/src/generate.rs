@@ -427,7 +427,7 @@ fn client_trait(def: &ServiceDef, names: &Names) -> (TokenStream, TokenStream) {
         };
         quote! {
             #sig {
-                #krate::Target::call::<#service, #ok, #err>(
+                #krate::Target::__call::<#service, #ok, #err>(
                     self,
                     &#info,
                     #request::#variant { #(#args),* },
