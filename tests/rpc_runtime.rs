@@ -319,6 +319,7 @@ async fn any_all_by_key_and_typed_errors() {
     // all: one result per node, in node order.
     let mut names: Vec<String> = whoami(&gw.all("adder"))
         .await
+        .unwrap()
         .into_iter()
         .map(|(node, r)| {
             let name = r.unwrap();
@@ -351,7 +352,7 @@ async fn any_all_by_key_and_typed_errors() {
     let e = add(&gw.any("nobody"), 1, 2).await.unwrap_err();
     assert!(matches!(e, RpcError::NoNodeForRole { .. }), "{e}");
     assert!(started.elapsed() < Duration::from_millis(100));
-    assert!(whoami(&gw.all("nobody")).await.is_empty());
+    assert!(whoami(&gw.all("nobody")).await.unwrap().is_empty());
 
     // Spawnable: the futures are Send + 'static.
     let any = gw.any("adder");
@@ -457,7 +458,7 @@ async fn handshake_refusals_over_tcp_leave_the_node_serving() {
     let (gw, nodes) = cluster_of(&c, &["hs-a"]).await;
     let server = &nodes[0].0;
     let addr = server.rpc_addr().unwrap();
-    let key = *server.cluster_key("rpc-handshake").as_bytes();
+    let key = *cluster_helper_key("rpc-secret", &c);
     let try_handshake = |key: [u8; 32], cluster: String, service: &'static str| async move {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         easy_rpc::__private::handshake_client(&mut s, &key, &cluster, service).await
@@ -820,7 +821,8 @@ async fn all_is_bounded_by_a_stuck_node_and_only_serving_nodes_are_picked() {
         "all-b",
         10_000,
     )
-    .await;
+    .await
+    .unwrap();
     let took = started.elapsed();
     assert!(took < Duration::from_millis(1_000), "{took:?}");
     assert_eq!(results.len(), 3);
@@ -851,7 +853,7 @@ async fn all_is_bounded_by_a_stuck_node_and_only_serving_nodes_are_picked() {
     for _ in 0..100 {
         assert_ne!(whoami(&gw.any("adder")).await.unwrap(), "bystander");
     }
-    assert_eq!(whoami(&gw.all("adder")).await.len(), 3);
+    assert_eq!(whoami(&gw.all("adder")).await.unwrap().len(), 3);
 
     // The node-wide default deadline (ClientOptions) applies when nothing else sets one.
     let mut options = easy_rpc::ClientOptions::default();
@@ -898,7 +900,7 @@ async fn pooled_connections_close_when_a_node_leaves_the_registry() {
     assert_eq!(a.open_connections(), 1, "one pooled connection, reused");
     // The node drops out of the cluster (its gossip stops: it looks dead to everyone) while
     // its RPC server keeps running: the caller must close its pooled connection by itself.
-    a.cluster_node().kill();
+    a.kill_membership();
     wait_until(Duration::from_secs(10), "gateway dropped a", || {
         gw.nodes_with_role("adder").is_empty()
     })

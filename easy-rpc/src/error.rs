@@ -1,5 +1,6 @@
-//! The errors of the crate: [`RpcError`] for a call, and the reasons it carries
-//! ([`RejectReason`], [`NotRunReason`]).
+//! The errors of the crate: [`RpcError`] for a call and the reasons it carries
+//! ([`RejectReason`], [`NotRunReason`]); [`Error`] for everything else, into which call errors
+//! convert, so that one `main` can `?` both.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -400,6 +401,85 @@ impl<E: StdError + 'static> StdError for RpcError<E> {
     }
 }
 
+/// Everything that can go wrong in easy-rpc outside a call's own result: configuring and
+/// starting a node, serving, changing roles, and (converted with `?`) any call error, so a
+/// program needs one error type:
+///
+/// ```
+/// use easy_rpc::Node;
+///
+/// #[easy_rpc::service]
+/// pub trait Greeter {
+///     async fn hello(name: String) -> String;
+/// }
+///
+/// struct English;
+/// impl Greeter for English {
+///     async fn hello(&self, name: String) -> String { format!("hello, {name}") }
+/// }
+///
+/// #[tokio::main(flavor = "current_thread")]
+/// async fn main() -> Result<(), easy_rpc::Error> {
+///     let node = Node::builder()
+///         .cluster("docs-error").name("greeter").listen("127.0.0.1:0").secret("s3cret")
+///         .roles(["greeter"])
+///         .serve(English.serve())
+///         .start().await?;                                     // a start-up error...
+///     node.ready().await;
+///     let greeting = node.any("greeter").hello("you".into()).await?; // ...or a call's
+///     assert_eq!(greeting, "hello, you");
+///     node.shutdown().await;
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Configuring, starting or changing the node's membership failed (a bad setting or
+    /// environment variable, a socket that cannot be bound, a node that has shut down): see
+    /// [`cluster_helper::Error`].
+    #[error(transparent)]
+    Cluster(#[from] cluster_helper::Error),
+    /// A setting of this crate is invalid (e.g. a zero [`ClientOptions`](crate::ClientOptions)
+    /// timeout): [`start`](crate::NodeBuilder::start) refuses it.
+    #[error("invalid {setting}: {value}: expected {expected}")]
+    InvalidConfig {
+        /// The setting, e.g. `ClientOptions::timeout`.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// What a valid value looks like.
+        expected: &'static str,
+    },
+    /// The node has no RPC listener (`CLUSTER_RPC_LISTEN=off`, or
+    /// [`rpc_listen(RpcListen::Disabled)`](crate::NodeBuilder::rpc_listen)): it makes calls
+    /// but cannot serve.
+    #[error(
+        "cannot serve {service}: this node has no RPC listener (CLUSTER_RPC_LISTEN=off); \
+         give it one (CLUSTER_RPC_LISTEN or NodeBuilder::rpc_listen) to serve"
+    )]
+    NoRpcListener {
+        /// The service it was asked to serve.
+        service: &'static str,
+    },
+    /// The RPC listener handed over by the cluster node could not be used.
+    #[error("cannot use the RPC listener: {source}")]
+    RpcListener {
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A call failed: the [`RpcError`], with the method's own error (if that is what it was)
+    /// behind an `Arc` (downcast it, or match it before converting).
+    #[error(transparent)]
+    Call(RpcError<Arc<dyn StdError + Send + Sync>>),
+}
+
+impl<E: StdError + Send + Sync + 'static> From<RpcError<E>> for Error {
+    fn from(e: RpcError<E>) -> Self {
+        Error::Call(e.map_remote(|e| Arc::new(e) as Arc<dyn StdError + Send + Sync>))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +536,30 @@ mod tests {
             e.to_string(),
             "charge: cannot reach billing-1#7: cannot connect (not sent)"
         );
+    }
+
+    #[test]
+    fn call_errors_convert_into_error_and_keep_their_source() {
+        let e: RpcError<Overdrawn> = RpcError::Remote {
+            node: node(),
+            error: Overdrawn,
+        };
+        let e = Error::from(e);
+        assert_eq!(
+            e.to_string(),
+            "billing-1#7 returned an error: account overdrawn"
+        );
+        match &e {
+            Error::Call(RpcError::Remote { error, .. }) => {
+                assert!(error.downcast_ref::<Overdrawn>().is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.source().is_some());
+        let e: Error = RpcError::<Never>::NotRunning { node: None }.into();
+        assert!(matches!(e, Error::Call(RpcError::NotRunning { .. })));
+        let e: Error = cluster_helper::Error::ShutDown.into();
+        assert_eq!(e.to_string(), "the node has shut down");
     }
 
     #[test]

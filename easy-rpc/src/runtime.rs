@@ -2,6 +2,7 @@
 //! (`node.any(..)` holds an `Arc` of it).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::client::{Pool, RoleSets};
@@ -19,6 +20,9 @@ pub(crate) struct Rpc {
     pub(crate) server: Arc<ServerState>,
     /// The start of the node's millisecond clock (down marks, latency decay).
     epoch: Instant,
+    /// Set once the node has shut down (or was killed): calls through it fail with
+    /// `RpcError::NotRunning`.
+    stopped: AtomicBool,
 }
 
 impl std::fmt::Debug for Rpc {
@@ -43,12 +47,23 @@ impl Rpc {
             roles: RoleSets::default(),
             server,
             epoch: Instant::now(),
+            stopped: AtomicBool::new(false),
         })
     }
 
     /// Milliseconds since the node started: the clock of down marks and latency estimates.
     pub(crate) fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the node has shut down.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Marks the node shut down.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
     }
 
     /// Drops the endpoints (and so closes the connections) of nodes that left the registry.

@@ -48,16 +48,41 @@ pub trait Target: sealed::Sealed {
 /// The result of a call to one node.
 pub type CallResult<T, E> = Result<T, RpcError<E>>;
 
-/// The results of a call to all nodes of a role: one per node, in node order.
-pub type AllResults<T, E> = Vec<(NodeId, Result<T, RpcError<E>>)>;
+/// The result of a call to all nodes of a role: one `(node, result)` per node that had the
+/// role when the call was made, in node order (none for a role without nodes), or
+/// [`RpcError::NotRunning`] if no node runs to make the call.
+pub type AllResults<T, E> = Result<Vec<(NodeId, CallResult<T, E>)>, RpcError<E>>;
 
+/// The node a target calls through, checked at each call: none runs (`None`), or it has
+/// shut down.
+fn running(rpc: &Option<Arc<Rpc>>) -> Result<&Arc<Rpc>, RpcError<crate::Never>> {
+    match rpc {
+        Some(rpc) if !rpc.is_stopped() => Ok(rpc),
+        Some(rpc) => Err(RpcError::NotRunning {
+            node: Some(rpc.node.id().clone()),
+        }),
+        None => Err(RpcError::NotRunning { node: None }),
+    }
+}
+
+/// A call's deadline: the first of the target's timeout, the method's, the node's default,
+/// and the deadline of the request being served (when the call is made inside a handler).
 fn deadline_for(rpc: &Rpc, method: &MethodInfo, per_call: Option<Duration>) -> Instant {
     let timeout = per_call.or(method.timeout).unwrap_or(rpc.options.timeout);
-    let own = Instant::now() + timeout;
+    let own = crate::deadline::after(Instant::now(), timeout);
     match crate::context::deadline() {
         Some(inherited) => own.min(inherited),
         None => own,
     }
+}
+
+/// Checks a timeout given to a target.
+fn checked(timeout: Duration) -> Duration {
+    assert!(
+        !timeout.is_zero(),
+        "easy-rpc: a call timeout must be positive (a call that may take no time cannot succeed)"
+    );
+    timeout
 }
 
 fn finish<T, E>(
@@ -83,18 +108,18 @@ fn finish<T, E>(
 ///
 /// Calls that provably never reached a server (connection refused, rejected at the handshake,
 /// node leaving) are sent to another node by themselves; idempotent methods are also retried
-/// after a lost connection.
+/// after a lost connection. Cheap to clone.
 #[derive(Clone)]
 #[must_use = "a target does nothing until a method is called on it"]
 pub struct Any {
-    rpc: Arc<Rpc>,
+    rpc: Option<Arc<Rpc>>,
     role: Arc<str>,
     strategy: Option<Strategy>,
     timeout: Option<Duration>,
 }
 
 impl Any {
-    pub(crate) fn new(rpc: Arc<Rpc>, role: &str) -> Self {
+    pub(crate) fn new(rpc: Option<Arc<Rpc>>, role: &str) -> Self {
         Any {
             rpc,
             role: role.into(),
@@ -104,8 +129,13 @@ impl Any {
     }
 
     /// The deadline of calls made through this target (overrides the method's and the node's).
+    /// `Duration::MAX` means no practical limit (a timeout is capped at a year).
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is zero: a call that may take no time cannot succeed.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.timeout = Some(checked(timeout));
         self
     }
 
@@ -119,10 +149,8 @@ impl Any {
     pub fn role(&self) -> &str {
         &self.role
     }
-}
 
-impl Any {
-    /// Sends one call, by rendezvous on `key` if given, else by the target's strategy.
+    /// Sends one call by `route` (rendezvous on a key if given, else the target's strategy).
     fn routed<S, T, E>(
         &self,
         key: Option<u64>,
@@ -135,17 +163,22 @@ impl Any {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let rpc = self.rpc.clone();
+        // Everything that depends on the caller's context (the node, the inherited deadline)
+        // is read now, not when the future is first polled (it may be spawned elsewhere).
+        let call = running(&self.rpc).map(|rpc| {
+            let route = match key {
+                Some(key) => Route::Key(key),
+                None => Route::Balanced(self.strategy.unwrap_or(rpc.options.strategy)),
+            };
+            let deadline = deadline_for(rpc, method, self.timeout);
+            (rpc.clone(), route, deadline)
+        });
         let role = self.role.clone();
-        let route = match key {
-            Some(key) => Route::Key(key),
-            None => Route::Balanced(self.strategy.unwrap_or(rpc.options.strategy)),
-        };
-        let deadline = deadline_for(&rpc, method, self.timeout);
         async move {
+            let (rpc, route, deadline) = call.map_err(RpcError::into_remote)?;
             let (node, resp) = call_one::<S>(rpc, role, route, method, Arc::new(req), deadline)
                 .await
-                .map_err(|e| e.map_remote(|n| match n {}))?;
+                .map_err(RpcError::into_remote)?;
             finish(node, method, extract(resp))
         }
     }
@@ -184,23 +217,34 @@ pub struct ByKey {
 }
 
 impl ByKey {
-    pub(crate) fn new(rpc: Arc<Rpc>, role: &str, key: impl RouteKey) -> Self {
+    pub(crate) fn new(rpc: Option<Arc<Rpc>>, role: &str, key: impl RouteKey) -> Self {
         ByKey {
             any: Any::new(rpc, role),
             key: key_hash(&key),
         }
     }
 
-    /// The deadline of calls made through this target.
+    /// The deadline of calls made through this target. See [`Any::timeout`].
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is zero.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.any.timeout = Some(timeout);
+        self.any.timeout = Some(checked(timeout));
         self
     }
 
-    /// The node that owns the key now, if the role has a node serving service `S`.
+    /// The role calls go to.
+    pub fn role(&self) -> &str {
+        &self.any.role
+    }
+
+    /// The node that owns the key now, if the role has a serving node that serves service `S`
+    /// (and a node runs to ask).
     pub fn owner<S: ServiceDef>(&self) -> Option<NodeId> {
-        let set = self.any.rpc.roles.get::<S>(&self.any.role);
-        set.pick(&self.any.rpc, Route::Key(self.key), &[])
+        let rpc = running(&self.any.rpc).ok()?;
+        let set = rpc.roles.get::<S>(&self.any.role);
+        set.pick(rpc, Route::Key(self.key), &[])
             .map(|e| e.node().clone())
     }
 }
@@ -229,7 +273,8 @@ impl Target for ByKey {
 /// Calls go to every serving node of a role that serves the service, concurrently, each bound
 /// by the deadline: the result has one entry per node, and a dead or stuck node only makes its
 /// own entry an error. A node that turns out to be leaving (it refuses the call without running
-/// it) has left the role and gets no entry. From [`all`](crate::all) or [`Node::all`](crate::Node::all).
+/// it) has left the role and gets no entry. From [`all`](crate::all) or
+/// [`Node::all`](crate::Node::all).
 #[derive(Clone)]
 #[must_use = "a target does nothing until a method is called on it"]
 pub struct All {
@@ -237,16 +282,25 @@ pub struct All {
 }
 
 impl All {
-    pub(crate) fn new(rpc: Arc<Rpc>, role: &str) -> Self {
+    pub(crate) fn new(rpc: Option<Arc<Rpc>>, role: &str) -> Self {
         All {
             any: Any::new(rpc, role),
         }
     }
 
-    /// The deadline of each node's call.
+    /// The deadline of each node's call. See [`Any::timeout`].
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is zero.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.any.timeout = Some(timeout);
+        self.any.timeout = Some(checked(timeout));
         self
+    }
+
+    /// The role calls go to.
+    pub fn role(&self) -> &str {
+        &self.any.role
     }
 }
 
@@ -266,10 +320,11 @@ impl Target for All {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let rpc = self.any.rpc.clone();
+        let call = running(&self.any.rpc)
+            .map(|rpc| (rpc.clone(), deadline_for(rpc, method, self.any.timeout)));
         let role = self.any.role.clone();
-        let deadline = deadline_for(&rpc, method, self.any.timeout);
         async move {
+            let (rpc, deadline) = call.map_err(RpcError::into_remote)?;
             let endpoints = rpc.roles.get::<S>(&role).all(&rpc);
             let req = Arc::new(req);
             let calls = endpoints.into_iter().map(|endpoint| {
@@ -297,11 +352,11 @@ impl Target for All {
                     Some((node, result))
                 }
             });
-            futures::future::join_all(calls)
+            Ok(futures::future::join_all(calls)
                 .await
                 .into_iter()
                 .flatten()
-                .collect()
+                .collect())
         }
     }
 }
@@ -309,28 +364,31 @@ impl Target for All {
 impl std::fmt::Debug for Any {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Any")
+            .field("node", &self.rpc.as_ref().map(|r| r.node.id()))
             .field("role", &self.role)
             .field("strategy", &self.strategy)
             .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
 impl std::fmt::Debug for ByKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ByKey")
+            .field("node", &self.any.rpc.as_ref().map(|r| r.node.id()))
             .field("role", &self.any.role)
-            .field("key", &self.key)
+            .field("key_hash", &format_args!("{:#018x}", self.key))
             .field("timeout", &self.any.timeout)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
 impl std::fmt::Debug for All {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("All")
+            .field("node", &self.any.rpc.as_ref().map(|r| r.node.id()))
             .field("role", &self.any.role)
             .field("timeout", &self.any.timeout)
-            .finish_non_exhaustive()
+            .finish()
     }
 }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
+use tarpc::ServerError;
 use tarpc::server::{BaseChannel, Channel, Serve};
-use tarpc::{ClientMessage, Response, ServerError};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use super::state::{InFlight, ServerState};
-use crate::codec::Postcard;
+use crate::codec::ServerCodec;
 use crate::error::NotRunReason;
 use crate::reply::Reply;
 use crate::service::{Handler, ServiceDef};
@@ -131,10 +131,8 @@ impl<S: ServiceDef, H: Handler<S>> ServeConnection for TypedServer<S, H> {
             state,
             _service: PhantomData,
         };
-        let transport = tarpc::serde_transport::new(
-            framed,
-            Postcard::<ClientMessage<S::Req>, Response<Reply<S::Resp>>>::default(),
-        );
+        let transport =
+            tarpc::serde_transport::new(framed, ServerCodec::<S::Req, Reply<S::Resp>>::default());
         async move {
             BaseChannel::with_defaults(transport)
                 .execute(serve)
@@ -153,8 +151,10 @@ mod tests {
     use tarpc::context;
     use tokio::net::TcpListener;
 
+    use tarpc::{ClientMessage, Response};
+
     use super::*;
-    use crate::codec::framing;
+    use crate::codec::{Postcard, framing};
     use crate::service::MethodInfo;
 
     struct Echo;
