@@ -4,7 +4,22 @@ use std::time::Duration;
 
 use crate::error::Error;
 
-/// How [`Any`](crate::Any) picks one node of a role.
+/// How [`Any`](crate::Any) picks one node of a role: for every call of a node
+/// ([`ClientOptions::strategy`]) or of one target ([`Any::strategy`](crate::Any::strategy)).
+/// Every strategy skips nodes whose connection just failed, unless all have.
+///
+/// ```no_run
+/// # #[easy_rpc::service]
+/// # pub trait Billing {
+/// #     #[easy_rpc(idempotent)]
+/// #     async fn balance(account: String) -> u64;
+/// # }
+/// # async fn example(node: easy_rpc::Node) -> Result<(), easy_rpc::Error> {
+/// use easy_rpc::Strategy;
+/// // This node, if it serves the role, else power of two choices.
+/// let balance = node.any("billing").strategy(Strategy::LocalFirst).balance("a".into()).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Strategy {

@@ -24,7 +24,21 @@ mod sealed {
 /// for `Any` and `ByKey`, one result per node for `All`.
 ///
 /// A call's future is `Send + 'static`, so it can be `tokio::spawn`ed, and it is not boxed:
-/// dropping it cancels the call, on the server too.
+/// dropping it cancels the call, on the server too. Code can be generic over the target:
+///
+/// ```
+/// # #[easy_rpc::service]
+/// # pub trait Billing {
+/// #     #[easy_rpc(idempotent)]
+/// #     async fn balance(account: String) -> u64;
+/// # }
+/// use easy_rpc::Target;
+///
+/// /// Asks for a balance on any kind of target; returns what that target returns.
+/// async fn ask<T: Target>(target: &T) -> T::Output<u64, easy_rpc::Never> {
+///     target.balance("acct-1".into()).await
+/// }
+/// ```
 pub trait Target: sealed::Sealed {
     /// What a call returns.
     type Output<T: Send + 'static, E: Send + 'static>: Send + 'static;
@@ -109,6 +123,25 @@ fn finish<T, E>(
 /// Calls that provably never reached a server (connection refused, rejected at the handshake,
 /// node leaving) are sent to another node by themselves; idempotent methods are also retried
 /// after a lost connection. Cheap to clone.
+///
+/// ```no_run
+/// # #[easy_rpc::service]
+/// # pub trait Billing {
+/// #     #[easy_rpc(idempotent)]
+/// #     async fn balance(account: String) -> u64;
+/// # }
+/// # async fn example(node: easy_rpc::Node) -> Result<(), easy_rpc::Error> {
+/// use std::time::Duration;
+/// use easy_rpc::{RpcError, Strategy};
+///
+/// let billing = node.any("billing").strategy(Strategy::P2cPeakEwma);
+/// match billing.clone().timeout(Duration::from_millis(200)).balance("acct-1".into()).await {
+///     Ok(cents) => println!("{cents}"),
+///     Err(RpcError::Timeout { node, .. }) => println!("{node} was too slow"),
+///     Err(e) => return Err(e.into()),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[must_use = "a target does nothing until a method is called on it"]
 pub struct Any {
@@ -209,6 +242,19 @@ impl Target for Any {
 /// and when a node joins or leaves only the keys of that node move. Every node computes the
 /// same owner: the function is fixed and documented under [`RouteKey`]. From
 /// [`by_key`](crate::by_key) or [`Node::by_key`](crate::Node::by_key).
+///
+/// ```no_run
+/// # #[easy_rpc::service]
+/// # pub trait Billing {
+/// #     #[easy_rpc(idempotent)]
+/// #     async fn balance(account: String) -> u64;
+/// # }
+/// # async fn example(node: easy_rpc::Node) -> Result<(), easy_rpc::Error> {
+/// let cart = node.by_key("billing", "user-7");
+/// println!("user-7 belongs to {:?}", cart.owner::<BillingService>());
+/// let cents = cart.balance("user-7".into()).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[must_use = "a target does nothing until a method is called on it"]
 pub struct ByKey {
@@ -275,6 +321,25 @@ impl Target for ByKey {
 /// own entry an error. A node that turns out to be leaving (it refuses the call without running
 /// it) has left the role and gets no entry. From [`all`](crate::all) or
 /// [`Node::all`](crate::Node::all).
+///
+/// ```no_run
+/// # #[easy_rpc::service]
+/// # pub trait Billing {
+/// #     #[easy_rpc(idempotent)]
+/// #     async fn balance(account: String) -> u64;
+/// # }
+/// # async fn example(node: easy_rpc::Node) -> Result<(), easy_rpc::Error> {
+/// use std::time::Duration;
+///
+/// // `?` only if no node runs to make the call; each node's own result is in the list.
+/// for (node, balance) in node.all("billing").timeout(Duration::from_secs(1)).balance("a".into()).await? {
+///     match balance {
+///         Ok(cents) => println!("{node}: {cents}"),
+///         Err(e) => println!("{node}: {e}"),
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[must_use = "a target does nothing until a method is called on it"]
 pub struct All {

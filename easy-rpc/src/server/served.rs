@@ -18,19 +18,35 @@ use crate::error::NotRunReason;
 use crate::reply::Reply;
 use crate::service::{Handler, ServiceDef};
 
-/// A service implementation ready to be served by a node: what `MyImpl.serve()` returns.
+/// A service implementation ready to be served by a node: what `MyImpl.serve()` returns
+/// (the `serve` method `#[easy_rpc::service]` adds to the trait), given to
+/// [`NodeBuilder::serve`](crate::NodeBuilder::serve) or [`Node::serve`](crate::Node::serve).
 ///
-/// ```ignore
-/// node.serve(BillingImpl.serve());
+/// ```
+/// #[easy_rpc::service]
+/// pub trait Billing {
+///     async fn balance(account: String) -> u64;
+/// }
+///
+/// struct BillingImpl;
+/// impl Billing for BillingImpl {
+///     async fn balance(&self, _account: String) -> u64 { 42 }
+/// }
+///
+/// let served: easy_rpc::Served = BillingImpl.serve();
+/// assert_eq!(served.name(), "Billing");
+/// let builder = easy_rpc::Node::builder().roles(["billing"]).serve(served);
+/// # drop(builder);
 /// ```
 #[derive(Clone)]
+#[must_use = "a service is served only once given to a node"]
 pub struct Served {
     pub(crate) name: &'static str,
     pub(crate) conn: Arc<dyn ServeConnection>,
 }
 
 impl Served {
-    /// Wraps a handler of service `S`.
+    /// Wraps a handler of service `S` (what the generated `serve` method does).
     pub fn new<S: ServiceDef, H: Handler<S>>(handler: H) -> Served {
         Served {
             name: S::NAME,
@@ -38,7 +54,7 @@ impl Served {
         }
     }
 
-    /// The service's name.
+    /// The service's wire name ([`ServiceDef::NAME`]).
     pub fn name(&self) -> &'static str {
         self.name
     }
