@@ -48,6 +48,8 @@ pub struct Node {
     cluster: cluster_helper::Node,
     rpc: Arc<Rpc>,
     stop: Arc<watch::Sender<bool>>,
+    /// Whether it has an RPC listener (else it only makes calls).
+    listening: bool,
 }
 
 impl std::fmt::Debug for Node {
@@ -86,6 +88,7 @@ impl Node {
             }
         }
         let (stop, stop_rx) = watch::channel(false);
+        let listening = listener.is_some();
         if let Some(listener) = listener {
             let listener = tokio::net::TcpListener::from_std(listener)
                 .map_err(|source| Error::RpcListener { source })?;
@@ -111,6 +114,7 @@ impl Node {
             cluster,
             rpc,
             stop: Arc::new(stop),
+            listening,
         })
     }
 
@@ -228,7 +232,7 @@ impl Node {
     /// [`cluster_helper::Error::ShutDown`] once the node has shut down.
     pub async fn serve(&self, served: Served) -> Result<(), Error> {
         let name = served.name();
-        if self.rpc_addr().is_none() {
+        if !self.listening {
             return Err(Error::NoRpcListener { service: name });
         }
         self.rpc
