@@ -59,7 +59,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             receipt.account, receipt.cents, receipt.node
         );
     }
-    for (node_id, balance) in easy_rpc::all("billing").balance("acct-1".into()).await {
+    for (node_id, balance) in easy_rpc::all("billing").balance("acct-1".into()).await? {
         match balance {
             Ok(cents) => println!("{node_id}: acct-1 balance {cents}"),
             Err(e) => println!("{node_id}: {e}"),

@@ -26,7 +26,7 @@ async fn main() {
     }
 }
 
-async fn run() -> Result<(), easy_rpc::cluster_helper::Error> {
+async fn run() -> Result<(), easy_rpc::Error> {
     let name = std::env::var("CLUSTER_NODE_NAME").unwrap_or_else(|_| "billing-server".into());
     let node = Node::builder()
         .cluster("billing-example")

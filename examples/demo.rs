@@ -192,6 +192,19 @@ async fn balances() -> usize {
     ok
 }
 
+/// The per-node results of an `all` call; none (after printing why) if it could not be made.
+fn everyone<T, E>(
+    results: easy_rpc::AllResults<T, E>,
+) -> Vec<(easy_rpc::NodeId, easy_rpc::CallResult<T, E>)>
+where
+    E: std::fmt::Display,
+{
+    results.unwrap_or_else(|e| {
+        println!("   all failed: {e}");
+        Vec::new()
+    })
+}
+
 async fn demo() -> bool {
     let cluster = format!("demo-{}", std::process::id());
     let gateway = match Node::builder()
@@ -261,8 +274,8 @@ async fn demo() -> bool {
     }
 
     println!("== all(\"audit\").record(..), then .count()");
-    let recorded = easy_rpc::all("audit").record("demo started".into()).await;
-    let counts = easy_rpc::all("audit").count().await;
+    let recorded = everyone(easy_rpc::all("audit").record("demo started".into()).await);
+    let counts = everyone(easy_rpc::all("audit").count().await);
     let counted: Vec<String> = counts
         .iter()
         .map(|(node, r)| match r {
@@ -407,7 +420,7 @@ async fn demo() -> bool {
         t.is_some(),
         format!("{:.0} ms", t.unwrap_or_default().as_secs_f64() * 1e3),
     );
-    let counts = easy_rpc::all("audit").count().await;
+    let counts = everyone(easy_rpc::all("audit").count().await);
     step(
         "all: answers only from live nodes",
         counts.len() == 1 && counts[0].1.is_ok(),

@@ -77,6 +77,19 @@ pub mod services {
         },
     }
 
+    impl std::fmt::Display for BillingError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                BillingError::ZeroAmount => f.write_str("the amount must be positive"),
+                BillingError::OverLimit { limit } => {
+                    write!(f, "over the account's limit of {limit} cents")
+                }
+            }
+        }
+    }
+
+    impl std::error::Error for BillingError {}
+
     /// Billing: balances and charges.
     #[easy_rpc::service]
     pub trait Billing {

@@ -60,7 +60,7 @@ async fn calls_through_the_default_node() {
     .await;
 
     assert_eq!(easy_rpc::any("clock").fast().await.unwrap(), 7);
-    let all = easy_rpc::all("clock").fast().await;
+    let all = easy_rpc::all("clock").fast().await.unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].0, *server.id());
     assert_eq!(

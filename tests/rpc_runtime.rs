@@ -25,6 +25,7 @@ enum AdderRequest {
     SleepOn { node: String, ms: u64 },
     Deadline {},
     Nested { role: String },
+    Boom {},
 }
 
 impl tarpc::RequestName for AdderRequest {
@@ -38,6 +39,7 @@ impl tarpc::RequestName for AdderRequest {
             AdderRequest::SleepOn { .. } => "sleep_on",
             AdderRequest::Deadline {} => "deadline",
             AdderRequest::Nested { .. } => "nested",
+            AdderRequest::Boom {} => "boom",
         }
     }
 }
@@ -60,6 +62,7 @@ static SLEEP_IDEM: MethodInfo = MethodInfo::new("sleep_idem").idempotent();
 static SLEEP_ON: MethodInfo = MethodInfo::new("sleep_on");
 static DEADLINE: MethodInfo = MethodInfo::new("deadline");
 static NESTED: MethodInfo = MethodInfo::new("nested");
+static BOOM: MethodInfo = MethodInfo::new("boom");
 
 impl ServiceDef for AdderService {
     const NAME: &'static str = "Adder";
@@ -75,6 +78,7 @@ impl ServiceDef for AdderService {
             AdderRequest::SleepOn { .. } => &SLEEP_ON,
             AdderRequest::Deadline {} => &DEADLINE,
             AdderRequest::Nested { .. } => &NESTED,
+            AdderRequest::Boom {} => &BOOM,
         }
     }
 }
@@ -136,6 +140,7 @@ impl Handler<AdderService> for AdderImpl {
                     let inner = deadline(&node.any(&role)).await.unwrap_or(-2);
                     AdderResponse::Nested(inner)
                 }
+                AdderRequest::Boom {} => panic!("boom"),
             }
         }
     }
@@ -221,6 +226,10 @@ fn nested<C: Target>(
             _ => None,
         },
     )
+}
+
+fn boom<C: Target>(c: &C) -> impl Future<Output = C::Output<(), Never>> + Send + 'static {
+    c.__call::<AdderService, _, _>(&BOOM, AdderRequest::Boom {}, |_| None)
 }
 
 fn fail<C: Target>(
@@ -310,6 +319,7 @@ async fn any_all_by_key_and_typed_errors() {
     // all: one result per node, in node order.
     let mut names: Vec<String> = whoami(&gw.all("adder"))
         .await
+        .unwrap()
         .into_iter()
         .map(|(node, r)| {
             let name = r.unwrap();
@@ -342,7 +352,7 @@ async fn any_all_by_key_and_typed_errors() {
     let e = add(&gw.any("nobody"), 1, 2).await.unwrap_err();
     assert!(matches!(e, RpcError::NoNodeForRole { .. }), "{e}");
     assert!(started.elapsed() < Duration::from_millis(100));
-    assert!(whoami(&gw.all("nobody")).await.is_empty());
+    assert!(whoami(&gw.all("nobody")).await.unwrap().is_empty());
 
     // Spawnable: the futures are Send + 'static.
     let any = gw.any("adder");
@@ -448,7 +458,7 @@ async fn handshake_refusals_over_tcp_leave_the_node_serving() {
     let (gw, nodes) = cluster_of(&c, &["hs-a"]).await;
     let server = &nodes[0].0;
     let addr = server.rpc_addr().unwrap();
-    let key = *server.cluster_key("rpc-handshake").as_bytes();
+    let key = *cluster_helper_key("rpc-secret", &c);
     let try_handshake = |key: [u8; 32], cluster: String, service: &'static str| async move {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         easy_rpc::__private::handshake_client(&mut s, &key, &cluster, service).await
@@ -811,7 +821,8 @@ async fn all_is_bounded_by_a_stuck_node_and_only_serving_nodes_are_picked() {
         "all-b",
         10_000,
     )
-    .await;
+    .await
+    .unwrap();
     let took = started.elapsed();
     assert!(took < Duration::from_millis(1_000), "{took:?}");
     assert_eq!(results.len(), 3);
@@ -842,7 +853,7 @@ async fn all_is_bounded_by_a_stuck_node_and_only_serving_nodes_are_picked() {
     for _ in 0..100 {
         assert_ne!(whoami(&gw.any("adder")).await.unwrap(), "bystander");
     }
-    assert_eq!(whoami(&gw.all("adder")).await.len(), 3);
+    assert_eq!(whoami(&gw.all("adder")).await.unwrap().len(), 3);
 
     // The node-wide default deadline (ClientOptions) applies when nothing else sets one.
     let mut options = easy_rpc::ClientOptions::default();
@@ -889,7 +900,7 @@ async fn pooled_connections_close_when_a_node_leaves_the_registry() {
     assert_eq!(a.open_connections(), 1, "one pooled connection, reused");
     // The node drops out of the cluster (its gossip stops: it looks dead to everyone) while
     // its RPC server keeps running: the caller must close its pooled connection by itself.
-    a.cluster_node().kill();
+    a.kill_membership();
     wait_until(Duration::from_secs(10), "gateway dropped a", || {
         gw.nodes_with_role("adder").is_empty()
     })
@@ -901,4 +912,55 @@ async fn pooled_connections_close_when_a_node_leaves_the_registry() {
     )
     .await;
     gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_keep_their_cause_and_say_whether_the_call_ran() {
+    init_logs();
+    let c = unique_cluster("rpc-errors");
+    let (gw, nodes) = cluster_of(&c, &["e-a"]).await;
+
+    // A handler that panics: the node answers (it keeps serving), the call may have run.
+    let e = boom(&gw.any("adder")).await.unwrap_err();
+    assert!(matches!(e, RpcError::Server { .. }), "{e}");
+    assert!(!e.never_reached_server());
+    assert!(e.to_string().contains("boom"), "{e}");
+    assert_eq!(add(&gw.any("adder"), 1, 1).await.unwrap(), 2);
+
+    // The only node of a role refuses connections: Unreachable, never sent, with the I/O
+    // error as its source.
+    let closed = easy_rpc::cluster_helper::Node::builder()
+        .cluster(&c)
+        .name("e-closed")
+        .listen("127.0.0.1:0")
+        .secret("rpc-secret")
+        .gossip_interval(Duration::from_millis(100))
+        .roles(["lonely"])
+        .services(["Adder"])
+        .seeds([gw.gossip_addr().to_string()])
+        .start()
+        .await
+        .unwrap();
+    drop(closed.take_rpc_listener());
+    wait_until(
+        Duration::from_secs(5),
+        "gateway sees the closed node",
+        || gw.nodes_with_role("lonely").len() == 1,
+    )
+    .await;
+    let e = add(&gw.any("lonely"), 1, 1).await.unwrap_err();
+    assert!(matches!(e, RpcError::Unreachable { .. }), "{e}");
+    assert!(e.never_reached_server());
+    assert_eq!(e.node(), Some(closed.id()));
+    let io = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .expect("the connect error is the source");
+    assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+    // RpcError is Clone (its causes are shared).
+    let copy = e.clone();
+    assert_eq!(copy.to_string(), e.to_string());
+
+    closed.shutdown().await;
+    gw.shutdown().await;
+    nodes[0].0.shutdown().await;
 }

@@ -148,7 +148,7 @@ pub fn run(quick: bool) {
         for i in 0..2 {
             let mut b = Node::builder()
                 .cluster(&cluster)
-                .name(&format!("caller-{i}"))
+                .name(format!("caller-{i}"))
                 .listen("127.0.0.1:0")
                 .secret("bench")
                 .default_node(false);

@@ -443,7 +443,7 @@ pub fn run(quick: bool, same_core: bool) {
             let a = all.clone();
             async move {
                 let r = a.add(1, 2).await;
-                assert_eq!(r.len(), 8);
+                assert_eq!(r.unwrap().len(), 8);
             }
         })
         .await;

@@ -278,6 +278,21 @@ impl NodeBuilder {
         self
     }
 
+    /// Whether the node this builder starts will accept RPC connections: `false` when the
+    /// settings (by the precedence rule) say [`RpcListen::Disabled`] (`CLUSTER_RPC_LISTEN=off`).
+    /// An RPC layer checks this before starting a node that must serve.
+    ///
+    /// ```
+    /// use cluster_helper::{NodeBuilder, RpcListen};
+    /// assert!(NodeBuilder::new().has_rpc_listener());
+    /// assert!(!NodeBuilder::new().rpc_listen(RpcListen::Disabled).has_rpc_listener());
+    /// let b = NodeBuilder::new().from_vars([("CLUSTER_RPC_LISTEN", "off")]).unwrap();
+    /// assert!(!b.has_rpc_listener());
+    /// ```
+    pub fn has_rpc_listener(&self) -> bool {
+        !matches!(self.merged().config.rpc_listen, RpcListen::Disabled)
+    }
+
     /// The configuration the node would start with, by the precedence rule.
     fn merged(&self) -> Merged {
         merge(&self.base, &self.env, &self.code)

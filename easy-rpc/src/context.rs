@@ -20,7 +20,18 @@ pub fn deadline() -> Option<Instant> {
     DEADLINE.try_with(|d| *d).ok()
 }
 
-/// Runs `f` with `deadline` as the inherited deadline of the calls it makes.
+/// Runs `f` with `deadline` as the inherited deadline of the calls it makes: none of them gets
+/// a later deadline (the server runs every handler this way, with the caller's deadline).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::{Duration, Instant};
+/// let by = Instant::now() + Duration::from_millis(300);
+/// let seen = easy_rpc::context::with_deadline(by, async { easy_rpc::context::deadline() }).await;
+/// assert_eq!(seen, Some(by));
+/// # }
+/// ```
 pub fn with_deadline<F: Future>(deadline: Instant, f: F) -> impl Future<Output = F::Output> {
     DEADLINE.scope(deadline, f)
 }

@@ -1,6 +1,10 @@
-//! The one error type of a call: [`RpcError`].
+//! The errors of the crate: [`RpcError`] for a call and the reasons it carries
+//! ([`RejectReason`], [`NotRunReason`]); [`Error`] for everything else, into which call errors
+//! convert, so that one `main` can `?` both.
 
+use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cluster_helper::NodeId;
@@ -67,37 +71,100 @@ impl fmt::Display for RejectReason {
     }
 }
 
+/// Why a server answered a request without running it. The request had no effect: the caller
+/// may send it to another node, whatever the method.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum NotRunReason {
+    /// The node is leaving the cluster: it finishes what it started and takes nothing new.
+    Leaving,
+}
+
+impl fmt::Display for NotRunReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotRunReason::Leaving => f.write_str("it is leaving the cluster"),
+        }
+    }
+}
+
 /// What went wrong with a call. `E` is the method's own error type (from `Result<T, E>` in the
 /// service trait), returned as [`RpcError::Remote`], never mixed with transport errors; methods
 /// that return a plain `T` have `E = Never`.
 ///
-/// Every variant that concerns a node names it, and `Display` says what happened:
+/// Every variant that concerns a node names it, and says whether the request may have run:
+/// [`never_reached_server`](RpcError::never_reached_server) is exactly what the runtime sends
+/// to another node by itself. Underlying causes (an I/O error, tarpc's error, the codec's) are
+/// kept and returned by [`source`](std::error::Error::source); they are held in an `Arc`, so
+/// `RpcError<E>` is `Clone` when `E` is.
 ///
 /// ```
 /// use easy_rpc::RpcError;
 /// let e: RpcError = RpcError::NoNodeForRole { role: "billing".into(), service: "Billing" };
 /// assert_eq!(e.to_string(), "no serving node has role \"billing\" and serves Billing");
+/// assert!(e.never_reached_server());
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum RpcError<E = Never> {
-    /// No serving node has the role and serves the service (right now).
+    /// No easy-rpc node runs in this process to make the call: `easy_rpc::any/all/by_key`
+    /// were called before a node started or after the default node shut down (`node: None`),
+    /// or the call was made through a handle of a node that has shut down (`node: Some`).
+    /// Nothing was sent.
+    NotRunning {
+        /// The node that has shut down, if the call was made through its handle.
+        node: Option<NodeId>,
+    },
+    /// No serving node has the role and serves the service (right now). Nothing was sent.
     NoNodeForRole {
         /// The role asked for.
         role: String,
         /// The service asked for.
         service: &'static str,
     },
-    /// The call's deadline passed before an answer came.
-    Timeout {
-        /// The node the call was on, if it had been sent.
-        node: Option<NodeId>,
+    /// The node could not be reached: the connection was refused, failed or timed out, or
+    /// the connection broke during the handshake. The request was never sent (calls to
+    /// `any` and `by_key` have already tried other nodes).
+    Unreachable {
+        /// The node.
+        node: NodeId,
         /// The method.
         method: &'static str,
-        /// The deadline that was applied.
+        /// What happened, in words.
+        reason: String,
+        /// The I/O error, if there was one (a timeout is an [`std::io::ErrorKind::TimedOut`]).
+        source: Option<Arc<dyn StdError + Send + Sync>>,
+    },
+    /// The node refused the connection at the handshake (see [`RejectReason`]). The request
+    /// was never sent.
+    Rejected {
+        /// The node.
+        node: NodeId,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// The node received the request and answered that it did not run it (see
+    /// [`NotRunReason`]): it had no effect.
+    NotRun {
+        /// The node.
+        node: NodeId,
+        /// The method.
+        method: &'static str,
+        /// Why.
+        reason: NotRunReason,
+    },
+    /// The call's deadline passed after the request was sent: it may have run (the server
+    /// stops the method at the deadline).
+    Timeout {
+        /// The node the call was on.
+        node: NodeId,
+        /// The method.
+        method: &'static str,
+        /// The time the call had when it was sent.
         after: Duration,
     },
-    /// The node could not be reached, or the connection broke before the answer came.
+    /// The connection broke after the request was sent (the node crashed, or the network
+    /// failed): it may have run.
     NodeDown {
         /// The node.
         node: NodeId,
@@ -105,13 +172,8 @@ pub enum RpcError<E = Never> {
         method: &'static str,
         /// What the transport said.
         reason: String,
-    },
-    /// The node refused the connection at the handshake.
-    Rejected {
-        /// The node.
-        node: NodeId,
-        /// Why.
-        reason: RejectReason,
+        /// The transport's error, if there was one.
+        source: Option<Arc<dyn StdError + Send + Sync>>,
     },
     /// The method ran and returned its own error.
     Remote {
@@ -120,8 +182,8 @@ pub enum RpcError<E = Never> {
         /// The method's error.
         error: E,
     },
-    /// A request or response could not be encoded or decoded (e.g. incompatible service
-    /// definitions across a rolling upgrade).
+    /// A request or response could not be encoded or decoded (e.g. service definitions that
+    /// differ across a rolling upgrade); the connection is closed. The request may have run.
     Codec {
         /// The node.
         node: NodeId,
@@ -129,8 +191,11 @@ pub enum RpcError<E = Never> {
         method: &'static str,
         /// What the codec said.
         reason: String,
+        /// The codec's error, if there was one.
+        source: Option<Arc<dyn StdError + Send + Sync>>,
     },
-    /// The server could not run the method (it panicked, or it is overloaded).
+    /// The method started on the server but did not finish (it panicked): it may have had
+    /// effects.
     Server {
         /// The node.
         node: NodeId,
@@ -153,10 +218,13 @@ impl<E> RpcError<E> {
     /// The node this error concerns, if any.
     pub fn node(&self) -> Option<&NodeId> {
         match self {
+            RpcError::NotRunning { node } => node.as_ref(),
             RpcError::NoNodeForRole { .. } => None,
-            RpcError::Timeout { node, .. } => node.as_ref(),
-            RpcError::NodeDown { node, .. }
+            RpcError::Unreachable { node, .. }
             | RpcError::Rejected { node, .. }
+            | RpcError::NotRun { node, .. }
+            | RpcError::Timeout { node, .. }
+            | RpcError::NodeDown { node, .. }
             | RpcError::Remote { node, .. }
             | RpcError::Codec { node, .. }
             | RpcError::Server { node, .. } => Some(node),
@@ -164,18 +232,51 @@ impl<E> RpcError<E> {
     }
 
     /// Whether the call provably never reached the method on a server, so that sending it to
-    /// another node cannot run it twice.
+    /// another node cannot run it twice: [`NotRunning`](RpcError::NotRunning),
+    /// [`NoNodeForRole`](RpcError::NoNodeForRole), [`Unreachable`](RpcError::Unreachable),
+    /// [`Rejected`](RpcError::Rejected) and [`NotRun`](RpcError::NotRun).
+    ///
+    /// These are exactly the failures that `any` and `by_key` send to another node by
+    /// themselves (up to [`ClientOptions::reroutes`](crate::ClientOptions::reroutes)); an error
+    /// returned to the caller that says `true` means no node was left to try, or the deadline
+    /// passed.
     pub fn never_reached_server(&self) -> bool {
         matches!(
             self,
-            RpcError::Rejected { .. } | RpcError::NoNodeForRole { .. }
+            RpcError::NotRunning { .. }
+                | RpcError::NoNodeForRole { .. }
+                | RpcError::Unreachable { .. }
+                | RpcError::Rejected { .. }
+                | RpcError::NotRun { .. }
         )
     }
 
     /// Maps the method error type (e.g. to turn `RpcError<Never>` into `RpcError<MyError>`).
     pub fn map_remote<F>(self, f: impl FnOnce(E) -> F) -> RpcError<F> {
         match self {
+            RpcError::NotRunning { node } => RpcError::NotRunning { node },
             RpcError::NoNodeForRole { role, service } => RpcError::NoNodeForRole { role, service },
+            RpcError::Unreachable {
+                node,
+                method,
+                reason,
+                source,
+            } => RpcError::Unreachable {
+                node,
+                method,
+                reason,
+                source,
+            },
+            RpcError::Rejected { node, reason } => RpcError::Rejected { node, reason },
+            RpcError::NotRun {
+                node,
+                method,
+                reason,
+            } => RpcError::NotRun {
+                node,
+                method,
+                reason,
+            },
             RpcError::Timeout {
                 node,
                 method,
@@ -189,12 +290,13 @@ impl<E> RpcError<E> {
                 node,
                 method,
                 reason,
+                source,
             } => RpcError::NodeDown {
                 node,
                 method,
                 reason,
+                source,
             },
-            RpcError::Rejected { node, reason } => RpcError::Rejected { node, reason },
             RpcError::Remote { node, error } => RpcError::Remote {
                 node,
                 error: f(error),
@@ -203,10 +305,12 @@ impl<E> RpcError<E> {
                 node,
                 method,
                 reason,
+                source,
             } => RpcError::Codec {
                 node,
                 method,
                 reason,
+                source,
             },
             RpcError::Server {
                 node,
@@ -221,35 +325,58 @@ impl<E> RpcError<E> {
     }
 }
 
-impl<E: fmt::Debug> fmt::Display for RpcError<E> {
+impl RpcError<Never> {
+    /// As an error of a method whose error type is `E` (an `RpcError<Never>` has no
+    /// [`Remote`](RpcError::Remote) variant to map).
+    pub fn into_remote<E>(self) -> RpcError<E> {
+        self.map_remote(|never| match never {})
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for RpcError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            RpcError::NotRunning { node: None } => f.write_str(
+                "no easy-rpc node is running in this process: the default node was never \
+                 started or has shut down (start one with easy_rpc::Node::builder()...start())",
+            ),
+            RpcError::NotRunning { node: Some(node) } => {
+                write!(f, "node {node} has shut down: it makes no more calls")
+            }
             RpcError::NoNodeForRole { role, service } => {
                 write!(f, "no serving node has role {role:?} and serves {service}")
             }
+            RpcError::Unreachable {
+                node,
+                method,
+                reason,
+                ..
+            } => write!(f, "{method}: cannot reach {node}: {reason} (not sent)"),
+            RpcError::Rejected { node, reason } => {
+                write!(f, "{node} refused the connection: {reason}")
+            }
+            RpcError::NotRun {
+                node,
+                method,
+                reason,
+            } => write!(f, "{method} was not run by {node}: {reason}"),
             RpcError::Timeout {
-                node: Some(node),
+                node,
                 method,
                 after,
             } => write!(f, "{method} on {node} timed out after {after:?}"),
-            RpcError::Timeout {
-                node: None,
-                method,
-                after,
-            } => write!(f, "{method} timed out after {after:?} before it was sent"),
             RpcError::NodeDown {
                 node,
                 method,
                 reason,
+                ..
             } => write!(f, "{method} on {node} failed: node down ({reason})"),
-            RpcError::Rejected { node, reason } => {
-                write!(f, "{node} refused the connection: {reason}")
-            }
-            RpcError::Remote { node, error } => write!(f, "{node} returned an error: {error:?}"),
+            RpcError::Remote { node, error } => write!(f, "{node} returned an error: {error}"),
             RpcError::Codec {
                 node,
                 method,
                 reason,
+                ..
             } => write!(f, "{method} on {node}: cannot encode or decode: {reason}"),
             RpcError::Server {
                 node,
@@ -260,4 +387,249 @@ impl<E: fmt::Debug> fmt::Display for RpcError<E> {
     }
 }
 
-impl<E: fmt::Debug> std::error::Error for RpcError<E> {}
+impl<E: StdError + 'static> StdError for RpcError<E> {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            RpcError::Unreachable { source, .. }
+            | RpcError::NodeDown { source, .. }
+            | RpcError::Codec { source, .. } => {
+                source.as_deref().map(|e| e as &(dyn StdError + 'static))
+            }
+            RpcError::Remote { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Everything that can go wrong in easy-rpc outside a call's own result: configuring and
+/// starting a node, serving, changing roles, and (converted with `?`) any call error, so a
+/// program needs one error type:
+///
+/// ```
+/// use easy_rpc::Node;
+///
+/// #[easy_rpc::service]
+/// pub trait Greeter {
+///     async fn hello(name: String) -> String;
+/// }
+///
+/// struct English;
+/// impl Greeter for English {
+///     async fn hello(&self, name: String) -> String { format!("hello, {name}") }
+/// }
+///
+/// #[tokio::main(flavor = "current_thread")]
+/// async fn main() -> Result<(), easy_rpc::Error> {
+///     let node = Node::builder()
+///         .cluster("docs-error").name("greeter").listen("127.0.0.1:0").secret("s3cret")
+///         .roles(["greeter"])
+///         .serve(English.serve())
+///         .start().await?;                                     // a start-up error...
+///     node.ready().await;
+///     let greeting = node.any("greeter").hello("you".into()).await?; // ...or a call's
+///     assert_eq!(greeting, "hello, you");
+///     node.shutdown().await;
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Configuring, starting or changing the node's membership failed (a bad setting or
+    /// environment variable, a socket that cannot be bound, a node that has shut down): see
+    /// [`cluster_helper::Error`].
+    #[error(transparent)]
+    Cluster(#[from] cluster_helper::Error),
+    /// A setting of this crate is invalid (e.g. a zero [`ClientOptions`](crate::ClientOptions)
+    /// timeout): [`start`](crate::NodeBuilder::start) refuses it.
+    #[error("invalid {setting}: {value}: expected {expected}")]
+    InvalidConfig {
+        /// The setting, e.g. `ClientOptions::timeout`.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// What a valid value looks like.
+        expected: &'static str,
+    },
+    /// The node has no RPC listener (`CLUSTER_RPC_LISTEN=off`, or
+    /// [`rpc_listen(RpcListen::Disabled)`](crate::NodeBuilder::rpc_listen)): it makes calls
+    /// but cannot serve.
+    #[error(
+        "cannot serve {service}: this node has no RPC listener (CLUSTER_RPC_LISTEN=off); \
+         give it one (CLUSTER_RPC_LISTEN or NodeBuilder::rpc_listen) to serve"
+    )]
+    NoRpcListener {
+        /// The service it was asked to serve.
+        service: &'static str,
+    },
+    /// The RPC listener handed over by the cluster node could not be used.
+    #[error("cannot use the RPC listener: {source}")]
+    RpcListener {
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A call failed: the [`RpcError`], with the method's own error (if that is what it was)
+    /// behind an `Arc` (downcast it, or match it before converting).
+    #[error(transparent)]
+    Call(RpcError<Arc<dyn StdError + Send + Sync>>),
+}
+
+impl<E: StdError + Send + Sync + 'static> From<RpcError<E>> for Error {
+    fn from(e: RpcError<E>) -> Self {
+        Error::Call(e.map_remote(|e| Arc::new(e) as Arc<dyn StdError + Send + Sync>))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Overdrawn;
+
+    impl fmt::Display for Overdrawn {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("account overdrawn")
+        }
+    }
+
+    impl StdError for Overdrawn {}
+
+    fn node() -> NodeId {
+        NodeId::new("billing-1", 7).unwrap()
+    }
+
+    #[test]
+    fn display_shows_the_methods_error_with_display_and_source_returns_it() {
+        let e: RpcError<Overdrawn> = RpcError::Remote {
+            node: node(),
+            error: Overdrawn,
+        };
+        assert_eq!(
+            e.to_string(),
+            "billing-1#7 returned an error: account overdrawn"
+        );
+        let source = e.source().expect("the remote error");
+        assert_eq!(source.to_string(), "account overdrawn");
+        assert!(source.downcast_ref::<Overdrawn>().is_some());
+        // Clone, because the method's error is.
+        assert_eq!(e.clone().remote(), Some(&Overdrawn));
+    }
+
+    #[test]
+    fn transport_causes_are_kept_and_survive_clone_and_map_remote() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e: RpcError = RpcError::Unreachable {
+            node: node(),
+            method: "charge",
+            reason: "cannot connect".into(),
+            source: Some(Arc::new(io)),
+        };
+        let e = e.clone().into_remote::<Overdrawn>();
+        let io = e
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("the I/O error");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(e.never_reached_server());
+        assert_eq!(
+            e.to_string(),
+            "charge: cannot reach billing-1#7: cannot connect (not sent)"
+        );
+    }
+
+    #[test]
+    fn call_errors_convert_into_error_and_keep_their_source() {
+        let e: RpcError<Overdrawn> = RpcError::Remote {
+            node: node(),
+            error: Overdrawn,
+        };
+        let e = Error::from(e);
+        assert_eq!(
+            e.to_string(),
+            "billing-1#7 returned an error: account overdrawn"
+        );
+        match &e {
+            Error::Call(RpcError::Remote { error, .. }) => {
+                assert!(error.downcast_ref::<Overdrawn>().is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.source().is_some());
+        let e: Error = RpcError::<Never>::NotRunning { node: None }.into();
+        assert!(matches!(e, Error::Call(RpcError::NotRunning { .. })));
+        let e: Error = cluster_helper::Error::ShutDown.into();
+        assert_eq!(e.to_string(), "the node has shut down");
+    }
+
+    #[test]
+    fn not_running_says_what_happened() {
+        let e: RpcError = RpcError::NotRunning { node: None };
+        assert!(
+            e.to_string()
+                .starts_with("no easy-rpc node is running in this process")
+        );
+        assert!(e.never_reached_server());
+        let e: RpcError = RpcError::NotRunning { node: Some(node()) };
+        assert_eq!(
+            e.to_string(),
+            "node billing-1#7 has shut down: it makes no more calls"
+        );
+        assert_eq!(e.node(), Some(&node()));
+    }
+
+    #[test]
+    fn only_the_variants_that_prove_nothing_ran_say_so() {
+        let n = node();
+        let may_have_run: Vec<RpcError<Overdrawn>> = vec![
+            RpcError::Timeout {
+                node: n.clone(),
+                method: "m",
+                after: Duration::from_secs(1),
+            },
+            RpcError::NodeDown {
+                node: n.clone(),
+                method: "m",
+                reason: "reset".into(),
+                source: None,
+            },
+            RpcError::Remote {
+                node: n.clone(),
+                error: Overdrawn,
+            },
+            RpcError::Codec {
+                node: n.clone(),
+                method: "m",
+                reason: "bad".into(),
+                source: None,
+            },
+            RpcError::Server {
+                node: n.clone(),
+                method: "m",
+                reason: "panicked".into(),
+            },
+        ];
+        for e in may_have_run {
+            assert!(!e.never_reached_server(), "{e}");
+        }
+        let never_ran: Vec<RpcError<Overdrawn>> = vec![
+            RpcError::NotRunning { node: None },
+            RpcError::NoNodeForRole {
+                role: "r".into(),
+                service: "S",
+            },
+            RpcError::Rejected {
+                node: n.clone(),
+                reason: RejectReason::WrongSecret,
+            },
+            RpcError::NotRun {
+                node: n,
+                method: "m",
+                reason: NotRunReason::Leaving,
+            },
+        ];
+        for e in never_ran {
+            assert!(e.never_reached_server(), "{e}");
+        }
+    }
+}

@@ -24,8 +24,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::RejectReason;
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks: the framing, the handshake and the envelopes
+/// around a service's messages (not a service's own shape, see ARCHITECTURE.md). Nodes of
+/// different versions refuse each other's connections ([`RejectReason::WrongVersion`]).
+///
+/// - 1: the first release.
+/// - 2: responses are an envelope that says whether the method ran ("not run: leaving" is a
+///   typed answer, no longer a tarpc error with a marker string).
+pub const PROTOCOL_VERSION: u16 = 2;
 const MAGIC: [u8; 4] = *b"ERPC";
 const MAX_HANDSHAKE_FRAME: usize = 1024;
 

@@ -26,6 +26,12 @@
 //! pub struct Receipt { pub cents: u64, pub node: String }
 //! #[derive(Debug, Serialize, Deserialize)]
 //! pub enum BillingError { ZeroAmount }
+//! impl std::fmt::Display for BillingError {
+//!     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+//!         f.write_str("the amount must be positive")
+//!     }
+//! }
+//! impl std::error::Error for BillingError {}
 //!
 //! #[easy_rpc::service]
 //! pub trait Billing {
@@ -46,7 +52,7 @@
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn main() -> Result<(), easy_rpc::Error> {
 //! // A node with role "billing" that serves Billing...
 //! let server = Node::builder()
 //!     .cluster("docs").name("billing-1").listen("127.0.0.1:0").secret("s3cret")
@@ -65,7 +71,7 @@
 //!
 //! let receipt = easy_rpc::any("billing").charge("acct-1".into(), 500).await?;
 //! assert_eq!(receipt.node, "billing-1");
-//! for (node, balance) in easy_rpc::all("billing").balance("acct-1".into()).await {
+//! for (node, balance) in easy_rpc::all("billing").balance("acct-1".into()).await? {
 //!     assert_eq!(balance?, 42, "{node}");
 //! }
 //! let owner = easy_rpc::by_key("billing", "user-7").charge("acct-7".into(), 1).await?;
@@ -79,24 +85,33 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
 mod client;
 mod codec;
 pub mod context;
+mod deadline;
+mod default_node;
 mod error;
 mod handshake;
 mod node;
 mod options;
+mod reply;
+mod runtime;
 mod server;
 mod service;
 mod target;
 
+pub use builder::NodeBuilder;
+pub use client::{KeyHasher, RouteKey};
 pub use cluster_helper::{self, NodeId};
+pub use default_node::{all, any, by_key};
 pub use easy_rpc_macros::service;
-pub use error::{Never, RejectReason, RpcError};
+pub use error::{Error, Never, NotRunReason, RejectReason, RpcError};
 pub use handshake::PROTOCOL_VERSION;
-pub use node::{Node, NodeBuilder, all, any, by_key};
+pub use node::Node;
 pub use options::{ClientOptions, Strategy};
-pub use service::{Handler, MethodInfo, Served, ServiceDef};
+pub use server::Served;
+pub use service::{Handler, MethodInfo, ServiceDef};
 pub use target::{All, AllResults, Any, ByKey, CallResult, Target};
 
 /// What generated code needs; not part of the API.
@@ -107,6 +122,7 @@ pub mod __private {
     pub use ::tarpc;
 
     /// Runs the client side of the handshake on `stream` (for protocol conformance tests).
+    #[cfg(feature = "test-util")]
     pub async fn handshake_client(
         stream: &mut ::tokio::net::TcpStream,
         key: &[u8; 32],

@@ -1,199 +1,62 @@
-//! A node that serves and calls: a [`cluster_helper::Node`] plus the RPC server on its port and
-//! the client pool, and the process's default node behind [`any`](crate::any),
-//! [`all`](crate::all) and [`by_key`](crate::by_key).
+//! [`Node`]: a cluster node with the RPC server on its port and the client pool, and every
+//! accessor users need, explicitly (no `Deref` to the cluster node: its service list must
+//! follow what this node serves).
 
-use std::hash::Hash;
-use std::ops::Deref;
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
-use cluster_helper::Error;
+use cluster_helper::{
+    Config, Events, GossipStats, Member, NodeId, NodeStatus, Nodes, Registry, Role,
+};
 use tokio::sync::watch;
 
-use crate::client::Rpc;
+use crate::builder::NodeBuilder;
+use crate::client::RouteKey;
+use crate::error::Error;
 use crate::options::ClientOptions;
-use crate::server::accept_loop;
-use crate::service::Served;
+use crate::runtime::Rpc;
+use crate::server::{Served, accept_loop};
 use crate::target::{All, Any, ByKey};
-
-/// The process's default node.
-static DEFAULT: ArcSwapOption<Rpc> = ArcSwapOption::const_empty();
-
-fn default_rpc() -> Arc<Rpc> {
-    DEFAULT.load_full().expect(
-        "easy_rpc::any/all/by_key need a default node: start one with easy_rpc::Node::builder()",
-    )
-}
-
-/// Calls to one node of `role`, through the process's default node (the first node started in
-/// the process, or the one made default with [`Node::make_default`]).
-///
-/// # Panics
-///
-/// If no node has been started in this process.
-pub fn any(role: &str) -> Any {
-    Any::new(default_rpc(), role)
-}
-
-/// Calls to every node of `role`, through the process's default node. See [`any`].
-///
-/// # Panics
-///
-/// If no node has been started in this process.
-pub fn all(role: &str) -> All {
-    All::new(default_rpc(), role)
-}
-
-/// Calls to the node of `role` that owns `key`, through the process's default node. See
-/// [`any`].
-///
-/// # Panics
-///
-/// If no node has been started in this process.
-pub fn by_key(role: &str, key: impl Hash) -> ByKey {
-    ByKey::new(default_rpc(), role, key)
-}
-
-/// Builds and starts a [`Node`]: the cluster settings of [`cluster_helper::NodeBuilder`]
-/// (forwarded), the services to serve, and client options.
-#[must_use = "a builder does nothing until .start() is awaited"]
-#[derive(Debug, Default)]
-pub struct NodeBuilder {
-    cluster: cluster_helper::NodeBuilder,
-    services: Vec<Served>,
-    options: ClientOptions,
-    default: Option<bool>,
-}
-
-macro_rules! forward {
-    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(where $($bound:tt)*)?;)*) => {
-        $(
-            $(#[$doc])*
-            pub fn $name<$($($bound)*)?>(mut self, $($arg: $ty),*) -> Self {
-                self.cluster = self.cluster.$name($($arg),*);
-                self
-            }
-        )*
-    };
-}
-
-impl NodeBuilder {
-    /// A builder with default settings.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Reads the `CLUSTER_*` environment variables (see [`cluster_helper::Config`]).
-    pub fn from_env(mut self) -> Result<Self, Error> {
-        self.cluster = self.cluster.from_env()?;
-        Ok(self)
-    }
-
-    /// Changes the cluster settings with any [`cluster_helper::NodeBuilder`] method.
-    pub fn cluster_settings(
-        mut self,
-        f: impl FnOnce(cluster_helper::NodeBuilder) -> cluster_helper::NodeBuilder,
-    ) -> Self {
-        self.cluster = f(self.cluster);
-        self
-    }
-
-    forward! {
-        /// The cluster's name.
-        fn cluster(name: &str);
-        /// The node's name.
-        fn name(name: &str);
-        /// The gossip (and RPC) listen address; port 0 picks a free port.
-        fn listen(addr: &str);
-        /// The cluster secret.
-        fn secret(secret: &str);
-        /// How often the node gossips.
-        fn gossip_interval(interval: Duration);
-        /// How long a leaving node keeps announcing it leaves before it stops.
-        fn leave_grace(grace: Duration);
-        /// How long to wait for a peer before starting a new cluster alone.
-        fn join_timeout(timeout: Duration);
-    }
-
-    /// The roles the node starts with.
-    pub fn roles<R: AsRef<str>>(mut self, roles: impl IntoIterator<Item = R>) -> Self {
-        self.cluster = self.cluster.roles(roles);
-        self
-    }
-
-    /// Where peers might be: `host:port`, `dns:name:port`, `srv:_service._proto.name`.
-    pub fn seeds<S: AsRef<str>>(mut self, seeds: impl IntoIterator<Item = S>) -> Self {
-        self.cluster = self.cluster.seeds(seeds);
-        self
-    }
-
-    /// Serves a service from the start (advertised with the node's first gossip state).
-    pub fn serve(mut self, served: Served) -> Self {
-        self.services.push(served);
-        self
-    }
-
-    /// Settings of the calls this node makes.
-    pub fn client_options(mut self, options: ClientOptions) -> Self {
-        self.options = options;
-        self
-    }
-
-    /// Whether this node becomes the process's default node (for [`any`], [`all`],
-    /// [`by_key`]). Default: yes if no default node is set yet.
-    pub fn default_node(mut self, default: bool) -> Self {
-        self.default = Some(default);
-        self
-    }
-
-    /// Starts the node: binds its port, joins the cluster, serves its services.
-    pub async fn start(self) -> Result<Node, Error> {
-        let names: Vec<&'static str> = self.services.iter().map(Served::name).collect();
-        let cluster = self.cluster.services(names).start().await?;
-        let node = Node::attach(cluster, self.options)?;
-        {
-            let mut services = node
-                .rpc
-                .server
-                .services
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
-            for s in self.services {
-                services.insert(s.name(), s);
-            }
-        }
-        let make_default = self.default.unwrap_or_else(|| DEFAULT.load().is_none());
-        if make_default {
-            node.make_default();
-        }
-        Ok(node)
-    }
-}
 
 /// A running node that serves services and calls other nodes by role.
 ///
-/// It dereferences to its [`cluster_helper::Node`] (identity, roles, registry, events). Cheap
-/// to clone; every clone is the same node.
+/// Everything about the node's identity, roles and view of the cluster is here (from its
+/// [`cluster_helper::Node`]), except changing which services it advertises: that follows
+/// [`serve`](Node::serve) and [`unserve`](Node::unserve), so gossip never claims a service the
+/// server does not serve. Cheap to clone; every clone is the same node.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), easy_rpc::Error> {
+/// let node = easy_rpc::Node::builder()
+///     .cluster("docs-node").name("n1").listen("127.0.0.1:0").secret("s3cret")
+///     .roles(["billing"])
+///     .default_node(false)
+///     .start().await?;
+/// node.ready().await;
+/// assert_eq!(node.nodes_with_role("billing")[0].id, *node.id());
+/// node.add_role("audit").await?;
+/// assert!(node.roles().iter().any(|r| r.as_str() == "audit"));
+/// node.shutdown().await;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[must_use = "dropping the last handle stops the node"]
 pub struct Node {
     cluster: cluster_helper::Node,
     rpc: Arc<Rpc>,
     stop: Arc<watch::Sender<bool>>,
-}
-
-impl Deref for Node {
-    type Target = cluster_helper::Node;
-    fn deref(&self) -> &cluster_helper::Node {
-        &self.cluster
-    }
+    /// Whether it has an RPC listener (else it only makes calls).
+    listening: bool,
 }
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
             .field("cluster", &self.cluster)
+            .field("services", &self.services())
             .finish_non_exhaustive()
     }
 }
@@ -204,29 +67,33 @@ impl Node {
         NodeBuilder::new()
     }
 
-    /// Adds RPC to a started cluster node: serves on its RPC listener and calls through it.
-    pub fn attach(cluster: cluster_helper::Node, options: ClientOptions) -> Result<Node, Error> {
-        let listener = cluster
-            .take_rpc_listener()
-            .ok_or_else(|| Error::InvalidConfig {
-                setting: "CLUSTER_RPC_LISTEN".into(),
-                value: "off".into(),
-                expected: "an RPC listener (the node serves and calls RPC)".into(),
-            })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind {
-            what: "rpc (TCP)",
-            addr: cluster.gossip_addr(),
-            source,
-        })?;
-        let listener =
-            tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Bind {
-                what: "rpc (TCP)",
-                addr,
-                source,
-            })?;
+    /// Adds RPC to a started cluster node: serves `services` on `listener` (if it has one) and
+    /// calls through the node. Owning the only handle of the cluster node keeps its advertised
+    /// services in step with what is served.
+    pub(crate) fn start(
+        cluster: cluster_helper::Node,
+        listener: Option<TcpListener>,
+        options: ClientOptions,
+        services: Vec<Served>,
+    ) -> Result<Node, Error> {
         let rpc = Rpc::new(cluster.clone(), options);
+        {
+            let mut served = rpc
+                .server
+                .services
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            for s in services {
+                served.insert(s.name(), s);
+            }
+        }
         let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(accept_loop(listener, rpc.server.clone(), stop_rx.clone()));
+        let listening = listener.is_some();
+        if let Some(listener) = listener {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(|source| Error::RpcListener { source })?;
+            tokio::spawn(accept_loop(listener, rpc.server.clone(), stop_rx.clone()));
+        }
         // Close pooled connections to nodes that left the registry.
         let weak = Arc::downgrade(&rpc);
         let mut changes = cluster.registry().watch();
@@ -247,17 +114,127 @@ impl Node {
             cluster,
             rpc,
             stop: Arc::new(stop),
+            listening,
         })
     }
 
-    /// The cluster node.
-    pub fn cluster_node(&self) -> &cluster_helper::Node {
-        &self.cluster
+    // --- identity and addresses ---
+
+    /// This node's identity: its name and incarnation.
+    pub fn id(&self) -> &NodeId {
+        self.cluster.id()
+    }
+
+    /// The cluster's name.
+    pub fn cluster(&self) -> &str {
+        self.cluster.cluster()
+    }
+
+    /// The configuration the node was started with.
+    pub fn config(&self) -> &Config {
+        self.cluster.config()
+    }
+
+    /// The gossip address peers use to reach this node.
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.cluster.gossip_addr()
+    }
+
+    /// The RPC address this node advertises; `None` for a node without an RPC listener
+    /// (`CLUSTER_RPC_LISTEN=off`), which only makes calls.
+    pub fn rpc_addr(&self) -> Option<SocketAddr> {
+        self.cluster.rpc_addr()
+    }
+
+    // --- the registry ---
+
+    /// The local registry: lock-free lookups, snapshots, a `watch` of changes.
+    pub fn registry(&self) -> &Registry {
+        self.cluster.registry()
+    }
+
+    /// The serving nodes that have `role`: a local, lock-free read.
+    pub fn nodes_with_role(&self, role: &str) -> Nodes {
+        self.cluster.nodes_with_role(role)
+    }
+
+    /// The roles of `node`, if it is a member.
+    pub fn roles_of(&self, node: &NodeId) -> Option<BTreeSet<Role>> {
+        self.cluster.roles_of(node)
+    }
+
+    /// Every live member, this node included.
+    pub fn members(&self) -> Vec<Arc<Member>> {
+        self.cluster.members()
+    }
+
+    /// Subscribes to registry changes (node up and down, roles added and removed).
+    pub fn events(&self) -> Events {
+        self.cluster.events()
+    }
+
+    /// Whether the node has joined and seen the cluster.
+    pub fn is_ready(&self) -> bool {
+        self.cluster.is_ready()
+    }
+
+    /// Waits until the node has joined and seen the cluster.
+    pub async fn ready(&self) {
+        self.cluster.ready().await
+    }
+
+    // --- this node ---
+
+    /// This node's own roles.
+    pub fn roles(&self) -> BTreeSet<Role> {
+        self.cluster.roles()
+    }
+
+    /// This node's status (joining, serving, leaving).
+    pub fn status(&self) -> NodeStatus {
+        self.cluster.status()
+    }
+
+    /// Counters of this node's gossip traffic.
+    pub fn gossip_stats(&self) -> GossipStats {
+        self.cluster.gossip_stats()
+    }
+
+    /// Adds a role at runtime; every node sees it within a gossip round trip. Returns whether
+    /// the role was new.
+    pub async fn add_role(&self, role: impl AsRef<str>) -> Result<bool, Error> {
+        Ok(self.cluster.add_role(role).await?)
+    }
+
+    /// Removes a role at runtime. Returns whether the node had it.
+    pub async fn remove_role(&self, role: impl AsRef<str>) -> Result<bool, Error> {
+        Ok(self.cluster.remove_role(role).await?)
+    }
+
+    /// The services this node serves, by name.
+    pub fn services(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self
+            .rpc
+            .server
+            .services
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        names.sort_unstable();
+        names
     }
 
     /// Serves a service (from `MyImpl.serve()`) and advertises it to the cluster.
+    ///
+    /// Fails with [`Error::NoRpcListener`] on a node without an RPC listener, and with
+    /// [`cluster_helper::Error::ShutDown`] once the node has shut down.
     pub async fn serve(&self, served: Served) -> Result<(), Error> {
         let name = served.name();
+        if !self.listening {
+            return Err(Error::NoRpcListener { service: name });
+        }
         self.rpc
             .server
             .services
@@ -268,25 +245,44 @@ impl Node {
         Ok(())
     }
 
+    /// Stops serving `service` (new connections for it are refused with
+    /// [`RejectReason::UnknownService`](crate::RejectReason::UnknownService)) and stops
+    /// advertising it. Existing connections finish what they are doing.
+    pub async fn unserve(&self, service: &str) -> Result<(), Error> {
+        self.rpc
+            .server
+            .services
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(service);
+        self.cluster.remove_service(service).await?;
+        Ok(())
+    }
+
+    // --- calls ---
+
     /// Calls to one node of `role`.
     pub fn any(&self, role: &str) -> Any {
-        Any::new(self.rpc.clone(), role)
+        Any::new(Some(self.rpc.clone()), role)
     }
 
     /// Calls to every node of `role`.
     pub fn all(&self, role: &str) -> All {
-        All::new(self.rpc.clone(), role)
+        All::new(Some(self.rpc.clone()), role)
     }
 
-    /// Calls to the node of `role` that owns `key`.
-    pub fn by_key(&self, role: &str, key: impl Hash) -> ByKey {
-        ByKey::new(self.rpc.clone(), role, key)
+    /// Calls to the node of `role` that owns `key` (see [`RouteKey`]).
+    pub fn by_key(&self, role: &str, key: impl RouteKey) -> ByKey {
+        ByKey::new(Some(self.rpc.clone()), role, key)
     }
 
-    /// Makes this node the process's default node.
+    /// Makes this node the process's default node (for [`any`](crate::any),
+    /// [`all`](crate::all), [`by_key`](crate::by_key)).
     pub fn make_default(&self) {
-        DEFAULT.store(Some(self.rpc.clone()));
+        crate::default_node::set(&self.rpc);
     }
+
+    // --- the server's counters ---
 
     /// Requests being served right now.
     pub fn in_flight(&self) -> usize {
@@ -318,23 +314,14 @@ impl Node {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Stops serving `service` (new connections for it are refused with
-    /// [`RejectReason::UnknownService`](crate::RejectReason::UnknownService)) and stops
-    /// advertising it. Existing connections finish what they are doing.
-    pub async fn unserve(&self, service: &str) -> Result<(), Error> {
-        self.rpc
-            .server
-            .services
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(service);
-        self.cluster.remove_service(service).await?;
-        Ok(())
-    }
+    // --- leaving ---
 
     /// Leaves gracefully: announces `leaving` (callers stop picking this node at once), refuses
-    /// new connections, lets in-flight calls finish (up to 30 s), refuses requests that still
-    /// arrive after the leave grace (callers resend them elsewhere), then stops.
+    /// new connections, lets in-flight calls finish (up to 30 s), answers requests that still
+    /// arrive after the leave grace with "not run" (callers resend them elsewhere), then stops.
+    /// Calls through this node (and through targets made from it) then fail with
+    /// [`RpcError::NotRunning`](crate::RpcError::NotRunning); if it was the default node, the
+    /// process has none until another is made default.
     pub async fn shutdown(&self) {
         self.rpc.server.start_leaving();
         let grace = self.cluster.config().leave_grace;
@@ -347,12 +334,22 @@ impl Node {
             }
         };
         tokio::join!(self.cluster.shutdown(), drain);
+        self.stopped();
+    }
+
+    /// Everything a stopped node stops: its server, its pruning task, its calls, its place
+    /// as the default node.
+    fn stopped(&self) {
         self.stop.send_replace(true);
-        let me = Arc::as_ptr(&self.rpc);
-        DEFAULT.rcu(|cur| match cur {
-            Some(d) if Arc::as_ptr(d) == me => None,
-            other => other.clone(),
-        });
+        self.rpc.stop();
+        crate::default_node::clear_if(&self.rpc);
+    }
+
+    /// Runs until SIGTERM or Ctrl-C, then leaves gracefully ([`shutdown`](Node::shutdown)).
+    pub async fn run_until_shutdown(&self) -> Result<(), Error> {
+        cluster_helper::shutdown_signal().await;
+        self.shutdown().await;
+        Ok(())
     }
 
     /// Stops abruptly, as a crash would: gossip stops without a goodbye and every connection is
@@ -360,13 +357,14 @@ impl Node {
     #[cfg(feature = "test-util")]
     pub fn kill(&self) {
         self.cluster.kill();
-        self.stop.send_replace(true);
+        self.stopped();
     }
 
-    /// Runs until SIGTERM or Ctrl-C, then leaves gracefully.
-    pub async fn run_until_shutdown(&self) -> Result<(), Error> {
-        cluster_helper::shutdown_signal().await;
-        self.shutdown().await;
-        Ok(())
+    /// Stops only the node's gossip, abruptly, while its RPC server keeps serving: peers drop
+    /// it from their registries (as after a crash) and must close their pooled connections to
+    /// it by themselves. For tests.
+    #[cfg(feature = "test-util")]
+    pub fn kill_membership(&self) {
+        self.cluster.kill();
     }
 }

@@ -2,7 +2,24 @@
 
 use std::time::Duration;
 
-/// How [`Any`](crate::Any) picks one node of a role.
+use crate::error::Error;
+
+/// How [`Any`](crate::Any) picks one node of a role: for every call of a node
+/// ([`ClientOptions::strategy`]) or of one target ([`Any::strategy`](crate::Any::strategy)).
+/// Every strategy skips nodes whose connection just failed, unless all have.
+///
+/// ```no_run
+/// # #[easy_rpc::service]
+/// # pub trait Billing {
+/// #     #[easy_rpc(idempotent)]
+/// #     async fn balance(account: String) -> u64;
+/// # }
+/// # async fn example(node: easy_rpc::Node) -> Result<(), easy_rpc::Error> {
+/// use easy_rpc::Strategy;
+/// // This node, if it serves the role, else power of two choices.
+/// let balance = node.any("billing").strategy(Strategy::LocalFirst).balance("a".into()).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Strategy {
@@ -24,13 +41,31 @@ pub enum Strategy {
 /// Settings of calls made through a node: per node ([`NodeBuilder::client_options`]), then per
 /// target (`node.any("billing").timeout(..)`), then per method (`#[easy_rpc(timeout_ms = N)]`).
 ///
+/// Timeouts may be as long as `Duration::MAX` (a timeout is capped at a year, so nothing
+/// overflows); a zero `timeout` or `connect_timeout` makes [`NodeBuilder::start`] fail, naming
+/// the option.
+///
+/// ```
+/// use std::time::Duration;
+/// use easy_rpc::{ClientOptions, Strategy};
+///
+/// let options = ClientOptions::default()
+///     .timeout(Duration::from_secs(2))
+///     .strategy(Strategy::P2cPeakEwma);
+/// assert_eq!(options.timeout, Duration::from_secs(2));
+/// let builder = easy_rpc::Node::builder().client_options(options);
+/// # drop(builder);
+/// ```
+///
 /// [`NodeBuilder::client_options`]: crate::NodeBuilder::client_options
+/// [`NodeBuilder::start`]: crate::NodeBuilder::start
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ClientOptions {
-    /// A call's deadline when neither the call nor the method sets one. Default 10 s.
+    /// A call's deadline when neither the call nor the method sets one. Default 10 s; must not
+    /// be zero.
     pub timeout: Duration,
-    /// How long connecting (TCP plus handshake) may take. Default 2 s.
+    /// How long connecting (TCP plus handshake) may take. Default 2 s; must not be zero.
     pub connect_timeout: Duration,
     /// How `any` picks a node. Default [`Strategy::P2c`].
     pub strategy: Strategy,
@@ -56,5 +91,94 @@ impl Default for ClientOptions {
             backoff: Duration::from_millis(10),
             down_for: Duration::from_secs(1),
         }
+    }
+}
+
+impl ClientOptions {
+    /// Sets [`timeout`](ClientOptions::timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`connect_timeout`](ClientOptions::connect_timeout).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`strategy`](ClientOptions::strategy).
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Sets [`reroutes`](ClientOptions::reroutes).
+    pub fn reroutes(mut self, reroutes: u32) -> Self {
+        self.reroutes = reroutes;
+        self
+    }
+
+    /// Sets [`retries`](ClientOptions::retries).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Sets [`backoff`](ClientOptions::backoff).
+    pub fn backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Sets [`down_for`](ClientOptions::down_for).
+    pub fn down_for(mut self, down_for: Duration) -> Self {
+        self.down_for = down_for;
+        self
+    }
+
+    /// Refuses settings no call could work with, naming the option.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        for (setting, value) in [
+            ("ClientOptions::timeout", self.timeout),
+            ("ClientOptions::connect_timeout", self.connect_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(Error::InvalidConfig {
+                    setting,
+                    value: format!("{value:?}"),
+                    expected: "a positive duration (Duration::MAX for no practical limit)",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_timeouts_are_refused_by_name_and_max_is_fine() {
+        assert!(ClientOptions::default().validate().is_ok());
+        let o = ClientOptions {
+            timeout: Duration::MAX,
+            connect_timeout: Duration::MAX,
+            ..ClientOptions::default()
+        };
+        assert!(o.validate().is_ok());
+        let o = ClientOptions {
+            timeout: Duration::ZERO,
+            ..ClientOptions::default()
+        };
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("ClientOptions::timeout"), "{e}");
+        let o = ClientOptions {
+            connect_timeout: Duration::ZERO,
+            ..ClientOptions::default()
+        };
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("ClientOptions::connect_timeout"), "{e}");
     }
 }

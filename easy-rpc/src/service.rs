@@ -1,8 +1,8 @@
-//! What `#[easy_rpc::service]` generates code against: a service's description
-//! ([`ServiceDef`], [`MethodInfo`]), its server side ([`Handler`], [`Served`]).
+//! The contract between `#[easy_rpc::service]` and the runtime: a service's description
+//! ([`ServiceDef`], [`MethodInfo`]) and what answers its requests ([`Handler`]). It depends on
+//! nothing else of the crate; the server and the client depend on it.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -52,7 +52,13 @@ impl MethodInfo {
     }
 
     /// Sets the method's default deadline in milliseconds.
+    ///
+    /// # Panics
+    ///
+    /// If `ms` is zero (a call that may not take any time cannot succeed). In a `static`, as
+    /// the macro writes it, that is a compile error.
     pub const fn timeout_ms(mut self, ms: u64) -> Self {
+        assert!(ms > 0, "easy-rpc: a method's timeout_ms must be at least 1");
         self.timeout = Some(Duration::from_millis(ms));
         self
     }
@@ -63,36 +69,4 @@ impl MethodInfo {
 pub trait Handler<S: ServiceDef>: Send + Sync + 'static {
     /// Runs the method the request names and returns its response.
     fn handle(&self, req: S::Req) -> impl Future<Output = S::Resp> + Send;
-}
-
-/// A service implementation ready to be served by a node: what `MyImpl.serve()` returns.
-///
-/// ```ignore
-/// node.serve(BillingImpl.serve());
-/// ```
-#[derive(Clone)]
-pub struct Served {
-    pub(crate) name: &'static str,
-    pub(crate) conn: Arc<dyn crate::server::ServeConnection>,
-}
-
-impl Served {
-    /// Wraps a handler of service `S`.
-    pub fn new<S: ServiceDef, H: Handler<S>>(handler: H) -> Served {
-        Served {
-            name: S::NAME,
-            conn: Arc::new(crate::server::TypedServer::<S, H>::new(handler)),
-        }
-    }
-
-    /// The service's name.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-}
-
-impl std::fmt::Debug for Served {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Served").field("name", &self.name).finish()
-    }
 }

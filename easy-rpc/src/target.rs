@@ -3,30 +3,50 @@
 //! are available on all three through [`Target`].
 
 use std::future::Future;
-use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_helper::NodeId;
 
-use crate::client::{Rpc, call_endpoint, call_one, hash64};
-use crate::error::RpcError;
+use crate::client::{Route, RouteKey, call_endpoint, call_one, key_hash};
+use crate::error::{NotRunReason, RejectReason, RpcError};
 use crate::options::Strategy;
+use crate::runtime::Rpc;
 use crate::service::{MethodInfo, ServiceDef};
 
-/// Something a generated client method can be called on. Implemented by [`Any`], [`All`] and
-/// [`ByKey`]; the output of a call depends on the target: one result for `Any` and `ByKey`, one
-/// result per node for `All`.
+mod sealed {
+    /// Only this crate's targets are [`Target`](super::Target)s.
+    pub trait Sealed {}
+}
+
+/// Something a generated client method can be called on: [`Any`], [`All`] and [`ByKey`]
+/// (sealed: no other type can be one). The output of a call depends on the target: one result
+/// for `Any` and `ByKey`, one result per node for `All`.
 ///
 /// A call's future is `Send + 'static`, so it can be `tokio::spawn`ed, and it is not boxed:
-/// dropping it cancels the call, on the server too.
-pub trait Target {
+/// dropping it cancels the call, on the server too. Code can be generic over the target:
+///
+/// ```
+/// # #[easy_rpc::service]
+/// # pub trait Billing {
+/// #     #[easy_rpc(idempotent)]
+/// #     async fn balance(account: String) -> u64;
+/// # }
+/// use easy_rpc::Target;
+///
+/// /// Asks for a balance on any kind of target; returns what that target returns.
+/// async fn ask<T: Target>(target: &T) -> T::Output<u64, easy_rpc::Never> {
+///     target.balance("acct-1".into()).await
+/// }
+/// ```
+pub trait Target: sealed::Sealed {
     /// What a call returns.
     type Output<T: Send + 'static, E: Send + 'static>: Send + 'static;
 
     /// Sends `req` (a request of service `S` for `method`) and decodes the answer with
     /// `extract`, which returns `None` if the response is not the method's (a protocol error).
-    /// Called by generated code.
+    /// Called by generated code; not part of the API.
+    #[doc(hidden)]
     fn __call<S, T, E>(
         &self,
         method: &'static MethodInfo,
@@ -42,16 +62,41 @@ pub trait Target {
 /// The result of a call to one node.
 pub type CallResult<T, E> = Result<T, RpcError<E>>;
 
-/// The results of a call to all nodes of a role: one per node, in node order.
-pub type AllResults<T, E> = Vec<(NodeId, Result<T, RpcError<E>>)>;
+/// The result of a call to all nodes of a role: one `(node, result)` per node that had the
+/// role when the call was made, in node order (none for a role without nodes), or
+/// [`RpcError::NotRunning`] if no node runs to make the call.
+pub type AllResults<T, E> = Result<Vec<(NodeId, CallResult<T, E>)>, RpcError<E>>;
 
+/// The node a target calls through, checked at each call: none runs (`None`), or it has
+/// shut down.
+fn running(rpc: &Option<Arc<Rpc>>) -> Result<&Arc<Rpc>, RpcError<crate::Never>> {
+    match rpc {
+        Some(rpc) if !rpc.is_stopped() => Ok(rpc),
+        Some(rpc) => Err(RpcError::NotRunning {
+            node: Some(rpc.node.id().clone()),
+        }),
+        None => Err(RpcError::NotRunning { node: None }),
+    }
+}
+
+/// A call's deadline: the first of the target's timeout, the method's, the node's default,
+/// and the deadline of the request being served (when the call is made inside a handler).
 fn deadline_for(rpc: &Rpc, method: &MethodInfo, per_call: Option<Duration>) -> Instant {
     let timeout = per_call.or(method.timeout).unwrap_or(rpc.options.timeout);
-    let own = Instant::now() + timeout;
+    let own = crate::deadline::after(Instant::now(), timeout);
     match crate::context::deadline() {
         Some(inherited) => own.min(inherited),
         None => own,
     }
+}
+
+/// Checks a timeout given to a target.
+fn checked(timeout: Duration) -> Duration {
+    assert!(
+        !timeout.is_zero(),
+        "easy-rpc: a call timeout must be positive (a call that may take no time cannot succeed)"
+    );
+    timeout
 }
 
 fn finish<T, E>(
@@ -66,6 +111,7 @@ fn finish<T, E>(
             node,
             method: method.name,
             reason: "the response belongs to another method".into(),
+            source: None,
         }),
     }
 }
@@ -76,18 +122,37 @@ fn finish<T, E>(
 ///
 /// Calls that provably never reached a server (connection refused, rejected at the handshake,
 /// node leaving) are sent to another node by themselves; idempotent methods are also retried
-/// after a lost connection.
+/// after a lost connection. Cheap to clone.
+///
+/// ```no_run
+/// # #[easy_rpc::service]
+/// # pub trait Billing {
+/// #     #[easy_rpc(idempotent)]
+/// #     async fn balance(account: String) -> u64;
+/// # }
+/// # async fn example(node: easy_rpc::Node) -> Result<(), easy_rpc::Error> {
+/// use std::time::Duration;
+/// use easy_rpc::{RpcError, Strategy};
+///
+/// let billing = node.any("billing").strategy(Strategy::P2cPeakEwma);
+/// match billing.clone().timeout(Duration::from_millis(200)).balance("acct-1".into()).await {
+///     Ok(cents) => println!("{cents}"),
+///     Err(RpcError::Timeout { node, .. }) => println!("{node} was too slow"),
+///     Err(e) => return Err(e.into()),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[must_use = "a target does nothing until a method is called on it"]
 pub struct Any {
-    rpc: Arc<Rpc>,
+    rpc: Option<Arc<Rpc>>,
     role: Arc<str>,
     strategy: Option<Strategy>,
     timeout: Option<Duration>,
 }
 
 impl Any {
-    pub(crate) fn new(rpc: Arc<Rpc>, role: &str) -> Self {
+    pub(crate) fn new(rpc: Option<Arc<Rpc>>, role: &str) -> Self {
         Any {
             rpc,
             role: role.into(),
@@ -97,8 +162,13 @@ impl Any {
     }
 
     /// The deadline of calls made through this target (overrides the method's and the node's).
+    /// `Duration::MAX` means no practical limit (a timeout is capped at a year).
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is zero: a call that may take no time cannot succeed.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.timeout = Some(checked(timeout));
         self
     }
 
@@ -112,10 +182,8 @@ impl Any {
     pub fn role(&self) -> &str {
         &self.role
     }
-}
 
-impl Any {
-    /// Sends one call, by rendezvous on `key` if given, else by the target's strategy.
+    /// Sends one call by `route` (rendezvous on a key if given, else the target's strategy).
     fn routed<S, T, E>(
         &self,
         key: Option<u64>,
@@ -128,19 +196,28 @@ impl Any {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let rpc = self.rpc.clone();
+        // Everything that depends on the caller's context (the node, the inherited deadline)
+        // is read now, not when the future is first polled (it may be spawned elsewhere).
+        let call = running(&self.rpc).map(|rpc| {
+            let route = match key {
+                Some(key) => Route::Key(key),
+                None => Route::Balanced(self.strategy.unwrap_or(rpc.options.strategy)),
+            };
+            let deadline = deadline_for(rpc, method, self.timeout);
+            (rpc.clone(), route, deadline)
+        });
         let role = self.role.clone();
-        let strategy = self.strategy.unwrap_or(rpc.options.strategy);
-        let deadline = deadline_for(&rpc, method, self.timeout);
         async move {
-            let (node, resp) =
-                call_one::<S>(rpc, role, strategy, key, method, Arc::new(req), deadline)
-                    .await
-                    .map_err(|e| e.map_remote(|n| match n {}))?;
+            let (rpc, route, deadline) = call.map_err(RpcError::into_remote)?;
+            let (node, resp) = call_one::<S>(rpc, role, route, method, Arc::new(req), deadline)
+                .await
+                .map_err(RpcError::into_remote)?;
             finish(node, method, extract(resp))
         }
     }
 }
+
+impl sealed::Sealed for Any {}
 
 impl Target for Any {
     type Output<T: Send + 'static, E: Send + 'static> = CallResult<T, E>;
@@ -162,8 +239,22 @@ impl Target for Any {
 
 /// Calls go to the node of a role that owns a key, by rendezvous hashing over the role's
 /// serving nodes: the same key goes to the same node while the role's membership is the same,
-/// and when a node joins or leaves only the keys of that node move. From
+/// and when a node joins or leaves only the keys of that node move. Every node computes the
+/// same owner: the function is fixed and documented under [`RouteKey`]. From
 /// [`by_key`](crate::by_key) or [`Node::by_key`](crate::Node::by_key).
+///
+/// ```no_run
+/// # #[easy_rpc::service]
+/// # pub trait Billing {
+/// #     #[easy_rpc(idempotent)]
+/// #     async fn balance(account: String) -> u64;
+/// # }
+/// # async fn example(node: easy_rpc::Node) -> Result<(), easy_rpc::Error> {
+/// let cart = node.by_key("billing", "user-7");
+/// println!("user-7 belongs to {:?}", cart.owner::<BillingService>());
+/// let cents = cart.balance("user-7".into()).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[must_use = "a target does nothing until a method is called on it"]
 pub struct ByKey {
@@ -172,26 +263,39 @@ pub struct ByKey {
 }
 
 impl ByKey {
-    pub(crate) fn new(rpc: Arc<Rpc>, role: &str, key: impl Hash) -> Self {
+    pub(crate) fn new(rpc: Option<Arc<Rpc>>, role: &str, key: impl RouteKey) -> Self {
         ByKey {
             any: Any::new(rpc, role),
-            key: hash64(key),
+            key: key_hash(&key),
         }
     }
 
-    /// The deadline of calls made through this target.
+    /// The deadline of calls made through this target. See [`Any::timeout`].
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is zero.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.any.timeout = Some(timeout);
+        self.any.timeout = Some(checked(timeout));
         self
     }
 
-    /// The node that owns the key now, if the role has a node serving service `S`.
+    /// The role calls go to.
+    pub fn role(&self) -> &str {
+        &self.any.role
+    }
+
+    /// The node that owns the key now, if the role has a serving node that serves service `S`
+    /// (and a node runs to ask).
     pub fn owner<S: ServiceDef>(&self) -> Option<NodeId> {
-        let set = self.any.rpc.role_set::<S>(&self.any.role);
-        set.pick(&self.any.rpc, Strategy::P2c, Some(self.key), &[])
-            .map(|e| e.node.clone())
+        let rpc = running(&self.any.rpc).ok()?;
+        let set = rpc.roles.get::<S>(&self.any.role);
+        set.pick(rpc, Route::Key(self.key), &[])
+            .map(|e| e.node().clone())
     }
 }
+
+impl sealed::Sealed for ByKey {}
 
 impl Target for ByKey {
     type Output<T: Send + 'static, E: Send + 'static> = CallResult<T, E>;
@@ -215,7 +319,27 @@ impl Target for ByKey {
 /// Calls go to every serving node of a role that serves the service, concurrently, each bound
 /// by the deadline: the result has one entry per node, and a dead or stuck node only makes its
 /// own entry an error. A node that turns out to be leaving (it refuses the call without running
-/// it) has left the role and gets no entry. From [`all`](crate::all) or [`Node::all`](crate::Node::all).
+/// it) has left the role and gets no entry. From [`all`](crate::all) or
+/// [`Node::all`](crate::Node::all).
+///
+/// ```no_run
+/// # #[easy_rpc::service]
+/// # pub trait Billing {
+/// #     #[easy_rpc(idempotent)]
+/// #     async fn balance(account: String) -> u64;
+/// # }
+/// # async fn example(node: easy_rpc::Node) -> Result<(), easy_rpc::Error> {
+/// use std::time::Duration;
+///
+/// // `?` only if no node runs to make the call; each node's own result is in the list.
+/// for (node, balance) in node.all("billing").timeout(Duration::from_secs(1)).balance("a".into()).await? {
+///     match balance {
+///         Ok(cents) => println!("{node}: {cents}"),
+///         Err(e) => println!("{node}: {e}"),
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[must_use = "a target does nothing until a method is called on it"]
 pub struct All {
@@ -223,18 +347,29 @@ pub struct All {
 }
 
 impl All {
-    pub(crate) fn new(rpc: Arc<Rpc>, role: &str) -> Self {
+    pub(crate) fn new(rpc: Option<Arc<Rpc>>, role: &str) -> Self {
         All {
             any: Any::new(rpc, role),
         }
     }
 
-    /// The deadline of each node's call.
+    /// The deadline of each node's call. See [`Any::timeout`].
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is zero.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.any.timeout = Some(timeout);
+        self.any.timeout = Some(checked(timeout));
         self
     }
+
+    /// The role calls go to.
+    pub fn role(&self) -> &str {
+        &self.any.role
+    }
 }
+
+impl sealed::Sealed for All {}
 
 impl Target for All {
     type Output<T: Send + 'static, E: Send + 'static> = AllResults<T, E>;
@@ -250,36 +385,43 @@ impl Target for All {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let rpc = self.any.rpc.clone();
+        let call = running(&self.any.rpc)
+            .map(|rpc| (rpc.clone(), deadline_for(rpc, method, self.any.timeout)));
         let role = self.any.role.clone();
-        let deadline = deadline_for(&rpc, method, self.any.timeout);
         async move {
-            let endpoints = rpc.role_set::<S>(&role).all(&rpc);
+            let (rpc, deadline) = call.map_err(RpcError::into_remote)?;
+            let endpoints = rpc.roles.get::<S>(&role).all(&rpc);
             let req = Arc::new(req);
             let calls = endpoints.into_iter().map(|endpoint| {
                 let rpc = rpc.clone();
                 let req = req.clone();
                 async move {
-                    let node = endpoint.node.clone();
+                    let node = endpoint.node().clone();
                     let result =
                         match call_endpoint::<S>(rpc, endpoint, method, req, deadline).await {
                             Ok(resp) => finish(node.clone(), method, extract(resp)),
                             // It left the role between the snapshot and the call: not a member
                             // any more, so no entry (and nothing ran).
-                            Err(RpcError::Rejected {
-                                reason: crate::RejectReason::Leaving,
-                                ..
-                            }) => return None,
-                            Err(e) => Err(e.map_remote(|n| match n {})),
+                            Err(
+                                RpcError::Rejected {
+                                    reason: RejectReason::Leaving,
+                                    ..
+                                }
+                                | RpcError::NotRun {
+                                    reason: NotRunReason::Leaving,
+                                    ..
+                                },
+                            ) => return None,
+                            Err(e) => Err(e.into_remote()),
                         };
                     Some((node, result))
                 }
             });
-            futures::future::join_all(calls)
+            Ok(futures::future::join_all(calls)
                 .await
                 .into_iter()
                 .flatten()
-                .collect()
+                .collect())
         }
     }
 }
@@ -287,28 +429,31 @@ impl Target for All {
 impl std::fmt::Debug for Any {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Any")
+            .field("node", &self.rpc.as_ref().map(|r| r.node.id()))
             .field("role", &self.role)
             .field("strategy", &self.strategy)
             .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
 impl std::fmt::Debug for ByKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ByKey")
+            .field("node", &self.any.rpc.as_ref().map(|r| r.node.id()))
             .field("role", &self.any.role)
-            .field("key", &self.key)
+            .field("key_hash", &format_args!("{:#018x}", self.key))
             .field("timeout", &self.any.timeout)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
 impl std::fmt::Debug for All {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("All")
+            .field("node", &self.any.rpc.as_ref().map(|r| r.node.id()))
             .field("role", &self.any.role)
             .field("timeout", &self.any.timeout)
-            .finish_non_exhaustive()
+            .finish()
     }
 }

@@ -34,7 +34,7 @@ async fn main() {
         .default_node(false)
         .from_env()
         .expect("env")
-        .listen(&format!("{listen_ip}:0"))
+        .listen(format!("{listen_ip}:0"))
         .seeds([first.gossip_addr().to_string()])
         .start()
         .await

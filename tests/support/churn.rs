@@ -67,7 +67,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn record<T, E: std::fmt::Debug>(&mut self, r: &Result<T, RpcError<E>>) {
+    fn record<T, E: std::fmt::Debug + std::fmt::Display>(&mut self, r: &Result<T, RpcError<E>>) {
         match r {
             Ok(_) => self.ok += 1,
             Err(e) => {
@@ -185,11 +185,15 @@ impl Load {
                             }
                             k.read.record(&read);
                             k.keyed.record(&keyed);
-                            if all.is_empty() {
-                                k.all_empty += 1;
-                            }
-                            for (_, r) in &all {
-                                k.all.record(r);
+                            match &all {
+                                Ok(all) if all.is_empty() => k.all_empty += 1,
+                                Ok(all) => {
+                                    for (_, r) in all {
+                                        k.all.record(r);
+                                    }
+                                }
+                                // No node to call through (never while the callers run).
+                                Err(e) => k.all.record(&Err::<(), _>(e.clone())),
                             }
                         }
                         round += 1;

@@ -1,0 +1,156 @@
+//! [`NodeBuilder`]: the cluster settings of [`cluster_helper::NodeBuilder`] (forwarded with the
+//! same parameter types), the services to serve, the client options.
+
+use std::time::Duration;
+
+use cluster_helper::{Config, RpcListen};
+
+use crate::error::Error;
+use crate::node::Node;
+use crate::options::ClientOptions;
+use crate::server::Served;
+
+/// Builds and starts a [`Node`]: the cluster settings of [`cluster_helper::NodeBuilder`] (every
+/// setter forwarded with the same parameter types and the same rules: explicit settings win
+/// over the environment, roles and seeds merge), the services to serve, and client options.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), easy_rpc::Error> {
+/// let node = easy_rpc::Node::builder()
+///     .cluster("docs-builder")
+///     .name("gateway")
+///     .listen("127.0.0.1:0")
+///     .secret("s3cret")
+///     .default_node(false)
+///     .start()
+///     .await?;
+/// assert_eq!(node.id().name(), "gateway");
+/// node.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until .start() is awaited"]
+#[derive(Debug, Default)]
+pub struct NodeBuilder {
+    cluster: cluster_helper::NodeBuilder,
+    services: Vec<Served>,
+    options: ClientOptions,
+    default: Option<bool>,
+}
+
+macro_rules! forward {
+    ($($(#[$doc:meta])* fn $name:ident $(<$($g:ident: $b:path),*>)? ($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name $(<$($g: $b),*>)? (mut self, $($arg: $ty),*) -> Self {
+                self.cluster = self.cluster.$name($($arg),*);
+                self
+            }
+        )*
+    };
+}
+
+impl NodeBuilder {
+    /// A builder with default settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads the `CLUSTER_*` environment variables (see [`cluster_helper::Config`]).
+    pub fn from_env(mut self) -> Result<Self, Error> {
+        self.cluster = self.cluster.from_env()?;
+        Ok(self)
+    }
+
+    /// Like [`from_env`](NodeBuilder::from_env), from the given variables instead of the
+    /// process environment.
+    pub fn from_vars<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Result<Self, Error>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.cluster = self.cluster.from_vars(vars)?;
+        Ok(self)
+    }
+
+    forward! {
+        /// The base configuration: the environment and the other setters apply over it.
+        fn config(config: Config);
+        /// The cluster's name.
+        fn cluster(name: impl AsRef<str>);
+        /// The node's name (default: derived from the hostname).
+        fn name(name: impl AsRef<str>);
+        /// The roles the node starts with.
+        fn roles<R: AsRef<str>>(roles: impl IntoIterator<Item = R>);
+        /// Where peers might be: `host:port`, `dns:name:port`, `srv:_service._proto.name`.
+        fn seeds<S: AsRef<str>>(seeds: impl IntoIterator<Item = S>);
+        /// The cluster secret.
+        fn secret(secret: impl AsRef<[u8]>);
+        /// Where the node accepts RPC connections; [`RpcListen::Disabled`] for a node that
+        /// only makes calls (it then cannot serve).
+        fn rpc_listen(rpc: RpcListen);
+        /// How often the node gossips.
+        fn gossip_interval(interval: Duration);
+        /// The phi-accrual threshold of the failure detector.
+        fn phi_threshold(phi: f64);
+        /// How long a leaving node keeps announcing it leaves before it stops.
+        fn leave_grace(grace: Duration);
+        /// How long to wait for a peer before starting a new cluster alone.
+        fn join_timeout(timeout: Duration);
+        /// Bounds on DNS re-resolution (the records' TTL decides within them).
+        fn dns_interval(min: Duration, max: Duration);
+        /// The gossip (and RPC) listen address, e.g. `"0.0.0.0:7946"`; port 0 picks a free
+        /// port. A host name is resolved by [`start`](NodeBuilder::start), without blocking.
+        fn listen(addr: impl ToString);
+        /// The gossip address peers use to reach this node (e.g. the pod IP).
+        fn advertise(addr: impl ToString);
+        /// The DNS server (`ip:port`, or an IP for port 53) for DNS seeds, instead of the
+        /// system's.
+        fn dns_server(addr: impl ToString);
+    }
+
+    /// Serves a service from the start (advertised with the node's first gossip state).
+    pub fn serve(mut self, served: Served) -> Self {
+        self.services.push(served);
+        self
+    }
+
+    /// Settings of the calls this node makes.
+    pub fn client_options(mut self, options: ClientOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Whether this node becomes the process's default node (for [`any`](crate::any),
+    /// [`all`](crate::all), [`by_key`](crate::by_key)). Default: yes if no default node is
+    /// set yet.
+    pub fn default_node(mut self, default: bool) -> Self {
+        self.default = Some(default);
+        self
+    }
+
+    /// Starts the node: binds its port, joins the cluster, serves its services.
+    ///
+    /// Fails on a bad setting (naming it), a port that cannot be bound, invalid
+    /// [`ClientOptions`], or services given to a node without an RPC listener
+    /// ([`Error::NoRpcListener`]).
+    pub async fn start(self) -> Result<Node, Error> {
+        self.options.validate()?;
+        let names: Vec<&'static str> = self.services.iter().map(Served::name).collect();
+        if let Some(service) = names.first()
+            && !self.cluster.has_rpc_listener()
+        {
+            return Err(Error::NoRpcListener { service });
+        }
+        let cluster = self.cluster.services(&names).start().await?;
+        let listener = cluster.take_rpc_listener();
+        let make_default = self
+            .default
+            .unwrap_or_else(|| !crate::default_node::is_set());
+        let node = Node::start(cluster, listener, self.options, self.services)?;
+        if make_default {
+            node.make_default();
+        }
+        Ok(node)
+    }
+}

@@ -1,0 +1,74 @@
+//! The orchestration of one call: pick a node of the role, send, and on failure ask the
+//! [`Retry`] policy whether to reroute, retry or stop; and one node's call of `all`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cluster_helper::NodeId;
+
+use super::endpoint::Endpoint;
+use super::pick::Route;
+use super::retry::{Next, Outcome, Retry};
+use crate::error::{Never, RpcError};
+use crate::runtime::Rpc;
+use crate::service::{MethodInfo, ServiceDef};
+
+/// Sends one call to one node of `role` picked by `route`, rerouting calls that never ran and
+/// retrying idempotent ones after a lost connection.
+pub(crate) async fn call_one<S: ServiceDef>(
+    rpc: Arc<Rpc>,
+    role: Arc<str>,
+    route: Route,
+    method: &'static MethodInfo,
+    req: Arc<S::Req>,
+    deadline: Instant,
+) -> Result<(NodeId, S::Resp), RpcError<Never>> {
+    let set = rpc.roles.get::<S>(&role);
+    let mut tried: Vec<NodeId> = Vec::new();
+    let mut retry = Retry::new(&rpc.options, method.idempotent);
+    let mut last: Option<RpcError<Never>> = None;
+    loop {
+        let Some(endpoint) = set.pick(&rpc, route, &tried) else {
+            return Err(last.unwrap_or_else(|| RpcError::NoNodeForRole {
+                role: role.to_string(),
+                service: S::NAME,
+            }));
+        };
+        let error = match endpoint.send(&rpc, method, req.clone(), deadline).await {
+            Ok(resp) => return Ok((endpoint.node().clone(), resp)),
+            Err(error) => error,
+        };
+        let now = Instant::now();
+        match retry.next(Outcome::of(&error), now, deadline) {
+            Next::Stop => return Err(error),
+            Next::Reroute => {}
+            Next::Retry(pause) => {
+                tokio::time::sleep_until(crate::deadline::after(now, pause).into()).await;
+            }
+        }
+        tried.push(endpoint.node().clone());
+        last = Some(error);
+    }
+}
+
+/// Sends one call to one given endpoint (each node's call of `all`), sending an idempotent
+/// call once more after a lost connection.
+pub(crate) async fn call_endpoint<S: ServiceDef>(
+    rpc: Arc<Rpc>,
+    endpoint: Arc<Endpoint<S>>,
+    method: &'static MethodInfo,
+    req: Arc<S::Req>,
+    deadline: Instant,
+) -> Result<S::Resp, RpcError<Never>> {
+    let mut retry = Retry::same_node(method.idempotent);
+    loop {
+        let error = match endpoint.send(&rpc, method, req.clone(), deadline).await {
+            Ok(resp) => return Ok(resp),
+            Err(error) => error,
+        };
+        match retry.next(Outcome::of(&error), Instant::now(), deadline) {
+            Next::Stop => return Err(error),
+            Next::Reroute | Next::Retry(_) => {}
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! One node's side of one service: its pooled, multiplexed tarpc connection (opened once,
+//! single-flight, replaced when it dies) and one attempt of a call on it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
+use cluster_helper::NodeId;
+use tarpc::client::NewClient;
+use tarpc::{ClientMessage, Response};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use super::peer::Peer;
+use super::pick::Candidate;
+use crate::codec::{Postcard, framing};
+use crate::error::{Never, RpcError};
+use crate::handshake::{self, HandshakeError};
+use crate::options::Strategy;
+use crate::reply::Reply;
+use crate::runtime::Rpc;
+use crate::service::{MethodInfo, ServiceDef};
+
+/// The client half of a connection carrying service `S`.
+pub(crate) type Channel<S> =
+    tarpc::client::Channel<Arc<<S as ServiceDef>::Req>, Reply<<S as ServiceDef>::Resp>>;
+
+/// A live connection, and whether its dispatch task still runs.
+struct Conn<S: ServiceDef> {
+    channel: Channel<S>,
+    alive: Arc<AtomicBool>,
+}
+
+/// One node's side of one service: its connection and what the picker knows of it.
+pub(crate) struct Endpoint<S: ServiceDef> {
+    pub(crate) peer: Peer,
+    addr: SocketAddr,
+    conn: ArcSwapOption<Conn<S>>,
+    /// Held while connecting, so that concurrent callers wait for one attempt.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl<S: ServiceDef> std::fmt::Debug for Endpoint<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("service", &S::NAME)
+            .field("peer", &self.peer)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: ServiceDef> Candidate for Endpoint<S> {
+    fn peer(&self) -> &Peer {
+        &self.peer
+    }
+}
+
+impl<S: ServiceDef> Endpoint<S> {
+    /// Node `node` at `addr`, not connected yet; `local` if it is the calling node.
+    pub(crate) fn new(node: NodeId, addr: SocketAddr, local: bool) -> Self {
+        Endpoint {
+            peer: Peer::new(node, local),
+            addr,
+            conn: ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The node.
+    pub(crate) fn node(&self) -> &NodeId {
+        &self.peer.node
+    }
+
+    /// Drops the pooled connection (the node left the registry, or it broke).
+    pub(crate) fn close(&self) {
+        self.conn.store(None);
+    }
+
+    /// Skips the node for a while and forgets its connection.
+    fn mark_down(&self, rpc: &Rpc) {
+        self.peer.mark_down(rpc.now_ms(), rpc.options.down_for);
+        self.close();
+    }
+
+    /// An error about this node that says the request was never sent.
+    fn unreachable(
+        &self,
+        method: &'static str,
+        reason: String,
+        source: impl Into<Option<std::io::Error>>,
+    ) -> RpcError<Never> {
+        RpcError::Unreachable {
+            node: self.node().clone(),
+            method,
+            reason,
+            source: source
+                .into()
+                .map(|e| Arc::new(e) as Arc<dyn std::error::Error + Send + Sync>),
+        }
+    }
+
+    /// A connected channel: the pooled one, or a new connection (one at a time per endpoint:
+    /// concurrent callers wait for the same attempt instead of each connecting).
+    async fn channel(
+        &self,
+        rpc: &Rpc,
+        method: &'static str,
+        deadline: Instant,
+    ) -> Result<Channel<S>, RpcError<Never>> {
+        if let Some(c) = self.conn.load().as_ref()
+            && c.alive.load(Ordering::Acquire)
+        {
+            return Ok(c.channel.clone());
+        }
+        let timed_out = |what: String| {
+            let e = std::io::Error::new(std::io::ErrorKind::TimedOut, what.clone());
+            self.unreachable(method, what, e)
+        };
+        let _one_at_a_time = tokio::time::timeout_at(deadline.into(), self.connecting.lock())
+            .await
+            .map_err(|_| {
+                timed_out("the call's deadline passed while another call was connecting".into())
+            })?;
+        if let Some(c) = self.conn.load().as_ref()
+            && c.alive.load(Ordering::Acquire)
+        {
+            return Ok(c.channel.clone());
+        }
+        let connect_timeout = rpc.options.connect_timeout;
+        let connect_deadline = crate::deadline::after(Instant::now(), connect_timeout);
+        let result = tokio::time::timeout_at(
+            deadline.min(connect_deadline).into(),
+            self.connect(rpc, method),
+        )
+        .await;
+        match result {
+            Ok(Ok(conn)) => {
+                let channel = conn.channel.clone();
+                self.conn.store(Some(Arc::new(conn)));
+                Ok(channel)
+            }
+            Ok(Err(e)) => {
+                self.mark_down(rpc);
+                Err(e)
+            }
+            Err(_) => {
+                self.mark_down(rpc);
+                Err(timed_out(if connect_deadline <= deadline {
+                    format!(
+                        "connecting to {} timed out after {connect_timeout:?}",
+                        self.addr
+                    )
+                } else {
+                    format!(
+                        "the call's deadline passed while connecting to {}",
+                        self.addr
+                    )
+                }))
+            }
+        }
+    }
+
+    async fn connect(&self, rpc: &Rpc, method: &'static str) -> Result<Conn<S>, RpcError<Never>> {
+        let mut stream = TcpStream::connect(self.addr).await.map_err(|e| {
+            self.unreachable(method, format!("cannot connect to {}: {e}", self.addr), e)
+        })?;
+        let _ = stream.set_nodelay(true);
+        handshake::client(&mut stream, &rpc.key, rpc.node.cluster(), S::NAME)
+            .await
+            .map_err(|e| match e {
+                HandshakeError::Rejected(reason) => RpcError::Rejected {
+                    node: self.node().clone(),
+                    reason,
+                },
+                HandshakeError::Io(e) => self.unreachable(
+                    method,
+                    format!("the handshake with {} failed: {e}", self.addr),
+                    e,
+                ),
+            })?;
+        let transport = tarpc::serde_transport::new(
+            Framed::new(stream, framing()),
+            Postcard::<Response<Reply<S::Resp>>, ClientMessage<Arc<S::Req>>>::default(),
+        );
+        let mut config = tarpc::client::Config::default();
+        config.max_in_flight_requests = 100_000;
+        config.pending_request_buffer = 1024;
+        let NewClient { client, dispatch } = tarpc::client::new(config, transport);
+        let alive = Arc::new(AtomicBool::new(true));
+        let flag = alive.clone();
+        let node = self.node().clone();
+        tokio::spawn(async move {
+            if let Err(e) = dispatch.await {
+                tracing::debug!(%node, "connection closed: {e}");
+            }
+            flag.store(false, Ordering::Release);
+        });
+        Ok(Conn {
+            channel: client,
+            alive,
+        })
+    }
+
+    /// One attempt: connect if needed, send, wait for the answer until `deadline`.
+    pub(crate) async fn send(
+        &self,
+        rpc: &Rpc,
+        method: &'static MethodInfo,
+        req: Arc<S::Req>,
+        deadline: Instant,
+    ) -> Result<S::Resp, RpcError<Never>> {
+        let _pending = self.peer.pending.start();
+        let channel = self.channel(rpc, method.name, deadline).await?;
+        let mut ctx = tarpc::context::current();
+        ctx.deadline = deadline;
+        let started = Instant::now();
+        // tarpc's dispatch enforces the deadline (and tells the server to stop at it).
+        let sent = channel.call(ctx, req).await;
+        let node = || self.node().clone();
+        match sent {
+            Ok(Reply::Ok(resp)) => {
+                if rpc.options.strategy == Strategy::P2cPeakEwma || self.peer.ewma.is_measured() {
+                    self.peer.ewma.observe(rpc.now_ms(), started.elapsed());
+                }
+                Ok(resp)
+            }
+            Ok(Reply::NotRun(reason)) => Err(RpcError::NotRun {
+                node: node(),
+                method: method.name,
+                reason,
+            }),
+            Ok(Reply::Failed(reason)) => Err(RpcError::Server {
+                node: node(),
+                method: method.name,
+                reason,
+            }),
+            Err(tarpc::client::RpcError::DeadlineExceeded) => Err(RpcError::Timeout {
+                node: node(),
+                method: method.name,
+                after: deadline.saturating_duration_since(started),
+            }),
+            Err(tarpc::client::RpcError::Server(e)) => Err(RpcError::Server {
+                node: node(),
+                method: method.name,
+                reason: e.detail,
+            }),
+            Err(e) if is_codec_error(&e) => Err(RpcError::Codec {
+                node: node(),
+                method: method.name,
+                reason: format!("{e}: {}", root_cause(&e)),
+                source: Some(Arc::new(e)),
+            }),
+            Err(e) => {
+                // The connection broke: forget it, skip the node for a while.
+                self.mark_down(rpc);
+                Err(RpcError::NodeDown {
+                    node: node(),
+                    method: method.name,
+                    reason: format!("{e}: {}", root_cause(&e)),
+                    source: Some(Arc::new(e)),
+                })
+            }
+        }
+    }
+}
+
+/// Whether tarpc failed because a message could not be encoded or decoded (the codec's
+/// `InvalidData`, also for a frame over the size limit) rather than because the connection
+/// broke.
+fn is_codec_error(e: &tarpc::client::RpcError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::InvalidData;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// The innermost cause of `e`, for messages.
+fn root_cause<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
+    let mut root = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    root
+}

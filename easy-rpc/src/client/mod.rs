@@ -1,0 +1,26 @@
+//! The client side of a node: who a call goes to and how it gets there.
+//!
+//! - [`role_set`]: a role's nodes that serve a service, rebuilt on registry changes.
+//! - [`pick`]: choosing one of them (strategies, rendezvous by key), on a [`peer`]'s view.
+//! - [`load`]: load measures (pending requests, peak EWMA), tower `Load`s.
+//! - [`key`]: key and node name hashing for rendezvous.
+//! - [`pool`] and [`endpoint`]: one pooled connection per node and service, one attempt.
+//! - [`retry`]: after a failed attempt, reroute, retry or stop (a pure policy).
+//! - [`call`]: one call, and one node's call of `all`, put together from the above.
+
+mod call;
+mod endpoint;
+mod key;
+mod load;
+mod peer;
+mod pick;
+mod pool;
+mod retry;
+mod role_set;
+
+pub(crate) use call::{call_endpoint, call_one};
+pub(crate) use key::key_hash;
+pub use key::{KeyHasher, RouteKey};
+pub(crate) use pick::Route;
+pub(crate) use pool::Pool;
+pub(crate) use role_set::RoleSets;

@@ -1,0 +1,78 @@
+//! The pool: one [`Endpoint`] (so one connection) per node and service, shared by every role
+//! the node is in, and closed when the node leaves the registry.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use cluster_helper::{NodeId, Snapshot};
+
+use super::endpoint::Endpoint;
+use crate::service::ServiceDef;
+
+/// One connection per node and service.
+type PoolKey = (NodeId, &'static str);
+
+/// A pooled `Endpoint<S>` of any service.
+trait PoolEntry: Send + Sync + 'static {
+    /// Drops the pooled connection (the node left the registry).
+    fn close(&self);
+    /// For downcasting to the concrete endpoint.
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<S: ServiceDef> PoolEntry for Endpoint<S> {
+    fn close(&self) {
+        Endpoint::close(self);
+    }
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+/// Every endpoint of one node's calls.
+#[derive(Default)]
+pub(crate) struct Pool {
+    endpoints: Mutex<HashMap<PoolKey, Arc<dyn PoolEntry>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.endpoints.lock().map_or(0, |m| m.len());
+        f.debug_struct("Pool").field("endpoints", &n).finish()
+    }
+}
+
+impl Pool {
+    /// The endpoint of `node` (at `addr`) for service `S`, made on first use. Called when a
+    /// role set is rebuilt, not per call.
+    pub(crate) fn endpoint<S: ServiceDef>(
+        &self,
+        node: &NodeId,
+        addr: SocketAddr,
+        local: bool,
+    ) -> Arc<Endpoint<S>> {
+        let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((node.clone(), S::NAME))
+            .or_insert_with(|| Arc::new(Endpoint::<S>::new(node.clone(), addr, local)))
+            .clone()
+            .into_any()
+            .downcast::<Endpoint<S>>()
+            .expect("one endpoint type per service name")
+    }
+
+    /// Drops the endpoints (and so closes the connections) of nodes not in `snapshot`.
+    pub(crate) fn prune(&self, snapshot: &Snapshot) {
+        let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|(node, _), endpoint| {
+            let keep = snapshot.member(node).is_some();
+            if !keep {
+                // Role sets may still hold the endpoint until their next rebuild; the
+                // connection goes now.
+                endpoint.close();
+            }
+            keep
+        });
+    }
+}

@@ -1,0 +1,141 @@
+//! The nodes of one role that serve one service, as endpoints: rebuilt only when the
+//! registry's snapshot version changes (one atomic load per call otherwise), so picking reads
+//! a plain slice.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, RwLock};
+
+use arc_swap::ArcSwap;
+use cluster_helper::NodeId;
+
+use super::endpoint::Endpoint;
+use super::pick::{Route, ThreadRandom, pick};
+use crate::runtime::Rpc;
+use crate::service::ServiceDef;
+
+/// The endpoints of a role at one registry version.
+struct Cached<S: ServiceDef> {
+    version: u64,
+    endpoints: Vec<Arc<Endpoint<S>>>,
+}
+
+/// The serving nodes of one role that serve service `S`.
+pub(crate) struct RoleSet<S: ServiceDef> {
+    role: Arc<str>,
+    cached: ArcSwap<Cached<S>>,
+    /// The round-robin position.
+    next: AtomicUsize,
+}
+
+impl<S: ServiceDef> std::fmt::Debug for RoleSet<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleSet")
+            .field("role", &self.role)
+            .field("service", &S::NAME)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: ServiceDef> RoleSet<S> {
+    fn new(role: Arc<str>) -> Self {
+        RoleSet {
+            role,
+            cached: ArcSwap::from_pointee(Cached {
+                version: u64::MAX,
+                endpoints: Vec::new(),
+            }),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The endpoints at the registry's current version.
+    fn current(&self, rpc: &Rpc) -> Arc<Cached<S>> {
+        let snapshot = rpc.node.registry().snapshot();
+        let cached = self.cached.load_full();
+        if cached.version == snapshot.version() {
+            return cached;
+        }
+        let me = rpc.node.id();
+        let endpoints = snapshot
+            .nodes_with_role(&self.role)
+            .iter()
+            .filter(|m| m.serves(S::NAME))
+            .filter_map(|m| {
+                m.rpc_addr
+                    .map(|addr| rpc.pool.endpoint::<S>(&m.id, addr, m.id == *me))
+            })
+            .collect();
+        let fresh = Arc::new(Cached {
+            version: snapshot.version(),
+            endpoints,
+        });
+        self.cached.store(fresh.clone());
+        fresh
+    }
+
+    /// Every endpoint, for `all`.
+    pub(crate) fn all(&self, rpc: &Rpc) -> Vec<Arc<Endpoint<S>>> {
+        self.current(rpc).endpoints.clone()
+    }
+
+    /// Picks one endpoint not in `tried` by `route` (see [`pick`]).
+    pub(crate) fn pick(
+        &self,
+        rpc: &Rpc,
+        route: Route,
+        tried: &[NodeId],
+    ) -> Option<Arc<Endpoint<S>>> {
+        let cached = self.current(rpc);
+        pick(
+            &cached.endpoints,
+            route,
+            tried,
+            rpc.now_ms(),
+            &mut ThreadRandom,
+            &self.next,
+        )
+        .cloned()
+    }
+}
+
+/// A type-erased `Arc<RoleSet<S>>`, downcast by service type.
+type Erased = Arc<dyn Any + Send + Sync>;
+
+/// Every role set of one node, by role and service.
+#[derive(Default)]
+pub(crate) struct RoleSets {
+    sets: RwLock<HashMap<(Arc<str>, &'static str), Erased>>,
+}
+
+impl std::fmt::Debug for RoleSets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.sets.read().map_or(0, |m| m.len());
+        f.debug_struct("RoleSets").field("sets", &n).finish()
+    }
+}
+
+impl RoleSets {
+    /// The nodes of `role` that serve `S`, made on first use.
+    pub(crate) fn get<S: ServiceDef>(&self, role: &Arc<str>) -> Arc<RoleSet<S>> {
+        let key = (role.clone(), S::NAME);
+        if let Some(set) = self
+            .sets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return set
+                .clone()
+                .downcast()
+                .expect("one role set type per service");
+        }
+        let mut sets = self.sets.write().unwrap_or_else(|p| p.into_inner());
+        sets.entry(key)
+            .or_insert_with(|| Arc::new(RoleSet::<S>::new(role.clone())))
+            .clone()
+            .downcast()
+            .expect("one role set type per service")
+    }
+}

@@ -1,0 +1,73 @@
+//! The state of one node's RPC, shared by its server, its pool and every target made from it
+//! (`node.any(..)` holds an `Arc` of it).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::client::{Pool, RoleSets};
+use crate::options::ClientOptions;
+use crate::server::ServerState;
+
+/// State shared by every client and the server of one node.
+pub(crate) struct Rpc {
+    pub(crate) node: cluster_helper::Node,
+    /// The handshake key, derived from the cluster secret.
+    pub(crate) key: [u8; 32],
+    pub(crate) options: ClientOptions,
+    pub(crate) pool: Pool,
+    pub(crate) roles: RoleSets,
+    pub(crate) server: Arc<ServerState>,
+    /// The start of the node's millisecond clock (down marks, latency decay).
+    epoch: Instant,
+    /// Set once the node has shut down (or was killed): calls through it fail with
+    /// `RpcError::NotRunning`.
+    stopped: AtomicBool,
+}
+
+impl std::fmt::Debug for Rpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rpc")
+            .field("node", &self.node.id())
+            .field("options", &self.options)
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rpc {
+    pub(crate) fn new(node: cluster_helper::Node, options: ClientOptions) -> Arc<Rpc> {
+        let key = *node.cluster_key("rpc-handshake").as_bytes();
+        let server = Arc::new(ServerState::new(key, node.cluster().to_owned()));
+        Arc::new(Rpc {
+            node,
+            key,
+            options,
+            pool: Pool::default(),
+            roles: RoleSets::default(),
+            server,
+            epoch: Instant::now(),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// Milliseconds since the node started: the clock of down marks and latency estimates.
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the node has shut down.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Marks the node shut down.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// Drops the endpoints (and so closes the connections) of nodes that left the registry.
+    pub(crate) fn prune(&self) {
+        self.pool.prune(&self.node.registry().snapshot());
+    }
+}

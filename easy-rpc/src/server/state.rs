@@ -1,0 +1,114 @@
+//! What the accept loop and every connection of one node share: the services served, the
+//! handshake key, whether the node is leaving, and the requests in flight.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::Served;
+
+/// State shared by the accept loop and every connection of one node.
+pub(crate) struct ServerState {
+    pub(crate) services: RwLock<HashMap<&'static str, Served>>,
+    pub(crate) key: [u8; 32],
+    pub(crate) cluster: String,
+    /// Set when the node starts leaving: new connections are refused.
+    leaving: AtomicBool,
+    /// Set once every caller has had time to hear that the node leaves: requests arriving on
+    /// existing connections are answered "not run" so the caller sends them elsewhere.
+    refusing: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    /// Connections refused at the handshake (for tests and metrics).
+    pub(crate) rejected: AtomicUsize,
+    /// Connections that completed the handshake.
+    pub(crate) accepted: AtomicUsize,
+    /// Connections open now (after the handshake).
+    pub(crate) open: AtomicUsize,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState")
+            .field("cluster", &self.cluster)
+            .field("leaving", &self.leaving)
+            .field("in_flight", &self.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerState {
+    pub(crate) fn new(key: [u8; 32], cluster: String) -> Self {
+        ServerState {
+            services: RwLock::new(HashMap::new()),
+            key,
+            cluster,
+            leaving: AtomicBool::new(false),
+            refusing: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            rejected: AtomicUsize::new(0),
+            accepted: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn start_leaving(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn start_refusing(&self) {
+        self.refusing.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_refusing(&self) -> bool {
+        self.refusing.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no request is being served (or `max` passes). Returns whether it drained.
+    pub(crate) async fn drained(&self, max: Duration) -> bool {
+        let deadline = crate::deadline::after(tokio::time::Instant::now().into_std(), max);
+        loop {
+            let notified = self.idle.notified();
+            if self.in_flight() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline.into(), notified)
+                .await
+                .is_err()
+            {
+                return self.in_flight() == 0;
+            }
+        }
+    }
+}
+
+/// Counts a request as in flight while it lives.
+pub(crate) struct InFlight(Arc<ServerState>);
+
+impl InFlight {
+    pub(crate) fn new(state: &Arc<ServerState>) -> Self {
+        state.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // Only a draining node waits for idleness; others skip the notification's lock.
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.is_leaving() {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
