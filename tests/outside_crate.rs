@@ -49,8 +49,9 @@ impl Greeter for GreeterImpl {
     }
 }
 
+// One error type for start-up and calls: `?` works on both.
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), easy_rpc::Error> {
     let cluster = format!("outside-crate-{}", std::process::id());
     let server = easy_rpc::Node::builder()
         .cluster(&cluster)
@@ -72,7 +73,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let waiting = Instant::now();
     while client.registry().nodes_with_role("greeter").is_empty() {
         if waiting.elapsed() > Duration::from_secs(30) {
-            return Err("the client did not see the greeter within 30 s".into());
+            eprintln!("the client did not see the greeter within 30 s");
+            std::process::exit(1);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -1,6 +1,5 @@
 //! Deadlines that never overflow: every `Instant + Duration` of the crate goes through
-//! [`after`], (deadlines that arrive from the network
-//! are capped by the codec).
+//! [`after`] (and deadlines that arrive from the network are capped by the codec).
 //!
 //! tarpc keeps deadlines in a timer wheel that holds at most about two years (2^36 ms) and
 //! panics beyond it; `Instant + Duration::MAX` overflows. So a timeout is capped at
