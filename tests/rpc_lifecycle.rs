@@ -132,6 +132,105 @@ async fn calls_without_a_running_node_fail_with_not_running() {
         matches!(e, Error::Cluster(easy_rpc::cluster_helper::Error::ShutDown)),
         "{e}"
     );
+
+    // A default node whose handles are all dropped without shutdown() stops (as a crash
+    // would): targets made from it, and the default-node functions, fail with NotRunning, and
+    // its peers see it go, instead of a node that keeps gossiping services nobody serves.
+    let dropped = server(&c, "dropped", true).await;
+    let peer = builder(&c, "peer")
+        .seeds([dropped.gossip_addr().to_string()])
+        .default_node(false)
+        .start()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), "the peer sees the node", || {
+        peer.nodes_with_role("echo").len() == 1
+    })
+    .await;
+    assert_eq!(
+        easy_rpc::any("echo").echo(8).await.unwrap(),
+        ("dropped".into(), 8)
+    );
+    let saved = easy_rpc::any("echo");
+    let dropped_id = dropped.id().clone();
+    drop(dropped);
+    assert!(
+        matches!(saved.echo(9).await, Err(RpcError::NotRunning { node: Some(ref id) }) if *id == dropped_id)
+    );
+    assert!(matches!(
+        easy_rpc::any("echo").echo(9).await,
+        Err(RpcError::NotRunning { node: None })
+    ));
+    wait_until(
+        Duration::from_secs(10),
+        "the peer drops the node whose handles were dropped",
+        || peer.members().iter().all(|m| m.id != dropped_id),
+    )
+    .await;
+    peer.shutdown().await;
+}
+
+/// Another service under the wire name of `Echo` (a mistake a node refuses, and a caller must
+/// survive).
+#[easy_rpc::service(name = "Echo")]
+pub trait Impostor {
+    /// Not `Echo::echo`.
+    async fn shout(text: String) -> String;
+}
+
+struct ImpostorImpl;
+
+impl Impostor for ImpostorImpl {
+    async fn shout(&self, text: String) -> String {
+        text.to_uppercase()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_implementation_per_service_name() {
+    init_logs();
+    let c = unique_cluster("lifecycle-names");
+    // The same name twice to the builder: refused before anything starts.
+    let e = builder(&c, "twice")
+        .serve(EchoImpl("a".into()).serve())
+        .serve(ImpostorImpl.serve())
+        .default_node(false)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::DuplicateService { name: "Echo" }), "{e}");
+    let e = builder(&c, "twice")
+        .serve(EchoImpl("a".into()).serve())
+        .serve(EchoImpl("b".into()).serve())
+        .default_node(false)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::DuplicateService { .. }), "{e}");
+
+    // At runtime: another type under a served name is refused; the same type replaces.
+    let node = server(&c, "first", false).await;
+    let e = node.serve(ImpostorImpl.serve()).await.unwrap_err();
+    assert!(matches!(e, Error::DuplicateService { name: "Echo" }), "{e}");
+    node.serve(EchoImpl("second".into()).serve()).await.unwrap();
+    wait_until(Duration::from_secs(5), "the node sees itself", || {
+        node.nodes_with_role("echo").len() == 1
+    })
+    .await;
+    assert_eq!(
+        node.any("echo").echo(1).await.unwrap(),
+        ("second".into(), 1)
+    );
+
+    // A caller that uses both types against one role gets answers or errors, never a panic
+    // (its pool and role sets are per service type), and the right type keeps working.
+    let impostor = ImpostorClient::shout(&node.any("echo"), "hi".into()).await;
+    eprintln!("the impostor's call: {impostor:?}");
+    assert_eq!(
+        node.any("echo").echo(2).await.unwrap(),
+        ("second".into(), 2)
+    );
+    node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,5 +414,63 @@ async fn start_up_and_call_errors_compose_in_one_result() {
     match run("not a valid cluster name!").await {
         Err(Error::Cluster(e)) => assert!(e.to_string().contains("cluster"), "{e}"),
         other => panic!("{other:?}"),
+    }
+}
+
+/// A node whose RPC port takes connections but never answers the handshake (its advertised RPC
+/// address is a socket nobody accepts on): the calls that queued behind the one connection
+/// attempt to it do not try again one after another when it fails (each would spend a whole
+/// connect timeout); they go to the healthy node at once, so every call succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_waiting_for_a_failed_connection_attempt_reroute_at_once() {
+    init_logs();
+    let c = unique_cluster("lifecycle-silent");
+    // Connections to it complete in the kernel's backlog and then hear nothing.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let hole = builder(&c, "hole")
+        .roles(["echo"])
+        .serve(EchoImpl("hole".into()).serve())
+        .from_vars([("CLUSTER_RPC_ADVERTISE", silent_addr.as_str())])
+        .unwrap()
+        .default_node(false)
+        .start()
+        .await
+        .unwrap();
+    let good = builder(&c, "good")
+        .roles(["echo"])
+        .serve(EchoImpl("good".into()).serve())
+        .seeds([hole.gossip_addr().to_string()])
+        .default_node(false)
+        .start()
+        .await
+        .unwrap();
+    let caller = builder(&c, "caller")
+        .seeds([hole.gossip_addr().to_string()])
+        .client_options(
+            ClientOptions::default()
+                .connect_timeout(Duration::from_secs(1))
+                .timeout(Duration::from_secs(4)),
+        )
+        .default_node(false)
+        .start()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), "the caller sees both nodes", || {
+        caller.nodes_with_role("echo").len() == 2
+    })
+    .await;
+    // Before the fix, the 4th call queued on the silent node's connection attempt ran out of
+    // time: 1 s per failed attempt, one after another, within a 4 s deadline.
+    let calls: Vec<_> = (0..40u64)
+        .map(|i| tokio::spawn(caller.any("echo").echo(i)))
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        let answer = call.await.unwrap();
+        assert_eq!(answer.unwrap(), ("good".into(), i as u64), "call {i}");
+    }
+    drop(silent);
+    for node in [caller, good, hole] {
+        node.shutdown().await;
     }
 }

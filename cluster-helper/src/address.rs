@@ -116,8 +116,14 @@ impl Address {
     /// The socket address: the literal one, or the first address `host` resolves to (looked
     /// up without blocking, within 10 s). Errors name `setting`.
     pub(crate) async fn resolve(&self, setting: &str) -> Result<SocketAddr, Error> {
+        Ok(self.resolve_all(setting).await?[0])
+    }
+
+    /// Every socket address this is, in the resolver's order (at least one): the literal one,
+    /// or each address `host` resolves to. Errors name `setting`.
+    pub(crate) async fn resolve_all(&self, setting: &str) -> Result<Vec<SocketAddr>, Error> {
         let (host, port) = match self {
-            Address::Ip(addr) => return Ok(*addr),
+            Address::Ip(addr) => return Ok(vec![*addr]),
             Address::Host { host, port } => (host.as_str(), *port),
         };
         let fail = |source: std::io::Error| Error::Resolve {
@@ -134,13 +140,14 @@ impl Address {
                 ))
             })?
             .map_err(fail)?
-            .next();
-        found.ok_or_else(|| {
-            fail(std::io::Error::new(
+            .collect::<Vec<_>>();
+        if found.is_empty() {
+            return Err(fail(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 "the name has no addresses",
-            ))
-        })
+            )));
+        }
+        Ok(found)
     }
 }
 
@@ -169,10 +176,11 @@ impl FromStr for Address {
 }
 
 /// The addresses of a [`Config`](crate::Config), resolved at start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Resolved {
-    /// The gossip (UDP) listen address.
-    pub listen: SocketAddr,
+    /// The gossip (UDP) listen addresses, tried in order (a host name may resolve to
+    /// several, e.g. `::1` and `127.0.0.1` for `localhost`): at least one.
+    pub listen: Vec<SocketAddr>,
     /// The gossip address peers use (port 0: the bound gossip port).
     pub advertise: Option<SocketAddr>,
     /// Where to bind the RPC listener.
@@ -214,7 +222,10 @@ impl Resolved {
             RpcListen::Addr(a) => RpcBind::Addr(a.resolve(&origins.label(Field::RpcListen)).await?),
         };
         Ok(Resolved {
-            listen: config.listen.resolve(&origins.label(Field::Listen)).await?,
+            listen: config
+                .listen
+                .resolve_all(&origins.label(Field::Listen))
+                .await?,
             advertise: opt(config.advertise.as_ref(), Field::Advertise, origins).await?,
             rpc_listen,
             rpc_advertise: opt(config.rpc_advertise.as_ref(), Field::RpcAdvertise, origins).await?,

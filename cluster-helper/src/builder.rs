@@ -92,7 +92,7 @@ impl NodeBuilder {
     ///
     /// [`ENV_VARS`]: crate::ENV_VARS
     pub fn from_env(self) -> Result<Self> {
-        self.from_vars(std::env::vars())
+        self.from_vars(cluster_vars(std::env::vars_os())?)
     }
 
     /// Like [`from_env`](NodeBuilder::from_env), from the given variables instead of the
@@ -324,6 +324,29 @@ impl NodeBuilder {
         let addrs = Resolved::resolve(&config, &origins).await?;
         Node::start(config, addrs).await
     }
+}
+
+/// The `CLUSTER_*` variables of `vars`, as text. Other variables are skipped whatever they
+/// hold (`std::env::vars` would panic on one that is not UTF-8); a `CLUSTER_*` value that is
+/// not UTF-8 is an error naming the variable.
+fn cluster_vars(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (key, value) in vars {
+        let Some(key) = key.to_str().filter(|k| k.starts_with("CLUSTER_")) else {
+            continue;
+        };
+        let value = value.into_string().map_err(|v| {
+            Error::config(
+                key,
+                v.to_string_lossy(),
+                "UTF-8 text (the value has bytes that are not)",
+            )
+        })?;
+        out.push((key.to_owned(), value));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -722,5 +745,26 @@ mod tests {
                 .to_string();
             assert!(e.contains("phi threshold"), "{e}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_cluster_variables_are_read_and_non_utf8_values_are_named() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let bad = OsString::from_vec(vec![0x66, 0x6f, 0xff]);
+        let vars = vec![
+            (OsString::from("HOME_OF_BYTES"), bad.clone()),
+            (OsString::from("CLUSTER_NAME"), OsString::from("c1")),
+        ];
+        let read = cluster_vars(vars).expect("a non-UTF-8 variable of someone else is skipped");
+        assert_eq!(read, vec![("CLUSTER_NAME".to_owned(), "c1".to_owned())]);
+        let err = cluster_vars(vec![(OsString::from("CLUSTER_ROLES"), bad)])
+            .expect_err("a non-UTF-8 CLUSTER_ value is refused")
+            .to_string();
+        assert!(
+            err.contains("CLUSTER_ROLES") && err.contains("UTF-8"),
+            "{err}"
+        );
     }
 }

@@ -30,7 +30,7 @@ impl Sockets {
     /// advertised ones: `advertise` (port 0: the bound gossip port), else the listen IP if it
     /// is specific, else the hostname's address, else 127.0.0.1; the RPC address likewise.
     pub(crate) async fn open(addrs: &Resolved) -> Result<Sockets> {
-        let (udp, tcp) = bind(addrs)?;
+        let (udp, tcp, listen) = bind_first(addrs)?;
         let gossip_err = |addr: SocketAddr| {
             move |source| Error::Bind {
                 what: "gossip (UDP)",
@@ -45,7 +45,7 @@ impl Sockets {
                 source,
             }
         };
-        let udp_bound = udp.local_addr().map_err(gossip_err(addrs.listen))?;
+        let udp_bound = udp.local_addr().map_err(gossip_err(listen))?;
         let gossip_addr = match addrs.advertise {
             Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), udp_bound.port()),
             Some(a) => a,
@@ -75,11 +75,26 @@ impl Sockets {
     }
 }
 
+/// Binds at the first listen address that works (as std's `bind` does with every address a
+/// name resolves to); returns the sockets and that address, or the last address's error.
+fn bind_first(addrs: &Resolved) -> Result<(UdpSocket, Option<TcpListener>, SocketAddr)> {
+    let mut last = None;
+    for &listen in &addrs.listen {
+        match bind(listen, addrs.rpc_listen) {
+            Ok((udp, tcp)) => return Ok((udp, tcp, listen)),
+            Err(e) => {
+                tracing::debug!("cannot bind {listen}: {e}");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.expect("a resolved address has at least one socket address"))
+}
+
 /// Binds the gossip UDP socket and, unless disabled, the RPC TCP listener. With
 /// [`RpcBind::SamePort`] both get one port number; when the listen port is 0 the pair is
 /// retried until a number free for both protocols is found.
-fn bind(addrs: &Resolved) -> Result<(UdpSocket, Option<TcpListener>)> {
-    let listen = addrs.listen;
+fn bind(listen: SocketAddr, rpc_listen: RpcBind) -> Result<(UdpSocket, Option<TcpListener>)> {
     let bind_udp = |addr: SocketAddr| {
         UdpSocket::bind(addr).map_err(|source| Error::Bind {
             what: "gossip (UDP)",
@@ -94,7 +109,7 @@ fn bind(addrs: &Resolved) -> Result<(UdpSocket, Option<TcpListener>)> {
             source,
         })
     };
-    match addrs.rpc_listen {
+    match rpc_listen {
         RpcBind::Disabled => Ok((bind_udp(listen)?, None)),
         RpcBind::Addr(addr) => Ok((bind_udp(listen)?, Some(bind_tcp(addr)?))),
         RpcBind::SamePort => {

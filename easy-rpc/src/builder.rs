@@ -74,8 +74,6 @@ impl NodeBuilder {
     }
 
     forward! {
-        /// The base configuration: the environment and the other setters apply over it.
-        fn config(config: Config);
         /// The cluster's name.
         fn cluster(name: impl AsRef<str>);
         /// The node's name (default: derived from the hostname).
@@ -109,6 +107,15 @@ impl NodeBuilder {
         fn dns_server(addr: impl ToString);
     }
 
+    /// The base configuration: the environment and the other setters apply over it. Its
+    /// `services` are ignored: an easy-rpc node advertises exactly the services it serves
+    /// ([`serve`](NodeBuilder::serve)), so that callers never pick it for one it does not.
+    pub fn config(mut self, mut config: Config) -> Self {
+        config.services.clear();
+        self.cluster = self.cluster.config(config);
+        self
+    }
+
     /// Serves a service from the start (advertised with the node's first gossip state).
     pub fn serve(mut self, served: Served) -> Self {
         self.services.push(served);
@@ -137,6 +144,11 @@ impl NodeBuilder {
     pub async fn start(self) -> Result<Node, Error> {
         self.options.validate()?;
         let names: Vec<&'static str> = self.services.iter().map(Served::name).collect();
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(Error::DuplicateService { name });
+            }
+        }
         if let Some(service) = names.first()
             && !self.cluster.has_rpc_listener()
         {

@@ -58,9 +58,8 @@ pub fn any(role: &str) -> Any {
 }
 
 /// Calls to every node of `role`, through the process's default node. Without one, every
-/// call's result is a single [`RpcError::NotRunning`](crate::RpcError::NotRunning) entry
-/// (the results have no node to name, so [`NodeId`](crate::NodeId) is not enough: see
-/// [`All`]). See [`any`].
+/// call fails as a whole with [`RpcError::NotRunning`](crate::RpcError::NotRunning) (there is
+/// no node to name an entry after; see [`AllResults`](crate::AllResults)). See [`any`].
 pub fn all(role: &str) -> All {
     All::new(current(), role)
 }

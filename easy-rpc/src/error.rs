@@ -73,17 +73,55 @@ impl fmt::Display for RejectReason {
 
 /// Why a server answered a request without running it. The request had no effect: the caller
 /// may send it to another node, whatever the method.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+///
+/// On the wire a reason is a number (`Leaving` is 1), so that a reason added by a newer
+/// version reaches an older node as [`NotRunReason::Unknown`], still a "not run" answer,
+/// instead of a message it cannot decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NotRunReason {
     /// The node is leaving the cluster: it finishes what it started and takes nothing new.
     Leaving,
+    /// A reason this version does not know (sent by a newer node), by its wire number.
+    Unknown(u16),
+}
+
+impl NotRunReason {
+    /// The reason's number on the wire.
+    fn code(self) -> u16 {
+        match self {
+            NotRunReason::Leaving => 1,
+            NotRunReason::Unknown(code) => code,
+        }
+    }
+
+    fn from_code(code: u16) -> Self {
+        match code {
+            1 => NotRunReason::Leaving,
+            other => NotRunReason::Unknown(other),
+        }
+    }
+}
+
+impl serde::Serialize for NotRunReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u16(self.code())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NotRunReason {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        u16::deserialize(deserializer).map(NotRunReason::from_code)
+    }
 }
 
 impl fmt::Display for NotRunReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NotRunReason::Leaving => f.write_str("it is leaving the cluster"),
+            NotRunReason::Unknown(code) => {
+                write!(f, "it did not run it (reason {code}, from a newer version)")
+            }
         }
     }
 }
@@ -432,17 +470,15 @@ impl<E: StdError + 'static> StdError for RpcError<E> {
 ///     Ok(())
 /// }
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// Configuring, starting or changing the node's membership failed (a bad setting or
     /// environment variable, a socket that cannot be bound, a node that has shut down): see
     /// [`cluster_helper::Error`].
-    #[error(transparent)]
-    Cluster(#[from] cluster_helper::Error),
+    Cluster(cluster_helper::Error),
     /// A setting of this crate is invalid (e.g. a zero [`ClientOptions`](crate::ClientOptions)
     /// timeout): [`start`](crate::NodeBuilder::start) refuses it.
-    #[error("invalid {setting}: {value}: expected {expected}")]
     InvalidConfig {
         /// The setting, e.g. `ClientOptions::timeout`.
         setting: &'static str,
@@ -454,24 +490,75 @@ pub enum Error {
     /// The node has no RPC listener (`CLUSTER_RPC_LISTEN=off`, or
     /// [`rpc_listen(RpcListen::Disabled)`](crate::NodeBuilder::rpc_listen)): it makes calls
     /// but cannot serve.
-    #[error(
-        "cannot serve {service}: this node has no RPC listener (CLUSTER_RPC_LISTEN=off); \
-         give it one (CLUSTER_RPC_LISTEN or NodeBuilder::rpc_listen) to serve"
-    )]
     NoRpcListener {
         /// The service it was asked to serve.
         service: &'static str,
     },
+    /// Two services with the same wire name were given to one node: either the same service
+    /// twice to the builder, or, to [`Node::serve`](crate::Node::serve), a service type other
+    /// than the one already served under that name. A node serves one implementation per
+    /// name, and callers find services by name.
+    DuplicateService {
+        /// The wire name.
+        name: &'static str,
+    },
     /// The RPC listener handed over by the cluster node could not be used.
-    #[error("cannot use the RPC listener: {source}")]
     RpcListener {
         /// The I/O error.
         source: std::io::Error,
     },
     /// A call failed: the [`RpcError`], with the method's own error (if that is what it was)
     /// behind an `Arc` (downcast it, or match it before converting).
-    #[error(transparent)]
     Call(RpcError<Arc<dyn StdError + Send + Sync>>),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Cluster(e) => fmt::Display::fmt(e, f),
+            Error::InvalidConfig {
+                setting,
+                value,
+                expected,
+            } => write!(f, "invalid {setting}: {value}: expected {expected}"),
+            Error::NoRpcListener { service } => write!(
+                f,
+                "cannot serve {service}: this node has no RPC listener (CLUSTER_RPC_LISTEN=off); \
+                 give it one (CLUSTER_RPC_LISTEN or NodeBuilder::rpc_listen) to serve"
+            ),
+            Error::DuplicateService { name } => write!(
+                f,
+                "two services named {name:?} on one node: a node serves one implementation per \
+                 wire name (give a second service type its own name with \
+                 #[easy_rpc::service(name = \"...\")])"
+            ),
+            Error::RpcListener { source } => write!(f, "cannot use the RPC listener: {source}"),
+            Error::Call(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+/// `source()` is transparent for [`Error::Cluster`] and [`Error::Call`] (the wrapped error's
+/// own cause), and for a method's error it is that error itself, not the `Arc` holding it, so
+/// that walking the chain finds (and `downcast_ref` recognises) the method's error type.
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            Error::Cluster(e) => e.source(),
+            Error::RpcListener { source } => Some(source),
+            Error::Call(RpcError::Remote { error, .. }) => Some(&**error),
+            Error::Call(e) => e.source(),
+            Error::InvalidConfig { .. }
+            | Error::NoRpcListener { .. }
+            | Error::DuplicateService { .. } => None,
+        }
+    }
+}
+
+impl From<cluster_helper::Error> for Error {
+    fn from(e: cluster_helper::Error) -> Self {
+        Error::Cluster(e)
+    }
 }
 
 impl<E: StdError + Send + Sync + 'static> From<RpcError<E>> for Error {
@@ -555,7 +642,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(e.source().is_some());
+        let source = e.source().expect("the method's error is the source");
+        assert!(
+            source.downcast_ref::<Overdrawn>().is_some(),
+            "walking the chain finds the method's error type itself: {source:?}"
+        );
         let e: Error = RpcError::<Never>::NotRunning { node: None }.into();
         assert!(matches!(e, Error::Call(RpcError::NotRunning { .. })));
         let e: Error = cluster_helper::Error::ShutDown.into();

@@ -84,6 +84,14 @@
 //! server.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Features
+//!
+//! - `test-util`: test hooks, not for production code: `Node::kill` (stop as a crash would),
+//!   `Node::kill_membership` (stop only the gossip), and the raw handshake client; it enables
+//!   `cluster-helper/test-util`.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod client;

@@ -43,19 +43,51 @@ use crate::target::{All, Any, ByKey};
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-#[must_use = "dropping the last handle stops the node"]
+#[must_use = "dropping the last handle stops the node (abruptly: prefer shutdown())"]
 pub struct Node {
+    inner: Arc<Inner>,
+}
+
+/// What every clone of a [`Node`] shares. It alone holds the cluster node (targets and the
+/// default node hold only the [`Rpc`]), so dropping the last handle stops the node.
+struct Inner {
     cluster: cluster_helper::Node,
     rpc: Arc<Rpc>,
-    stop: Arc<watch::Sender<bool>>,
+    stop: watch::Sender<bool>,
     /// Whether it has an RPC listener (else it only makes calls).
     listening: bool,
+}
+
+impl Inner {
+    /// Everything a stopped node stops: its server, its pruning task, its pooled connections,
+    /// its calls (and those of targets made from it), its place as the default node.
+    fn stopped(&self) {
+        self.stop.send_replace(true);
+        self.rpc.stop();
+        self.rpc.pool.close_all();
+        crate::default_node::clear_if(&self.rpc);
+    }
+}
+
+/// The last handle is gone without [`Node::shutdown`]: stop as a crash would (the cluster node,
+/// dropped right after, stops gossiping without a goodbye; peers drop it by failure
+/// detection), rather than leave a node that gossips services nobody serves.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.rpc.is_stopped() {
+            tracing::warn!(
+                node = %self.rpc.id,
+                "the last handle of a node was dropped without shutdown(); stopping it abruptly"
+            );
+        }
+        self.stopped();
+    }
 }
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
-            .field("cluster", &self.cluster)
+            .field("cluster", &self.inner.cluster)
             .field("services", &self.services())
             .finish_non_exhaustive()
     }
@@ -76,7 +108,7 @@ impl Node {
         options: ClientOptions,
         services: Vec<Served>,
     ) -> Result<Node, Error> {
-        let rpc = Rpc::new(cluster.clone(), options);
+        let rpc = Rpc::new(&cluster, options);
         {
             let mut served = rpc
                 .server
@@ -111,10 +143,12 @@ impl Node {
             }
         });
         Ok(Node {
-            cluster,
-            rpc,
-            stop: Arc::new(stop),
-            listening,
+            inner: Arc::new(Inner {
+                cluster,
+                rpc,
+                stop,
+                listening,
+            }),
         })
     }
 
@@ -122,98 +156,99 @@ impl Node {
 
     /// This node's identity: its name and incarnation.
     pub fn id(&self) -> &NodeId {
-        self.cluster.id()
+        self.inner.cluster.id()
     }
 
     /// The cluster's name.
     pub fn cluster(&self) -> &str {
-        self.cluster.cluster()
+        self.inner.cluster.cluster()
     }
 
     /// The configuration the node was started with.
     pub fn config(&self) -> &Config {
-        self.cluster.config()
+        self.inner.cluster.config()
     }
 
     /// The gossip address peers use to reach this node.
     pub fn gossip_addr(&self) -> SocketAddr {
-        self.cluster.gossip_addr()
+        self.inner.cluster.gossip_addr()
     }
 
     /// The RPC address this node advertises; `None` for a node without an RPC listener
     /// (`CLUSTER_RPC_LISTEN=off`), which only makes calls.
     pub fn rpc_addr(&self) -> Option<SocketAddr> {
-        self.cluster.rpc_addr()
+        self.inner.cluster.rpc_addr()
     }
 
     // --- the registry ---
 
     /// The local registry: lock-free lookups, snapshots, a `watch` of changes.
     pub fn registry(&self) -> &Registry {
-        self.cluster.registry()
+        self.inner.cluster.registry()
     }
 
     /// The serving nodes that have `role`: a local, lock-free read.
     pub fn nodes_with_role(&self, role: &str) -> Nodes {
-        self.cluster.nodes_with_role(role)
+        self.inner.cluster.nodes_with_role(role)
     }
 
     /// The roles of `node`, if it is a member.
     pub fn roles_of(&self, node: &NodeId) -> Option<BTreeSet<Role>> {
-        self.cluster.roles_of(node)
+        self.inner.cluster.roles_of(node)
     }
 
     /// Every live member, this node included.
     pub fn members(&self) -> Vec<Arc<Member>> {
-        self.cluster.members()
+        self.inner.cluster.members()
     }
 
     /// Subscribes to registry changes (node up and down, roles added and removed).
     pub fn events(&self) -> Events {
-        self.cluster.events()
+        self.inner.cluster.events()
     }
 
     /// Whether the node has joined and seen the cluster.
     pub fn is_ready(&self) -> bool {
-        self.cluster.is_ready()
+        self.inner.cluster.is_ready()
     }
 
     /// Waits until the node has joined and seen the cluster.
     pub async fn ready(&self) {
-        self.cluster.ready().await
+        self.inner.cluster.ready().await
     }
 
     // --- this node ---
 
     /// This node's own roles.
     pub fn roles(&self) -> BTreeSet<Role> {
-        self.cluster.roles()
+        self.inner.cluster.roles()
     }
 
     /// This node's status (joining, serving, leaving).
     pub fn status(&self) -> NodeStatus {
-        self.cluster.status()
+        self.inner.cluster.status()
     }
 
     /// Counters of this node's gossip traffic.
     pub fn gossip_stats(&self) -> GossipStats {
-        self.cluster.gossip_stats()
+        self.inner.cluster.gossip_stats()
     }
 
     /// Adds a role at runtime; every node sees it within a gossip round trip. Returns whether
     /// the role was new.
     pub async fn add_role(&self, role: impl AsRef<str>) -> Result<bool, Error> {
-        Ok(self.cluster.add_role(role).await?)
+        Ok(self.inner.cluster.add_role(role).await?)
     }
 
     /// Removes a role at runtime. Returns whether the node had it.
     pub async fn remove_role(&self, role: impl AsRef<str>) -> Result<bool, Error> {
-        Ok(self.cluster.remove_role(role).await?)
+        Ok(self.inner.cluster.remove_role(role).await?)
     }
 
     /// The services this node serves, by name.
     pub fn services(&self) -> Vec<&'static str> {
         let mut names: Vec<&'static str> = self
+            .inner
             .rpc
             .server
             .services
@@ -226,22 +261,34 @@ impl Node {
         names
     }
 
-    /// Serves a service (from `MyImpl.serve()`) and advertises it to the cluster.
+    /// Serves a service (from `MyImpl.serve()`) and advertises it to the cluster. Serving a
+    /// service this node already serves replaces its implementation for new connections.
     ///
-    /// Fails with [`Error::NoRpcListener`] on a node without an RPC listener, and with
-    /// [`cluster_helper::Error::ShutDown`] once the node has shut down.
+    /// Fails with [`Error::NoRpcListener`] on a node without an RPC listener, with
+    /// [`Error::DuplicateService`] if another service type is served under the same wire name,
+    /// and with [`cluster_helper::Error::ShutDown`] once the node has shut down.
     pub async fn serve(&self, served: Served) -> Result<(), Error> {
         let name = served.name();
-        if !self.listening {
+        if !self.inner.listening {
             return Err(Error::NoRpcListener { service: name });
         }
-        self.rpc
-            .server
-            .services
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name, served);
-        self.cluster.add_service(name).await?;
+        {
+            let mut services = self
+                .inner
+                .rpc
+                .server
+                .services
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            if services
+                .get(name)
+                .is_some_and(|s| s.service != served.service)
+            {
+                return Err(Error::DuplicateService { name });
+            }
+            services.insert(name, served);
+        }
+        self.inner.cluster.add_service(name).await?;
         Ok(())
     }
 
@@ -249,13 +296,14 @@ impl Node {
     /// [`RejectReason::UnknownService`](crate::RejectReason::UnknownService)) and stops
     /// advertising it. Existing connections finish what they are doing.
     pub async fn unserve(&self, service: &str) -> Result<(), Error> {
-        self.rpc
+        self.inner
+            .rpc
             .server
             .services
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(service);
-        self.cluster.remove_service(service).await?;
+        self.inner.cluster.remove_service(service).await?;
         Ok(())
     }
 
@@ -263,36 +311,37 @@ impl Node {
 
     /// Calls to one node of `role`.
     pub fn any(&self, role: &str) -> Any {
-        Any::new(Some(self.rpc.clone()), role)
+        Any::new(Some(self.inner.rpc.clone()), role)
     }
 
     /// Calls to every node of `role`.
     pub fn all(&self, role: &str) -> All {
-        All::new(Some(self.rpc.clone()), role)
+        All::new(Some(self.inner.rpc.clone()), role)
     }
 
     /// Calls to the node of `role` that owns `key` (see [`RouteKey`]).
     pub fn by_key(&self, role: &str, key: impl RouteKey) -> ByKey {
-        ByKey::new(Some(self.rpc.clone()), role, key)
+        ByKey::new(Some(self.inner.rpc.clone()), role, key)
     }
 
     /// Makes this node the process's default node (for [`any`](crate::any),
     /// [`all`](crate::all), [`by_key`](crate::by_key)).
     pub fn make_default(&self) {
-        crate::default_node::set(&self.rpc);
+        crate::default_node::set(&self.inner.rpc);
     }
 
     // --- the server's counters ---
 
     /// Requests being served right now.
     pub fn in_flight(&self) -> usize {
-        self.rpc.server.in_flight()
+        self.inner.rpc.server.in_flight()
     }
 
     /// Connections refused at the handshake so far (wrong secret, cluster, version, unknown
     /// service, garbage, leaving).
     pub fn rejected_connections(&self) -> usize {
-        self.rpc
+        self.inner
+            .rpc
             .server
             .rejected
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -300,7 +349,8 @@ impl Node {
 
     /// Connections accepted (handshake completed) so far.
     pub fn accepted_connections(&self) -> usize {
-        self.rpc
+        self.inner
+            .rpc
             .server
             .accepted
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -308,7 +358,8 @@ impl Node {
 
     /// Connections open now (handshake completed, not yet closed).
     pub fn open_connections(&self) -> usize {
-        self.rpc
+        self.inner
+            .rpc
             .server
             .open
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -323,9 +374,9 @@ impl Node {
     /// [`RpcError::NotRunning`](crate::RpcError::NotRunning); if it was the default node, the
     /// process has none until another is made default.
     pub async fn shutdown(&self) {
-        self.rpc.server.start_leaving();
-        let grace = self.cluster.config().leave_grace;
-        let server = self.rpc.server.clone();
+        self.inner.rpc.server.start_leaving();
+        let grace = self.inner.cluster.config().leave_grace;
+        let server = self.inner.rpc.server.clone();
         let drain = async move {
             tokio::time::sleep(grace).await;
             server.start_refusing();
@@ -333,16 +384,8 @@ impl Node {
                 tracing::warn!("shutdown: requests still running after 30 s; stopping anyway");
             }
         };
-        tokio::join!(self.cluster.shutdown(), drain);
-        self.stopped();
-    }
-
-    /// Everything a stopped node stops: its server, its pruning task, its calls, its place
-    /// as the default node.
-    fn stopped(&self) {
-        self.stop.send_replace(true);
-        self.rpc.stop();
-        crate::default_node::clear_if(&self.rpc);
+        tokio::join!(self.inner.cluster.shutdown(), drain);
+        self.inner.stopped();
     }
 
     /// Runs until SIGTERM or Ctrl-C, then leaves gracefully ([`shutdown`](Node::shutdown)).
@@ -355,16 +398,18 @@ impl Node {
     /// Stops abruptly, as a crash would: gossip stops without a goodbye and every connection is
     /// closed mid-call. For tests and fault injection.
     #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn kill(&self) {
-        self.cluster.kill();
-        self.stopped();
+        self.inner.cluster.kill();
+        self.inner.stopped();
     }
 
     /// Stops only the node's gossip, abruptly, while its RPC server keeps serving: peers drop
     /// it from their registries (as after a crash) and must close their pooled connections to
     /// it by themselves. For tests.
     #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn kill_membership(&self) {
-        self.cluster.kill();
+        self.inner.cluster.kill();
     }
 }

@@ -5,13 +5,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use cluster_helper::{NodeId, Registry};
+
 use crate::client::{Pool, RoleSets};
 use crate::options::ClientOptions;
 use crate::server::ServerState;
 
-/// State shared by every client and the server of one node.
+/// State shared by every client and the server of one node. It holds the node's registry, not
+/// the cluster node itself: only [`Node`](crate::Node) handles own that, so dropping the last
+/// one stops the node even while targets made from it live on.
 pub(crate) struct Rpc {
-    pub(crate) node: cluster_helper::Node,
+    /// This node.
+    pub(crate) id: NodeId,
+    /// The cluster's name (for the handshake).
+    pub(crate) cluster: String,
+    pub(crate) registry: Registry,
     /// The handshake key, derived from the cluster secret.
     pub(crate) key: [u8; 32],
     pub(crate) options: ClientOptions,
@@ -28,7 +36,7 @@ pub(crate) struct Rpc {
 impl std::fmt::Debug for Rpc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rpc")
-            .field("node", &self.node.id())
+            .field("node", &self.id)
             .field("options", &self.options)
             .field("pool", &self.pool)
             .finish_non_exhaustive()
@@ -36,11 +44,13 @@ impl std::fmt::Debug for Rpc {
 }
 
 impl Rpc {
-    pub(crate) fn new(node: cluster_helper::Node, options: ClientOptions) -> Arc<Rpc> {
+    pub(crate) fn new(node: &cluster_helper::Node, options: ClientOptions) -> Arc<Rpc> {
         let key = *node.cluster_key("rpc-handshake").as_bytes();
         let server = Arc::new(ServerState::new(key, node.cluster().to_owned()));
         Arc::new(Rpc {
-            node,
+            id: node.id().clone(),
+            cluster: node.cluster().to_owned(),
+            registry: node.registry().clone(),
             key,
             options,
             pool: Pool::default(),
@@ -68,6 +78,6 @@ impl Rpc {
 
     /// Drops the endpoints (and so closes the connections) of nodes that left the registry.
     pub(crate) fn prune(&self) {
-        self.pool.prune(&self.node.registry().snapshot());
+        self.pool.prune(&self.registry.snapshot());
     }
 }

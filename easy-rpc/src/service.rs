@@ -28,8 +28,9 @@ pub trait ServiceDef: Send + Sync + 'static {
 pub struct MethodInfo {
     /// The method's name.
     pub name: &'static str,
-    /// Marked `#[easy_rpc(idempotent)]`: safe to run twice, so it may be retried after a
-    /// timeout or a lost connection.
+    /// Marked `#[easy_rpc(idempotent)]`: safe to run twice, so a call is retried on another
+    /// node after a lost connection (any call is rerouted when it provably did not run; a
+    /// timeout is not retried).
     pub idempotent: bool,
     /// `#[easy_rpc(timeout_ms = N)]`: this method's default deadline, overriding the client's.
     pub timeout: Option<Duration>,

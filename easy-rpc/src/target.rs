@@ -63,7 +63,8 @@ pub trait Target: sealed::Sealed {
 pub type CallResult<T, E> = Result<T, RpcError<E>>;
 
 /// The result of a call to all nodes of a role: one `(node, result)` per node that had the
-/// role when the call was made, in node order (none for a role without nodes), or
+/// role when the call was made, in node order (none for a role without nodes; none for a node
+/// that turned out to be leaving and refused the call without running it), or
 /// [`RpcError::NotRunning`] if no node runs to make the call.
 pub type AllResults<T, E> = Result<Vec<(NodeId, CallResult<T, E>)>, RpcError<E>>;
 
@@ -73,7 +74,7 @@ fn running(rpc: &Option<Arc<Rpc>>) -> Result<&Arc<Rpc>, RpcError<crate::Never>> 
     match rpc {
         Some(rpc) if !rpc.is_stopped() => Ok(rpc),
         Some(rpc) => Err(RpcError::NotRunning {
-            node: Some(rpc.node.id().clone()),
+            node: Some(rpc.id.clone()),
         }),
         None => Err(RpcError::NotRunning { node: None }),
     }
@@ -429,7 +430,7 @@ impl Target for All {
 impl std::fmt::Debug for Any {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Any")
-            .field("node", &self.rpc.as_ref().map(|r| r.node.id()))
+            .field("node", &self.rpc.as_ref().map(|r| &r.id))
             .field("role", &self.role)
             .field("strategy", &self.strategy)
             .field("timeout", &self.timeout)
@@ -440,7 +441,7 @@ impl std::fmt::Debug for Any {
 impl std::fmt::Debug for ByKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ByKey")
-            .field("node", &self.any.rpc.as_ref().map(|r| r.node.id()))
+            .field("node", &self.any.rpc.as_ref().map(|r| &r.id))
             .field("role", &self.any.role)
             .field("key_hash", &format_args!("{:#018x}", self.key))
             .field("timeout", &self.any.timeout)
@@ -451,7 +452,7 @@ impl std::fmt::Debug for ByKey {
 impl std::fmt::Debug for All {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("All")
-            .field("node", &self.any.rpc.as_ref().map(|r| r.node.id()))
+            .field("node", &self.any.rpc.as_ref().map(|r| &r.id))
             .field("role", &self.any.role)
             .field("timeout", &self.any.timeout)
             .finish()

@@ -64,8 +64,9 @@ use errors::Errors;
 ///
 /// # Method options: `#[easy_rpc(...)]`
 ///
-/// - `idempotent`: the method may run twice, so a call may be retried on another node after a
-///   timeout or a lost connection.
+/// - `idempotent`: the method may run twice, so a call is retried on another node after a lost
+///   connection (every call is rerouted when it provably did not run; a timeout is not
+///   retried).
 /// - `timeout_ms = N`: the method's default deadline, in milliseconds (`N > 0`).
 ///
 /// Options combine: `#[easy_rpc(idempotent, timeout_ms = 500)]`.

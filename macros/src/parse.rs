@@ -285,7 +285,7 @@ pub enum Returns {
 /// A method's `#[easy_rpc(...)]` options.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct MethodOptions {
-    /// `idempotent`: the method may run twice, so calls may be retried after a timeout.
+    /// `idempotent`: the method may run twice, so calls may be retried after a lost connection.
     pub idempotent: bool,
     /// `timeout_ms = N`: the method's default deadline.
     pub timeout_ms: Option<u64>,

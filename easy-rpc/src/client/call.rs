@@ -39,14 +39,18 @@ pub(crate) async fn call_one<S: ServiceDef>(
             Err(error) => error,
         };
         let now = Instant::now();
-        match retry.next(Outcome::of(&error), now, deadline) {
-            Next::Stop => return Err(error),
-            Next::Reroute => {}
-            Next::Retry(pause) => {
-                tokio::time::sleep_until(crate::deadline::after(now, pause).into()).await;
-            }
+        let next = retry.next(Outcome::of(&error), now, deadline);
+        if next == Next::Stop {
+            return Err(error);
         }
         tried.push(endpoint.node().clone());
+        if let Next::Retry(pause) = next {
+            // A retry goes to another node: with none left, waiting the backoff is pointless.
+            if set.pick(&rpc, route, &tried).is_none() {
+                return Err(error);
+            }
+            tokio::time::sleep_until(crate::deadline::after(now, pause).into()).await;
+        }
         last = Some(error);
     }
 }

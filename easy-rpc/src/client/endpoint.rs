@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
@@ -40,6 +40,9 @@ pub(crate) struct Endpoint<S: ServiceDef> {
     conn: ArcSwapOption<Conn<S>>,
     /// Held while connecting, so that concurrent callers wait for one attempt.
     connecting: tokio::sync::Mutex<()>,
+    /// Connection attempts that failed so far: a caller that waited for another's attempt and
+    /// sees this change does not try again itself (it reroutes at once, with its time left).
+    failed_connects: AtomicU64,
 }
 
 impl<S: ServiceDef> std::fmt::Debug for Endpoint<S> {
@@ -66,6 +69,7 @@ impl<S: ServiceDef> Endpoint<S> {
             addr,
             conn: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
+            failed_connects: AtomicU64::new(0),
         }
     }
 
@@ -119,6 +123,7 @@ impl<S: ServiceDef> Endpoint<S> {
             let e = std::io::Error::new(std::io::ErrorKind::TimedOut, what.clone());
             self.unreachable(method, what, e)
         };
+        let failed_before = self.failed_connects.load(Ordering::Acquire);
         let _one_at_a_time = tokio::time::timeout_at(deadline.into(), self.connecting.lock())
             .await
             .map_err(|_| {
@@ -128,6 +133,18 @@ impl<S: ServiceDef> Endpoint<S> {
             && c.alive.load(Ordering::Acquire)
         {
             return Ok(c.channel.clone());
+        }
+        if self.failed_connects.load(Ordering::Acquire) != failed_before {
+            // The attempt this call waited for failed: one failure is news enough, and a
+            // second attempt would spend this call's time on a node that just failed.
+            return Err(self.unreachable(
+                method,
+                format!(
+                    "connecting to {} failed just now (another call's attempt)",
+                    self.addr
+                ),
+                None::<std::io::Error>,
+            ));
         }
         let connect_timeout = rpc.options.connect_timeout;
         let connect_deadline = crate::deadline::after(Instant::now(), connect_timeout);
@@ -143,10 +160,12 @@ impl<S: ServiceDef> Endpoint<S> {
                 Ok(channel)
             }
             Ok(Err(e)) => {
+                self.failed_connects.fetch_add(1, Ordering::AcqRel);
                 self.mark_down(rpc);
                 Err(e)
             }
             Err(_) => {
+                self.failed_connects.fetch_add(1, Ordering::AcqRel);
                 self.mark_down(rpc);
                 Err(timed_out(if connect_deadline <= deadline {
                     format!(
@@ -168,7 +187,7 @@ impl<S: ServiceDef> Endpoint<S> {
             self.unreachable(method, format!("cannot connect to {}: {e}", self.addr), e)
         })?;
         let _ = stream.set_nodelay(true);
-        handshake::client(&mut stream, &rpc.key, rpc.node.cluster(), S::NAME)
+        handshake::client(&mut stream, &rpc.key, &rpc.cluster, S::NAME)
             .await
             .map_err(|e| match e {
                 HandshakeError::Rejected(reason) => RpcError::Rejected {

@@ -23,6 +23,21 @@ impl KeyHasher {
         KeyHasher(FNV_OFFSET)
     }
 
+    /// The hash of `key`: what [`by_key`](crate::by_key) routes by. For checking a
+    /// [`RouteKey`] implementation, or another implementation of the routing, against this
+    /// one.
+    ///
+    /// ```
+    /// use easy_rpc::KeyHasher;
+    /// assert_eq!(KeyHasher::hash(""), 0xcbf2_9ce4_8422_2325); // FNV-1a's offset basis
+    /// assert_eq!(KeyHasher::hash("a"), 0xaf63_dc4c_8601_ec8c);
+    /// ```
+    pub fn hash<K: RouteKey + ?Sized>(key: &K) -> u64 {
+        let mut hasher = KeyHasher::new();
+        key.write_key(&mut hasher);
+        hasher.finish()
+    }
+
     /// Feeds `bytes` to the hash.
     pub fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
@@ -58,19 +73,30 @@ impl KeyHasher {
 /// When the owner refused the call without running it, the call goes to the next score. When
 /// a node joins, only the keys it now wins move to it; when one leaves, only its keys move.
 ///
-/// Your own key type implements it by writing a fixed encoding of itself:
+/// Your own key type implements it by writing a fixed encoding of itself. Writes concatenate,
+/// so a key of several parts must not let two different keys write the same bytes: fixed-width
+/// parts are safe, and a variable-length part (a string) needs its length written before it
+/// (or must be the last part), else `("ab", "c")` and `("a", "bc")` would be the same key:
 ///
 /// ```
 /// use easy_rpc::{KeyHasher, RouteKey};
 ///
-/// struct UserId { tenant: u32, user: u64 }
+/// struct CartKey { tenant: String, user: u64 }
 ///
-/// impl RouteKey for UserId {
+/// impl RouteKey for CartKey {
 ///     fn write_key(&self, hasher: &mut KeyHasher) {
-///         self.tenant.write_key(hasher);
-///         self.user.write_key(hasher);
+///         (self.tenant.len() as u64).write_key(hasher); // the length first...
+///         self.tenant.write_key(hasher);                 // ...then the variable part
+///         self.user.write_key(hasher);                   // fixed width: 8 bytes
 ///     }
 /// }
+///
+/// // Another implementation (another language) reproduces a key's hash from its bytes:
+/// let key = CartKey { tenant: "acme".into(), user: 7 };
+/// let mut bytes = 4u64.to_le_bytes().to_vec();
+/// bytes.extend_from_slice(b"acme");
+/// bytes.extend_from_slice(&7u64.to_le_bytes());
+/// assert_eq!(KeyHasher::hash(&key), KeyHasher::hash(&bytes[..]));
 /// ```
 pub trait RouteKey {
     /// Writes the key's bytes.
@@ -145,9 +171,7 @@ impl<T: RouteKey + ?Sized> RouteKey for Arc<T> {
 
 /// The hash of a key (step 1 of [`RouteKey`]'s function).
 pub(crate) fn key_hash(key: &(impl RouteKey + ?Sized)) -> u64 {
-    let mut h = KeyHasher::new();
-    key.write_key(&mut h);
-    h.finish()
+    KeyHasher::hash(key)
 }
 
 /// The hash of a node's name (step 2).

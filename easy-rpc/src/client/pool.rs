@@ -1,7 +1,7 @@
 //! The pool: one [`Endpoint`] (so one connection) per node and service, shared by every role
 //! the node is in, and closed when the node leaves the registry.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -11,8 +11,10 @@ use cluster_helper::{NodeId, Snapshot};
 use super::endpoint::Endpoint;
 use crate::service::ServiceDef;
 
-/// One connection per node and service.
-type PoolKey = (NodeId, &'static str);
+/// One connection per node and service, the service by its type: two service types that
+/// share a wire name (a mistake, but a possible one) get endpoints of their own instead of a
+/// failed downcast.
+type PoolKey = (NodeId, TypeId);
 
 /// A pooled `Endpoint<S>` of any service.
 trait PoolEntry: Send + Sync + 'static {
@@ -54,12 +56,21 @@ impl Pool {
         local: bool,
     ) -> Arc<Endpoint<S>> {
         let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry((node.clone(), S::NAME))
+        map.entry((node.clone(), TypeId::of::<S>()))
             .or_insert_with(|| Arc::new(Endpoint::<S>::new(node.clone(), addr, local)))
             .clone()
             .into_any()
             .downcast::<Endpoint<S>>()
-            .expect("one endpoint type per service name")
+            .expect("the key holds the endpoint's service type")
+    }
+
+    /// Drops every endpoint and closes its connection (the node shut down).
+    pub(crate) fn close_all(&self) {
+        let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        for endpoint in map.values() {
+            endpoint.close();
+        }
+        map.clear();
     }
 
     /// Drops the endpoints (and so closes the connections) of nodes not in `snapshot`.

@@ -41,7 +41,8 @@ impl Outcome {
 pub(crate) enum Next {
     /// Send it to another node, now.
     Reroute,
-    /// Send it again (to another node if there is one) after this pause.
+    /// Send it again, to another node, after this pause (a call with no other node left
+    /// returns its error instead of waiting).
     Retry(Duration),
     /// Return the error.
     Stop,

@@ -2,7 +2,7 @@
 //! registry's snapshot version changes (one atomic load per call otherwise), so picking reads
 //! a plain slice.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, RwLock};
@@ -52,12 +52,12 @@ impl<S: ServiceDef> RoleSet<S> {
 
     /// The endpoints at the registry's current version.
     fn current(&self, rpc: &Rpc) -> Arc<Cached<S>> {
-        let snapshot = rpc.node.registry().snapshot();
+        let snapshot = rpc.registry.snapshot();
         let cached = self.cached.load_full();
         if cached.version == snapshot.version() {
             return cached;
         }
-        let me = rpc.node.id();
+        let me = &rpc.id;
         let endpoints = snapshot
             .nodes_with_role(&self.role)
             .iter()
@@ -106,7 +106,8 @@ type Erased = Arc<dyn Any + Send + Sync>;
 /// Every role set of one node, by role and service.
 #[derive(Default)]
 pub(crate) struct RoleSets {
-    sets: RwLock<HashMap<(Arc<str>, &'static str), Erased>>,
+    /// By role and service type (not wire name: see the pool's key).
+    sets: RwLock<HashMap<(Arc<str>, TypeId), Erased>>,
 }
 
 impl std::fmt::Debug for RoleSets {
@@ -119,7 +120,7 @@ impl std::fmt::Debug for RoleSets {
 impl RoleSets {
     /// The nodes of `role` that serve `S`, made on first use.
     pub(crate) fn get<S: ServiceDef>(&self, role: &Arc<str>) -> Arc<RoleSet<S>> {
-        let key = (role.clone(), S::NAME);
+        let key = (role.clone(), TypeId::of::<S>());
         if let Some(set) = self
             .sets
             .read()
@@ -129,13 +130,13 @@ impl RoleSets {
             return set
                 .clone()
                 .downcast()
-                .expect("one role set type per service");
+                .expect("the key holds the role set's service type");
         }
         let mut sets = self.sets.write().unwrap_or_else(|p| p.into_inner());
         sets.entry(key)
             .or_insert_with(|| Arc::new(RoleSet::<S>::new(role.clone())))
             .clone()
             .downcast()
-            .expect("one role set type per service")
+            .expect("the key holds the role set's service type")
     }
 }

@@ -2,6 +2,7 @@
 //! connection: tarpc's channel over the handshaken stream, each request run inside the
 //! caller's deadline, counted in flight, a panic turned into an answer.
 
+use std::any::TypeId;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -42,6 +43,8 @@ use crate::service::{Handler, ServiceDef};
 #[must_use = "a service is served only once given to a node"]
 pub struct Served {
     pub(crate) name: &'static str,
+    /// The service's type (its `ServiceDef`), to tell apart two services with one wire name.
+    pub(crate) service: TypeId,
     pub(crate) conn: Arc<dyn ServeConnection>,
 }
 
@@ -50,6 +53,7 @@ impl Served {
     pub fn new<S: ServiceDef, H: Handler<S>>(handler: H) -> Served {
         Served {
             name: S::NAME,
+            service: TypeId::of::<S>(),
             conn: Arc::new(TypedServer::<S, H>::new(handler)),
         }
     }
