@@ -456,9 +456,11 @@ async fn calls_waiting_for_a_failed_connection_attempt_reroute_at_once() {
         .start()
         .await
         .unwrap();
-    wait_until(Duration::from_secs(10), "the caller sees both nodes", || {
-        caller.nodes_with_role("echo").len() == 2
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the caller sees both nodes",
+        || caller.nodes_with_role("echo").len() == 2,
+    )
     .await;
     // Before the fix, the 4th call queued on the silent node's connection attempt ran out of
     // time: 1 s per failed attempt, one after another, within a 4 s deadline.

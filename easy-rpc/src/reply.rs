@@ -41,8 +41,8 @@ mod tests {
             postcard::to_stdvec(&Reply::<u64>::NotRun(NotRunReason::Unknown(9))).unwrap(),
             newer
         );
-        let ok: Reply<u64> = postcard::from_bytes(&postcard::to_stdvec(&Reply::Ok(5u64)).unwrap())
-            .unwrap();
+        let ok: Reply<u64> =
+            postcard::from_bytes(&postcard::to_stdvec(&Reply::Ok(5u64)).unwrap()).unwrap();
         assert!(matches!(ok, Reply::Ok(5)));
     }
 }
