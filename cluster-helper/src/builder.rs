@@ -197,27 +197,17 @@ impl NodeBuilder {
     /// The gossip (UDP) listen address: `ip:port` (port 0 picks a free port) or `host:port`,
     /// e.g. `"0.0.0.0:7946"`, a `SocketAddr`, or `"localhost:0"` (resolved by
     /// [`start`](NodeBuilder::start)).
-    pub fn listen(mut self, addr: impl ToString) -> Self {
-        match Address::parse(Field::Listen.human(), &addr.to_string(), None) {
-            Ok(a) => {
-                self.code.listen = Some(a);
-                self
-            }
-            Err(e) => self.fail(e),
-        }
+    pub fn listen(self, addr: impl ToString) -> Self {
+        self.address(Field::Listen, addr.to_string(), None, |c| &mut c.listen)
     }
 
     /// The gossip address peers use to reach this node (e.g. the pod IP): `ip:port`,
     /// `host:port` (resolved by [`start`](NodeBuilder::start)) or a bare IP (the gossip port
     /// is used, as with port 0).
-    pub fn advertise(mut self, addr: impl ToString) -> Self {
-        match Address::parse(Field::Advertise.human(), &addr.to_string(), Some(0)) {
-            Ok(a) => {
-                self.code.advertise = Some(a);
-                self
-            }
-            Err(e) => self.fail(e),
-        }
+    pub fn advertise(self, addr: impl ToString) -> Self {
+        self.address(Field::Advertise, addr.to_string(), Some(0), |c| {
+            &mut c.advertise
+        })
     }
 
     /// Where the node accepts RPC connections.
@@ -235,10 +225,24 @@ impl NodeBuilder {
 
     /// The DNS server for DNS seeds, instead of the system's: `ip:port`, a bare IP (port 53)
     /// or `host:port` (resolved by [`start`](NodeBuilder::start) with the system's resolver).
-    pub fn dns_server(mut self, addr: impl ToString) -> Self {
-        match Address::parse(Field::DnsServer.human(), &addr.to_string(), Some(53)) {
+    pub fn dns_server(self, addr: impl ToString) -> Self {
+        self.address(Field::DnsServer, addr.to_string(), Some(53), |c| {
+            &mut c.dns_server
+        })
+    }
+
+    /// Parses an address setting (`bare_ip_port`: the port a bare IP means, if one may be
+    /// given) into its slot of the code layer, or keeps the error for `start`.
+    fn address(
+        mut self,
+        field: Field,
+        text: String,
+        bare_ip_port: Option<u16>,
+        slot: fn(&mut Settings) -> &mut Option<Address>,
+    ) -> Self {
+        match Address::parse(field.human(), &text, bare_ip_port) {
             Ok(a) => {
-                self.code.dns_server = Some(a);
+                *slot(&mut self.code) = Some(a);
                 self
             }
             Err(e) => self.fail(e),
