@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cluster_helper::NodeId;
 
-use crate::client::{Route, RouteKey, call_endpoint, call_one, key_hash};
+use crate::client::{KeyHasher, Route, RouteKey, call_endpoint, call_one};
 use crate::error::{NotRunReason, RejectReason, RpcError};
 use crate::options::Strategy;
 use crate::runtime::Rpc;
@@ -267,7 +267,7 @@ impl ByKey {
     pub(crate) fn new(rpc: Option<Arc<Rpc>>, role: &str, key: impl RouteKey) -> Self {
         ByKey {
             any: Any::new(rpc, role),
-            key: key_hash(&key),
+            key: KeyHasher::hash(&key),
         }
     }
 

@@ -169,14 +169,9 @@ impl<T: RouteKey + ?Sized> RouteKey for Arc<T> {
     }
 }
 
-/// The hash of a key (step 1 of [`RouteKey`]'s function).
-pub(crate) fn key_hash(key: &(impl RouteKey + ?Sized)) -> u64 {
-    KeyHasher::hash(key)
-}
-
 /// The hash of a node's name (step 2).
 pub(crate) fn name_hash(name: &str) -> u64 {
-    key_hash(name)
+    KeyHasher::hash(name)
 }
 
 /// A node's score for a key (step 3): the highest score owns the key.
@@ -194,35 +189,35 @@ mod tests {
     /// Test vectors: anyone implementing the function elsewhere must get these.
     #[test]
     fn fnv1a_64_vectors() {
-        assert_eq!(key_hash(""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(key_hash("a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(key_hash("foobar"), 0x8594_4171_f739_67e8);
-        assert_eq!(key_hash("user-7"), 0xf84b_a0aa_754a_486e);
+        assert_eq!(KeyHasher::hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(KeyHasher::hash("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(KeyHasher::hash("foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(KeyHasher::hash("user-7"), 0xf84b_a0aa_754a_486e);
         assert_eq!(name_hash("billing-0"), 0x3033_9b84_85a5_38a9);
         assert_eq!(name_hash("billing-1"), 0x3033_9a84_85a5_36f6);
     }
 
     #[test]
     fn integers_are_little_endian_at_their_width() {
-        assert_eq!(key_hash(&1u32), 0xad2a_ca77_4798_5764);
-        assert_eq!(key_hash(&1u32), key_hash(&[1u8, 0, 0, 0]));
-        assert_eq!(key_hash(&1u64), 0x89cd_3129_1d2a_efa4);
-        assert_eq!(key_hash(&1usize), key_hash(&1u64));
-        assert_eq!(key_hash(&-1i64), 0x8cf5_1a8b_fca3_883d);
-        assert_eq!(key_hash(&-1isize), key_hash(&-1i64));
-        assert_ne!(key_hash(&7u32), key_hash(&7u64));
+        assert_eq!(KeyHasher::hash(&1u32), 0xad2a_ca77_4798_5764);
+        assert_eq!(KeyHasher::hash(&1u32), KeyHasher::hash(&[1u8, 0, 0, 0]));
+        assert_eq!(KeyHasher::hash(&1u64), 0x89cd_3129_1d2a_efa4);
+        assert_eq!(KeyHasher::hash(&1usize), KeyHasher::hash(&1u64));
+        assert_eq!(KeyHasher::hash(&-1i64), 0x8cf5_1a8b_fca3_883d);
+        assert_eq!(KeyHasher::hash(&-1isize), KeyHasher::hash(&-1i64));
+        assert_ne!(KeyHasher::hash(&7u32), KeyHasher::hash(&7u64));
     }
 
     #[test]
     fn the_same_bytes_are_the_same_key_whatever_their_type() {
-        let h = key_hash("user-7");
-        assert_eq!(key_hash(&String::from("user-7")), h);
-        assert_eq!(key_hash(b"user-7"), h);
-        assert_eq!(key_hash(&b"user-7"[..]), h);
-        assert_eq!(key_hash(&b"user-7".to_vec()), h);
-        assert_eq!(key_hash(&&&"user-7"), h);
-        assert_eq!(key_hash(&Box::<str>::from("user-7")), h);
-        assert_eq!(key_hash(&Arc::<str>::from("user-7")), h);
+        let h = KeyHasher::hash("user-7");
+        assert_eq!(KeyHasher::hash(&String::from("user-7")), h);
+        assert_eq!(KeyHasher::hash(b"user-7"), h);
+        assert_eq!(KeyHasher::hash(&b"user-7"[..]), h);
+        assert_eq!(KeyHasher::hash(&b"user-7".to_vec()), h);
+        assert_eq!(KeyHasher::hash(&&&"user-7"), h);
+        assert_eq!(KeyHasher::hash(&Box::<str>::from("user-7")), h);
+        assert_eq!(KeyHasher::hash(&Arc::<str>::from("user-7")), h);
         // Split writes hash like one write.
         let mut split = KeyHasher::new();
         split.write(b"user");
@@ -232,7 +227,7 @@ mod tests {
 
     #[test]
     fn score_vectors() {
-        let k = key_hash("user-7");
+        let k = KeyHasher::hash("user-7");
         assert_eq!(score(k, name_hash("billing-0")), 0x892f_477b_410b_03b2);
         assert_eq!(score(k, name_hash("billing-1")), 0xda08_4a9f_bcab_cec3);
         assert_eq!(score(k, name_hash("billing-2")), 0xc22d_3543_1164_2e10);

@@ -19,7 +19,6 @@ mod retry;
 mod role_set;
 
 pub(crate) use call::{call_endpoint, call_one};
-pub(crate) use key::key_hash;
 pub use key::{KeyHasher, RouteKey};
 pub(crate) use pick::Route;
 pub(crate) use pool::Pool;

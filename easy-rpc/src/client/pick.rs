@@ -397,7 +397,7 @@ mod tests {
         let rr = AtomicUsize::new(0);
         (0..keys)
             .map(|k| {
-                let key = crate::client::key::key_hash(&k);
+                let key = crate::client::KeyHasher::hash(&k);
                 name(pick(ps, Route::Key(key), &[], 0, &mut draws(&[]), &rr))
                     .unwrap()
                     .to_owned()
