@@ -8,7 +8,7 @@ use cluster_helper::{Config, RpcListen};
 use crate::error::Error;
 use crate::node::Node;
 use crate::options::ClientOptions;
-use crate::server::Served;
+use crate::server::{Served, ServerLimits};
 
 /// Builds and starts a [`Node`]: the cluster settings of [`cluster_helper::NodeBuilder`] (every
 /// setter forwarded with the same parameter types and the same rules: explicit settings win
@@ -36,6 +36,10 @@ pub struct NodeBuilder {
     services: Vec<Served>,
     options: ClientOptions,
     default: Option<bool>,
+    /// Server limits set in code ([`NodeBuilder::server_limits`]).
+    limits: Option<ServerLimits>,
+    /// Server limits read from `CLUSTER_RPC_*` variables (the code's win).
+    env_limits: Option<ServerLimits>,
 }
 
 macro_rules! forward {
@@ -56,19 +60,52 @@ impl NodeBuilder {
         Self::default()
     }
 
-    /// Reads the `CLUSTER_*` environment variables (see [`cluster_helper::Config`]).
+    /// Reads the `CLUSTER_*` environment variables (see [`cluster_helper::Config`]), and the
+    /// server limits' `CLUSTER_RPC_MAX_*` ([`ServerLimits::ENV_VARS`]).
+    ///
+    /// # Errors
+    ///
+    /// A value that does not parse, naming the variable and what was expected.
     pub fn from_env(mut self) -> Result<Self, Error> {
         self.cluster = self.cluster.from_env()?;
+        if let Some(limits) = ServerLimits::from_vars(|name| {
+            std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+        })? {
+            self.env_limits = Some(limits);
+        }
         Ok(self)
     }
 
     /// Like [`from_env`](NodeBuilder::from_env), from the given variables instead of the
     /// process environment.
+    ///
+    /// ```
+    /// let builder = easy_rpc::Node::builder()
+    ///     .from_vars([("CLUSTER_RPC_MAX_FRAME", "16MiB"), ("CLUSTER_ROLES", "billing")])?;
+    /// let e = easy_rpc::Node::builder()
+    ///     .from_vars([("CLUSTER_RPC_MAX_PENDING_PER_IP", "lots")])
+    ///     .unwrap_err();
+    /// assert!(e.to_string().contains("CLUSTER_RPC_MAX_PENDING_PER_IP"));
+    /// # drop(builder);
+    /// # Ok::<(), easy_rpc::Error>(())
+    /// ```
     pub fn from_vars<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Result<Self, Error>
     where
         K: Into<String>,
         V: Into<String>,
     {
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        if let Some(limits) = ServerLimits::from_vars(|name| {
+            vars.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })? {
+            self.env_limits = Some(limits);
+        }
         self.cluster = self.cluster.from_vars(vars)?;
         Ok(self)
     }
@@ -128,6 +165,16 @@ impl NodeBuilder {
         self
     }
 
+    /// Bounds on what peers can make the node's server hold (connections, pending handshakes,
+    /// frames, requests at once, bytes of partial frames). Set here, they win over the
+    /// `CLUSTER_RPC_MAX_*` variables, which are then ignored (with a log line); unset, those
+    /// variables apply over [`ServerLimits::default`]. [`start`](NodeBuilder::start) refuses
+    /// invalid limits, naming the field.
+    pub fn server_limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
     /// Whether this node becomes the process's default node (for [`any`](crate::any),
     /// [`all`](crate::all), [`by_key`](crate::by_key)). Default: yes if no default node is
     /// set yet.
@@ -139,10 +186,23 @@ impl NodeBuilder {
     /// Starts the node: binds its port, joins the cluster, serves its services.
     ///
     /// Fails on a bad setting (naming it), a port that cannot be bound, invalid
-    /// [`ClientOptions`], or services given to a node without an RPC listener
+    /// [`ClientOptions`] or [`ServerLimits`], or services given to a node without an RPC listener
     /// ([`Error::NoRpcListener`]).
     pub async fn start(self) -> Result<Node, Error> {
         self.options.validate()?;
+        let limits = match (self.limits, self.env_limits) {
+            (Some(code), env) => {
+                if env.is_some() {
+                    tracing::info!(
+                        "CLUSTER_RPC_MAX_* variables ignored: the program sets the server limits"
+                    );
+                }
+                code.validate(false)?;
+                code
+            }
+            (None, Some(env)) => env,
+            (None, None) => ServerLimits::default(),
+        };
         let names: Vec<&'static str> = self.services.iter().map(Served::name).collect();
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
@@ -159,7 +219,7 @@ impl NodeBuilder {
         let make_default = self
             .default
             .unwrap_or_else(|| !crate::default_node::is_set());
-        let node = Node::start(cluster, listener, self.options, self.services)?;
+        let node = Node::start(cluster, listener, self.options, limits, self.services)?;
         if make_default {
             node.make_default();
         }

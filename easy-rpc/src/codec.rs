@@ -1,23 +1,31 @@
 //! The message codec: postcard (a maintained, compact serde format) inside length-delimited
-//! frames.
+//! frames, and the server's framing ([`FrameCodec`]), which bounds each frame and the memory
+//! that partially received frames hold across the node's connections.
 
 use std::io;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use std::borrow::Cow;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tarpc::{ClientMessage, Response};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 use crate::deadline::MAX_TIMEOUT;
+use crate::server::FrameBudget;
 
-/// The largest frame accepted (requests and responses): 16 MiB. A larger frame closes the
-/// connection with a codec error instead of allocating without bound.
-pub(crate) const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// The bytes of a frame's header: its length, a big-endian u32 (tokio-util's
+/// `LengthDelimitedCodec` defaults, which the client side uses).
+const HEAD: usize = 4;
+
+/// The read buffer a connection keeps between frames; a larger one (grown for a large frame)
+/// is dropped with that frame.
+const KEEP_BUFFER: usize = 64 * 1024;
 
 /// Marks the item types without owning them (and keeps the codec `Send + Sync`).
 type Items<Item, SinkItem> = PhantomData<(fn() -> Item, fn(SinkItem))>;
@@ -109,11 +117,125 @@ fn clamp_deadline(frame: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
-/// Length-delimited framing with the frame limit.
-pub(crate) fn framing() -> tokio_util::codec::LengthDelimitedCodec {
-    tokio_util::codec::LengthDelimitedCodec::builder()
-        .max_frame_length(MAX_FRAME)
+/// Length-delimited framing with the frame limit `max_frame` (the client side of a
+/// connection: tarpc's transport takes this codec).
+pub(crate) fn framing(max_frame: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(max_frame)
         .new_codec()
+}
+
+/// The server side's framing: the same frames as [`framing`], read with two bounds.
+///
+/// - A frame whose header announces more than `max_frame` bytes closes the connection (an
+///   `InvalidData` error), before anything is allocated for it.
+/// - A frame that is not received whole in one read takes its announced length from the
+///   node's [`FrameBudget`] until it is complete (or the connection closes); if the budget
+///   cannot cover it, the connection is closed at once (an `OutOfMemory` error). Closing
+///   rather than waiting keeps the memory bound without letting peers that hold partial
+///   frames stall the others, and never leaves a connection stuck; the caller sees its
+///   connection lost, as when the node restarts.
+///
+/// Frames received whole (the common case for small calls) never touch the budget: no atomic
+/// operation, no lock, no allocation beyond tokio-util's own.
+#[derive(Debug)]
+pub(crate) struct FrameCodec {
+    max_frame: usize,
+    budget: Arc<FrameBudget>,
+    /// The length of the frame being read, once its header is in.
+    want: Option<usize>,
+    /// What this connection holds of the budget now (the frame being read, or 0).
+    held: usize,
+    /// Writes frames (tokio-util's codec, with the same limit).
+    encoder: LengthDelimitedCodec,
+}
+
+impl FrameCodec {
+    pub(crate) fn new(max_frame: usize, budget: Arc<FrameBudget>) -> Self {
+        FrameCodec {
+            max_frame,
+            budget,
+            want: None,
+            held: 0,
+            encoder: framing(max_frame),
+        }
+    }
+
+    fn release(&mut self) {
+        if self.held > 0 {
+            self.budget.give_back(self.held);
+            self.held = 0;
+        }
+    }
+}
+
+impl Drop for FrameCodec {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = BytesMut;
+    type Error = io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<BytesMut>> {
+        let n = match self.want {
+            Some(n) => n,
+            None => {
+                let Some(head) = src.get(..HEAD) else {
+                    return Ok(None);
+                };
+                let n = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+                if n > self.max_frame {
+                    self.budget.count_too_large();
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "a frame of {n} bytes is over the limit of {} bytes",
+                            self.max_frame
+                        ),
+                    ));
+                }
+                src.advance(HEAD);
+                self.want = Some(n);
+                n
+            }
+        };
+        if src.len() >= n {
+            self.want = None;
+            self.release();
+            let frame = src.split_to(n);
+            if src.capacity() > KEEP_BUFFER {
+                // The buffer grew for a large frame: let it go with the frame instead of
+                // keeping it (unaccounted) for the connection's life.
+                *src = BytesMut::from(&src[..]);
+            }
+            return Ok(Some(frame));
+        }
+        if self.held == 0 && n > 0 {
+            if !self.budget.try_take(n) {
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    format!(
+                        "a frame of {n} bytes does not fit in what is left of the node's budget \
+                         for partially received frames"
+                    ),
+                ));
+            }
+            self.held = n;
+            src.reserve(n - src.len());
+        }
+        Ok(None)
+    }
+}
+
+impl Encoder<Bytes> for FrameCodec {
+    type Error = io::Error;
+
+    fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> io::Result<()> {
+        self.encoder.encode(item, dst)
+    }
 }
 
 #[cfg(test)]

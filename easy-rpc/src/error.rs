@@ -82,6 +82,9 @@ impl fmt::Display for RejectReason {
 pub enum NotRunReason {
     /// The node is leaving the cluster: it finishes what it started and takes nothing new.
     Leaving,
+    /// The connection already ran its maximum of requests at once
+    /// ([`ServerLimits::max_concurrent_requests`](crate::ServerLimits::max_concurrent_requests)).
+    Overloaded,
     /// A reason this version does not know (sent by a newer node), by its wire number.
     Unknown(u16),
 }
@@ -91,6 +94,7 @@ impl NotRunReason {
     fn code(self) -> u16 {
         match self {
             NotRunReason::Leaving => 1,
+            NotRunReason::Overloaded => 2,
             NotRunReason::Unknown(code) => code,
         }
     }
@@ -98,6 +102,7 @@ impl NotRunReason {
     fn from_code(code: u16) -> Self {
         match code {
             1 => NotRunReason::Leaving,
+            2 => NotRunReason::Overloaded,
             other => NotRunReason::Unknown(other),
         }
     }
@@ -119,6 +124,9 @@ impl fmt::Display for NotRunReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NotRunReason::Leaving => f.write_str("it is leaving the cluster"),
+            NotRunReason::Overloaded => {
+                f.write_str("the connection runs its maximum of requests at once")
+            }
             NotRunReason::Unknown(code) => {
                 write!(f, "it did not run it (reason {code}, from a newer version)")
             }

@@ -118,7 +118,7 @@ pub use error::{Error, Never, NotRunReason, RejectReason, RpcError};
 pub use handshake::PROTOCOL_VERSION;
 pub use node::Node;
 pub use options::{ClientOptions, Strategy};
-pub use server::Served;
+pub use server::{RefusedConnections, Served, ServerLimits, ServerStats};
 pub use service::{Handler, MethodInfo, ServiceDef};
 pub use target::{All, AllResults, Any, ByKey, CallResult, Target};
 

@@ -17,7 +17,7 @@ use crate::client::RouteKey;
 use crate::error::Error;
 use crate::options::ClientOptions;
 use crate::runtime::Rpc;
-use crate::server::{Served, accept_loop};
+use crate::server::{Served, ServerLimits, ServerStats, accept_loop};
 use crate::target::{All, Any, ByKey};
 
 /// A running node that serves services and calls other nodes by role.
@@ -106,9 +106,10 @@ impl Node {
         cluster: cluster_helper::Node,
         listener: Option<TcpListener>,
         options: ClientOptions,
+        limits: ServerLimits,
         services: Vec<Served>,
     ) -> Result<Node, Error> {
-        let rpc = Rpc::new(&cluster, options);
+        let rpc = Rpc::new(&cluster, options, limits);
         {
             let mut served = rpc
                 .server
@@ -363,6 +364,19 @@ impl Node {
             .server
             .open
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Everything the server counts: connections held and pending, refusals by reason
+    /// (over the [`ServerLimits`]), requests refused for overload, frames refused, bytes held
+    /// by partial frames, the connection cap in force.
+    pub fn server_stats(&self) -> ServerStats {
+        self.inner.rpc.server.stats()
+    }
+
+    /// The server limits in force (as set; see
+    /// [`ServerStats::max_connections`] for the connection cap derived at start).
+    pub fn server_limits(&self) -> &ServerLimits {
+        &self.inner.rpc.server.bounds.limits
     }
 
     // --- leaving ---

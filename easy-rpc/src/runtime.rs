@@ -9,7 +9,7 @@ use cluster_helper::{NodeId, Registry};
 
 use crate::client::{Pool, RoleSets};
 use crate::options::ClientOptions;
-use crate::server::ServerState;
+use crate::server::{Bounds, ServerLimits, ServerState, raise_open_file_limit};
 
 /// State shared by every client and the server of one node. It holds the node's registry, not
 /// the cluster node itself: only [`Node`](crate::Node) handles own that, so dropping the last
@@ -44,9 +44,14 @@ impl std::fmt::Debug for Rpc {
 }
 
 impl Rpc {
-    pub(crate) fn new(node: &cluster_helper::Node, options: ClientOptions) -> Arc<Rpc> {
+    pub(crate) fn new(
+        node: &cluster_helper::Node,
+        options: ClientOptions,
+        limits: ServerLimits,
+    ) -> Arc<Rpc> {
         let key = *node.cluster_key("rpc-handshake").as_bytes();
-        let server = Arc::new(ServerState::new(key, node.cluster().to_owned()));
+        let bounds = Bounds::new(limits, raise_open_file_limit());
+        let server = Arc::new(ServerState::new(key, node.cluster().to_owned(), bounds));
         Arc::new(Rpc {
             id: node.id().clone(),
             cluster: node.cluster().to_owned(),

@@ -201,7 +201,7 @@ impl<S: ServiceDef> Endpoint<S> {
                 ),
             })?;
         let transport = tarpc::serde_transport::new(
-            Framed::new(stream, framing()),
+            Framed::new(stream, framing(rpc.server.bounds.limits.max_frame)),
             Postcard::<Response<Reply<S::Resp>>, ClientMessage<Arc<S::Req>>>::default(),
         );
         let mut config = tarpc::client::Config::default();

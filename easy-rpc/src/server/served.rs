@@ -1,20 +1,22 @@
 //! A service ready to serve ([`Served`]) and the type-erased server of one service on one
 //! connection: tarpc's channel over the handshaken stream, each request run inside the
-//! caller's deadline, counted in flight, a panic turned into an answer.
+//! caller's deadline, counted in flight (for the node, and against the connection's cap), a
+//! panic turned into an answer.
 
 use std::any::TypeId;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use tarpc::ServerError;
 use tarpc::server::{BaseChannel, Channel, Serve};
 use tokio::net::TcpStream;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
 
 use super::state::{InFlight, ServerState};
-use crate::codec::ServerCodec;
+use crate::codec::{FrameCodec, ServerCodec};
 use crate::error::NotRunReason;
 use crate::reply::Reply;
 use crate::service::{Handler, ServiceDef};
@@ -74,7 +76,7 @@ impl std::fmt::Debug for Served {
 pub(crate) trait ServeConnection: Send + Sync + 'static {
     fn serve(
         &self,
-        framed: Framed<TcpStream, LengthDelimitedCodec>,
+        framed: Framed<TcpStream, FrameCodec>,
         state: Arc<ServerState>,
     ) -> BoxFuture<'static, ()>;
 }
@@ -93,22 +95,41 @@ impl<S, H> TypedServer<S, H> {
     }
 }
 
-/// tarpc's view of a handler: runs the request inside the caller's deadline, counts it in
-/// flight, turns a panic into [`Reply::Failed`], and answers [`Reply::NotRun`] once the node
-/// is leaving.
+/// tarpc's view of a handler on one connection: runs the request inside the caller's
+/// deadline, counts it in flight, turns a panic into [`Reply::Failed`], and answers
+/// [`Reply::NotRun`] once the node is leaving or while the connection runs its maximum of
+/// requests ([`ServerLimits::max_concurrent_requests`](super::ServerLimits)).
 struct TarpcServe<S, H> {
+    conn: Arc<Conn<H>>,
+    _service: PhantomData<fn() -> S>,
+}
+
+/// What the requests of one connection share (one `Arc` clone per request, as before the
+/// per-connection cap).
+struct Conn<H> {
     handler: Arc<H>,
     state: Arc<ServerState>,
-    _service: PhantomData<fn() -> S>,
+    /// Requests of this connection running now.
+    running: AtomicUsize,
+    /// The connection's cap on them.
+    max_running: usize,
 }
 
 impl<S, H> Clone for TarpcServe<S, H> {
     fn clone(&self) -> Self {
         TarpcServe {
-            handler: self.handler.clone(),
-            state: self.state.clone(),
+            conn: self.conn.clone(),
             _service: PhantomData,
         }
+    }
+}
+
+/// Holds a place among the connection's running requests.
+struct Running<'a>(&'a AtomicUsize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -121,38 +142,52 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         ctx: tarpc::context::Context,
         req: S::Req,
     ) -> Result<Reply<S::Resp>, ServerError> {
-        if self.state.is_refusing() {
+        let conn = &*self.conn;
+        if conn.state.is_refusing() {
             return Ok(Reply::NotRun(NotRunReason::Leaving));
         }
-        let _in_flight = InFlight::new(&self.state);
+        let running = Running(&conn.running);
+        if conn.running.fetch_add(1, Ordering::Relaxed) >= conn.max_running {
+            drop(running);
+            conn.state
+                .bounds
+                .refused_requests
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(Reply::NotRun(NotRunReason::Overloaded));
+        }
+        let _in_flight = InFlight::new(&conn.state);
         let method = S::method(&req).name;
-        let work = crate::context::with_deadline(ctx.deadline, self.handler.handle(req));
-        match std::panic::AssertUnwindSafe(work).catch_unwind().await {
-            Ok(resp) => Ok(Reply::Ok(resp)),
+        let work = crate::context::with_deadline(ctx.deadline, conn.handler.handle(req));
+        let reply = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+            Ok(resp) => Reply::Ok(resp),
             Err(_) => {
                 tracing::error!(service = S::NAME, method, "handler panicked");
-                Ok(Reply::Failed(format!(
-                    "{}.{method} panicked on the server",
-                    S::NAME
-                )))
+                Reply::Failed(format!("{}.{method} panicked on the server", S::NAME))
             }
-        }
+        };
+        drop(running);
+        Ok(reply)
     }
 }
 
 impl<S: ServiceDef, H: Handler<S>> ServeConnection for TypedServer<S, H> {
     fn serve(
         &self,
-        framed: Framed<TcpStream, LengthDelimitedCodec>,
+        framed: Framed<TcpStream, FrameCodec>,
         state: Arc<ServerState>,
     ) -> BoxFuture<'static, ()> {
+        let max_running = state.bounds.limits.max_concurrent_requests;
         let serve = TarpcServe::<S, H> {
-            handler: self.handler.clone(),
-            state,
+            conn: Arc::new(Conn {
+                handler: self.handler.clone(),
+                state,
+                running: AtomicUsize::new(0),
+                max_running,
+            }),
             _service: PhantomData,
         };
         let transport =
-            tarpc::serde_transport::new(framed, ServerCodec::<S::Req, Reply<S::Resp>>::default());
+            tokio_serde::Framed::new(framed, ServerCodec::<S::Req, Reply<S::Resp>>::default());
         async move {
             BaseChannel::with_defaults(transport)
                 .execute(serve)
@@ -216,7 +251,8 @@ mod tests {
     #[tokio::test]
     async fn the_reply_says_whether_the_method_ran() {
         let key = [7; 32];
-        let state = Arc::new(ServerState::new(key, "c".into()));
+        let bounds = super::super::Bounds::new(super::super::ServerLimits::default(), None);
+        let state = Arc::new(ServerState::new(key, "c".into(), bounds));
         state
             .services
             .write()
@@ -232,7 +268,7 @@ mod tests {
             .await
             .unwrap();
         let transport = tarpc::serde_transport::new(
-            Framed::new(stream, framing()),
+            Framed::new(stream, framing(4 << 20)),
             Postcard::<Response<Reply<u32>>, ClientMessage<EchoReq>>::default(),
         );
         let client = tarpc::client::new(Default::default(), transport).spawn();

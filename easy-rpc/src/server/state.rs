@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::Served;
+use super::limits::Bounds;
+use super::stats::{RefusedConnections, ServerStats};
 
 /// State shared by the accept loop and every connection of one node.
 pub(crate) struct ServerState {
@@ -28,6 +30,8 @@ pub(crate) struct ServerState {
     pub(crate) accepted: AtomicUsize,
     /// Connections open now (after the handshake).
     pub(crate) open: AtomicUsize,
+    /// The server's limits and what they hold and refused.
+    pub(crate) bounds: Arc<Bounds>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -41,7 +45,7 @@ impl std::fmt::Debug for ServerState {
 }
 
 impl ServerState {
-    pub(crate) fn new(key: [u8; 32], cluster: String) -> Self {
+    pub(crate) fn new(key: [u8; 32], cluster: String, bounds: Bounds) -> Self {
         ServerState {
             services: RwLock::new(HashMap::new()),
             key,
@@ -53,6 +57,31 @@ impl ServerState {
             rejected: AtomicUsize::new(0),
             accepted: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
+            bounds: Arc::new(bounds),
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub(crate) fn stats(&self) -> ServerStats {
+        let b = &self.bounds;
+        let n = |c: &AtomicUsize| c.load(Ordering::Relaxed);
+        ServerStats {
+            connections: n(&b.connections),
+            pending_handshakes: b.pending(),
+            open: n(&self.open),
+            accepted: n(&self.accepted),
+            rejected: n(&self.rejected),
+            refused: RefusedConnections {
+                max_connections: n(&b.refused_connections),
+                pending_handshakes: n(&b.refused_pending),
+                pending_per_ip: n(&b.refused_per_ip),
+                descriptors: n(&b.refused_descriptors),
+            },
+            overloaded_requests: n(&b.refused_requests),
+            frames_too_large: n(&b.budget.too_large),
+            frames_over_budget: n(&b.budget.over_budget),
+            buffered_bytes: b.budget.used(),
+            max_connections: b.max_connections,
         }
     }
 

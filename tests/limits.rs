@@ -1,0 +1,1 @@
+//! Resource bounds of a node against hostile peers, before and after authentication.
