@@ -309,4 +309,62 @@ mod tests {
         // Garbage is left to the decoder, which refuses it.
         assert!(matches!(clamp_deadline(b"\xff\xff"), Cow::Borrowed(_)));
     }
+
+    #[test]
+    fn frames_in_pieces_hold_the_budget_until_whole_or_dropped() {
+        use tokio_util::codec::Decoder;
+
+        let budget = Arc::new(FrameBudget::new(100));
+        let mut codec = FrameCodec::new(60, budget.clone());
+        let mut buf = BytesMut::new();
+        // Whole frames never touch the budget.
+        buf.extend_from_slice(&3u32.to_be_bytes());
+        buf.extend_from_slice(b"abc");
+        assert_eq!(&codec.decode(&mut buf).unwrap().unwrap()[..], b"abc");
+        assert_eq!(budget.used(), 0);
+        // A header alone takes nothing yet; a partial body takes the announced length.
+        buf.extend_from_slice(&50u32.to_be_bytes()[..2]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(&50u32.to_be_bytes()[2..]);
+        buf.extend_from_slice(&[1; 20]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert_eq!(budget.used(), 50);
+        buf.extend_from_slice(&[1; 20]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert_eq!(budget.used(), 50, "taken once per frame");
+        buf.extend_from_slice(&[1; 10]);
+        assert_eq!(codec.decode(&mut buf).unwrap().unwrap().len(), 50);
+        assert_eq!(budget.used(), 0);
+        // Another connection's partial frame over what is left is refused.
+        let mut other = FrameCodec::new(60, budget.clone());
+        let mut partial = |codec: &mut FrameCodec| {
+            let mut b = BytesMut::new();
+            b.extend_from_slice(&60u32.to_be_bytes());
+            b.extend_from_slice(&[0; 5]);
+            codec.decode(&mut b)
+        };
+        assert!(partial(&mut codec).unwrap().is_none());
+        let e = partial(&mut other).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::OutOfMemory);
+        // Dropping the connection's codec gives its share back.
+        drop(codec);
+        assert_eq!(budget.used(), 0);
+        // A header over the frame limit is refused before anything is reserved.
+        let mut big = FrameCodec::new(60, budget.clone());
+        let mut b = BytesMut::from(&61u32.to_be_bytes()[..]);
+        assert_eq!(
+            big.decode(&mut b).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        assert_eq!(
+            budget.too_large.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        assert_eq!(
+            budget
+                .over_budget
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
 }

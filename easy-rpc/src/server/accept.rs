@@ -200,3 +200,197 @@ async fn connection(
     state.open.fetch_sub(1, Ordering::Relaxed);
     drop(admitted);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use tarpc::context;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpSocket, TcpStream};
+
+    use super::super::ServerLimits;
+    use super::super::served::tests::{EchoReq, KEY, echo_client, echo_server};
+    use crate::reply::Reply;
+
+    /// A connection to `addr` from source address `from`.
+    async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        socket.connect(addr).await.unwrap()
+    }
+
+    /// Whether the server closed `stream` within `within` (reads nothing but the end).
+    async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 64];
+        loop {
+            match tokio::time::timeout(within, stream.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+            }
+        }
+    }
+
+    async fn echo_works(addr: SocketAddr) {
+        let client = echo_client(TcpStream::connect(addr).await.unwrap()).await;
+        let reply = client.call(context::current(), EchoReq::Echo(7)).await;
+        assert!(matches!(reply, Ok(Reply::Ok(7))), "{reply:?}");
+    }
+
+    #[tokio::test]
+    async fn pending_handshakes_are_capped_per_address_and_in_all() {
+        let limits = ServerLimits::default()
+            .max_pending_handshakes(4)
+            .max_pending_per_ip(2)
+            .handshake_timeout(Duration::from_millis(800));
+        let (addr, state, _stop) = echo_server(limits).await;
+        let short = Duration::from_millis(300);
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(connect_from("127.0.0.2", addr).await);
+        }
+        let mut over = connect_from("127.0.0.2", addr).await;
+        assert!(
+            closed_within(&mut over, short).await,
+            "third from one address"
+        );
+        held.push(connect_from("127.0.0.3", addr).await);
+        held.push(connect_from("127.0.0.3", addr).await);
+        let mut over = connect_from("127.0.0.4", addr).await;
+        assert!(closed_within(&mut over, short).await, "fifth in all");
+        for s in &mut held {
+            assert!(!closed_within(s, Duration::from_millis(10)).await);
+        }
+        let stats = state.stats();
+        assert_eq!(stats.pending_handshakes, 4, "{stats:?}");
+        assert_eq!(stats.refused.pending_per_ip, 1, "{stats:?}");
+        assert_eq!(stats.refused.pending_handshakes, 1, "{stats:?}");
+        // The idle ones time out, and their places are free again.
+        for s in &mut held {
+            assert!(closed_within(s, Duration::from_secs(3)).await);
+        }
+        echo_works(addr).await;
+        let stats = state.stats();
+        assert_eq!(stats.pending_handshakes, 0, "{stats:?}");
+        // At most the last call's connection, which may not have closed yet.
+        assert_eq!(stats.connections, stats.open, "{stats:?}");
+        assert!(stats.rejected >= 4, "{stats:?}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_trickling_its_handshake_is_cut_off_at_the_timeout() {
+        let limits = ServerLimits::default().handshake_timeout(Duration::from_millis(500));
+        let (addr, state, _stop) = echo_server(limits).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let start = std::time::Instant::now();
+        // The preamble, a byte at a time, slower than the timeout allows.
+        for b in b"ERPC\x00\x02" {
+            if s.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        assert!(closed_within(&mut s, Duration::from_secs(3)).await);
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(450) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert_eq!(state.stats().rejected, 1);
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_are_closed_at_once_whatever_their_address() {
+        let limits = ServerLimits::default().max_connections(2);
+        let (addr, state, _stop) = echo_server(limits).await;
+        let a = echo_client(TcpStream::connect(addr).await.unwrap()).await;
+        let mut idle = connect_from("127.0.0.5", addr).await;
+        let mut over = connect_from("127.0.0.6", addr).await;
+        assert!(closed_within(&mut over, Duration::from_millis(300)).await);
+        assert_eq!(state.stats().refused.max_connections, 1);
+        assert_eq!(state.stats().connections, 2);
+        let reply = a.call(context::current(), EchoReq::Echo(1)).await;
+        assert!(matches!(reply, Ok(Reply::Ok(1))), "{reply:?}");
+        // A place frees when a connection ends.
+        idle.shutdown().await.unwrap();
+        drop(idle);
+        for _ in 0..100 {
+            if state.stats().connections < 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(state.stats().connections, 1);
+        let b = echo_client(TcpStream::connect(addr).await.unwrap()).await;
+        let reply = b.call(context::current(), EchoReq::Echo(2)).await;
+        assert!(matches!(reply, Ok(Reply::Ok(2))), "{reply:?}");
+    }
+
+    /// A handshaken connection on which the test writes raw frames.
+    async fn authenticated(addr: SocketAddr) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        crate::handshake::client(&mut s, &KEY, "c", "Echo")
+            .await
+            .unwrap();
+        s
+    }
+
+    #[tokio::test]
+    async fn a_frame_over_the_limit_closes_its_connection_only() {
+        let limits = ServerLimits::default().max_frame(64 * 1024);
+        let (addr, state, _stop) = echo_server(limits).await;
+        let mut s = authenticated(addr).await;
+        s.write_all(&(64 * 1024 + 1u32).to_be_bytes())
+            .await
+            .unwrap();
+        assert!(closed_within(&mut s, Duration::from_secs(3)).await);
+        assert_eq!(state.stats().frames_too_large, 1);
+        echo_works(addr).await;
+    }
+
+    #[tokio::test]
+    async fn partial_frames_share_the_budget_and_the_one_over_it_is_closed() {
+        let limits = ServerLimits::default()
+            .max_frame(64 * 1024)
+            .max_buffered_bytes(150 * 1024);
+        let (addr, state, _stop) = echo_server(limits).await;
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut s = authenticated(addr).await;
+            s.write_all(&(64 * 1024u32).to_be_bytes()).await.unwrap();
+            s.write_all(&[0u8; 1000]).await.unwrap();
+            held.push(s);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Two fit in 150 KiB, the third does not.
+        let mut third = held.pop().unwrap();
+        assert!(closed_within(&mut third, Duration::from_secs(3)).await);
+        for s in &mut held {
+            assert!(!closed_within(s, Duration::from_millis(50)).await);
+        }
+        let stats = state.stats();
+        assert_eq!(stats.frames_over_budget, 1, "{stats:?}");
+        assert_eq!(stats.buffered_bytes, 128 * 1024, "{stats:?}");
+        // Small frames (received whole) do not need the budget.
+        echo_works(addr).await;
+        // Closing a connection gives its share back.
+        drop(held.pop());
+        for _ in 0..100 {
+            if state.stats().buffered_bytes == 64 * 1024 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(state.stats().buffered_bytes, 64 * 1024);
+        let mut again = authenticated(addr).await;
+        again
+            .write_all(&(64 * 1024u32).to_be_bytes())
+            .await
+            .unwrap();
+        again.write_all(&[0u8; 1000]).await.unwrap();
+        assert!(!closed_within(&mut again, Duration::from_millis(200)).await);
+        assert_eq!(state.stats().buffered_bytes, 128 * 1024);
+    }
+}

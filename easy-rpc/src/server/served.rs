@@ -201,7 +201,10 @@ impl<S: ServiceDef, H: Handler<S>> ServeConnection for TypedServer<S, H> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
     use serde::{Deserialize, Serialize};
     use tarpc::context;
     use tokio::net::TcpListener;
@@ -210,14 +213,17 @@ mod tests {
 
     use super::*;
     use crate::codec::{Postcard, framing};
+    use crate::server::{Bounds, ServerLimits};
     use crate::service::MethodInfo;
 
-    struct Echo;
+    pub(crate) struct Echo;
 
     #[derive(Debug, Serialize, Deserialize)]
-    enum EchoReq {
+    pub(crate) enum EchoReq {
         Echo(u32),
         Panic,
+        /// Answers after this many milliseconds.
+        Sleep(u64),
     }
 
     impl tarpc::RequestName for EchoReq {
@@ -244,15 +250,25 @@ mod tests {
             match req {
                 EchoReq::Echo(n) => n,
                 EchoReq::Panic => panic!("the handler panics"),
+                EchoReq::Sleep(ms) => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    0
+                }
             }
         }
     }
 
-    #[tokio::test]
-    async fn the_reply_says_whether_the_method_ran() {
-        let key = [7; 32];
-        let bounds = super::super::Bounds::new(super::super::ServerLimits::default(), None);
-        let state = Arc::new(ServerState::new(key, "c".into(), bounds));
+    pub(crate) const KEY: [u8; 32] = [7; 32];
+
+    /// A server of `Echo` with `limits` on a loopback port; it stops when the sender drops.
+    pub(crate) async fn echo_server(
+        limits: ServerLimits,
+    ) -> (
+        SocketAddr,
+        Arc<ServerState>,
+        tokio::sync::watch::Sender<bool>,
+    ) {
+        let state = Arc::new(ServerState::new(KEY, "c".into(), Bounds::new(limits, None)));
         state
             .services
             .write()
@@ -262,16 +278,27 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(super::super::accept_loop(listener, state.clone(), stopped));
+        (addr, state, stop)
+    }
 
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        crate::handshake::client(&mut stream, &key, "c", "Echo")
+    /// A tarpc client of `Echo` over `stream`, handshaken.
+    pub(crate) async fn echo_client(
+        mut stream: TcpStream,
+    ) -> tarpc::client::Channel<EchoReq, Reply<u32>> {
+        crate::handshake::client(&mut stream, &KEY, "c", "Echo")
             .await
             .unwrap();
         let transport = tarpc::serde_transport::new(
             Framed::new(stream, framing(4 << 20)),
             Postcard::<Response<Reply<u32>>, ClientMessage<EchoReq>>::default(),
         );
-        let client = tarpc::client::new(Default::default(), transport).spawn();
+        tarpc::client::new(Default::default(), transport).spawn()
+    }
+
+    #[tokio::test]
+    async fn the_reply_says_whether_the_method_ran() {
+        let (addr, state, stop) = echo_server(ServerLimits::default()).await;
+        let client = echo_client(TcpStream::connect(addr).await.unwrap()).await;
 
         let reply = client.call(context::current(), EchoReq::Echo(5)).await;
         assert!(matches!(reply, Ok(Reply::Ok(5))), "{reply:?}");
@@ -291,5 +318,42 @@ mod tests {
         );
         assert_eq!(state.in_flight(), 0);
         stop.send_replace(true);
+    }
+
+    #[tokio::test]
+    async fn a_connection_over_its_running_requests_cap_gets_not_run_overloaded() {
+        let (addr, state, _stop) =
+            echo_server(ServerLimits::default().max_concurrent_requests(2)).await;
+        let client = echo_client(TcpStream::connect(addr).await.unwrap()).await;
+        let other = echo_client(TcpStream::connect(addr).await.unwrap()).await;
+        let slow = || client.call(context::current(), EchoReq::Sleep(300));
+        let (a, b) = tokio::join!(slow(), slow());
+        assert!(matches!(a, Ok(Reply::Ok(0))) && matches!(b, Ok(Reply::Ok(0))));
+        let (a, b, c, d) = tokio::join!(
+            slow(),
+            slow(),
+            async {
+                // Sent once the first two run.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                client.call(context::current(), EchoReq::Echo(3)).await
+            },
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                other.call(context::current(), EchoReq::Echo(4)).await
+            }
+        );
+        assert!(matches!(a, Ok(Reply::Ok(0))), "{a:?}");
+        assert!(matches!(b, Ok(Reply::Ok(0))), "{b:?}");
+        // The third on the same connection was refused, not queued; another connection has
+        // its own allowance.
+        assert!(
+            matches!(c, Ok(Reply::NotRun(NotRunReason::Overloaded))),
+            "{c:?}"
+        );
+        assert!(matches!(d, Ok(Reply::Ok(4))), "{d:?}");
+        assert_eq!(state.stats().overloaded_requests, 1);
+        // Once they finished, the connection takes requests again.
+        let e = client.call(context::current(), EchoReq::Echo(5)).await;
+        assert!(matches!(e, Ok(Reply::Ok(5))), "{e:?}");
     }
 }
