@@ -397,3 +397,83 @@ async fn authenticated_peers_holding_partial_frames_stay_within_the_budget() {
     server.signal("TERM");
     assert_eq!(server.wait_exit(Duration::from_secs(20)).await, Some(0));
 }
+
+/// The CPU time process `pid` has used, in clock ticks (user + system).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // After the command name (in parentheses, which may hold spaces): fields 3 onwards.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_the_accept_loop_sheds_connections_and_does_not_spin() {
+    const HOSTILE: usize = 200;
+    init_logs();
+    raise_own_open_file_limit(HOSTILE as u64 + 1024);
+    let c = unique_cluster("limits-emfile");
+    // 64 open files, and caps set above them: the process runs out of descriptors before
+    // any cap refuses a connection.
+    let prefix = ["prlimit", "--nofile=64:64", "--"].map(String::from);
+    let mut server = NodeProcess::spawn_with(
+        &prefix,
+        EXE,
+        "limits-emfile-server",
+        &[
+            ("CLUSTER_NAME", c.clone()),
+            ("CLUSTER_ROLES", "work".into()),
+            ("CLUSTER_RPC_MAX_CONNECTIONS", "1000".into()),
+            ("CLUSTER_RPC_MAX_PENDING_HANDSHAKES", "1000".into()),
+            ("CLUSTER_RPC_MAX_PENDING_PER_IP", "1000".into()),
+            ("RPC_NODE_STATS_MS", "100".into()),
+        ],
+    );
+    let seed = server.gossip_addr().await;
+    let pid = server.pid;
+    let (caller, addr) = caller(&c, "limits-emfile-caller", &seed).await;
+    assert_eq!(
+        whoami(&caller, Duration::from_secs(10)).await,
+        "limits-emfile-server"
+    );
+
+    let mut hostile = hostile_connections("127.0.0.3", addr, HOSTILE).await;
+    assert_eq!(hostile.len(), HOSTILE);
+    // Those over the descriptors are taken off the backlog on the spare descriptor and
+    // closed at once: well before the handshake timeout (5 s) would close anything.
+    let mut closed = 0;
+    let start = Instant::now();
+    for s in &mut hostile {
+        let left = Duration::from_secs(2).saturating_sub(start.elapsed());
+        if closed_within(s, left.max(Duration::from_millis(1))).await {
+            closed += 1;
+        }
+    }
+    let line = server.last("STATS ").unwrap();
+    eprintln!("{closed} of {HOSTILE} closed at once; {line}");
+    assert!(
+        closed >= HOSTILE - 64,
+        "only {closed} of {HOSTILE} closed at once"
+    );
+    server
+        .wait_for(Duration::from_secs(5), "STATS ", |l| {
+            stat(l, "refused_fds") >= HOSTILE - 64
+        })
+        .await;
+    // Out of descriptors, with nothing more to accept, the server idles.
+    let ticks = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = cpu_ticks(pid) - ticks;
+    assert!(used < 30, "{used} ticks of CPU in one second");
+
+    drop(hostile);
+    // Once they are gone (or timed out), calls work again.
+    assert_eq!(
+        whoami(&caller, Duration::from_secs(20)).await,
+        "limits-emfile-server"
+    );
+    caller.shutdown().await;
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(20)).await, Some(0));
+}
