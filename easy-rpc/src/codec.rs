@@ -337,7 +337,7 @@ mod tests {
         assert_eq!(budget.used(), 0);
         // Another connection's partial frame over what is left is refused.
         let mut other = FrameCodec::new(60, budget.clone());
-        let mut partial = |codec: &mut FrameCodec| {
+        let partial = |codec: &mut FrameCodec| {
             let mut b = BytesMut::new();
             b.extend_from_slice(&60u32.to_be_bytes());
             b.extend_from_slice(&[0; 5]);
