@@ -101,10 +101,12 @@ mod deadline;
 mod default_node;
 mod error;
 mod handshake;
+mod keyring;
 mod node;
 mod options;
 mod reply;
 mod runtime;
+mod sealed;
 mod server;
 mod service;
 mod target;
@@ -129,16 +131,22 @@ pub mod __private {
     pub use ::std::{boxed::Box, string::String, sync::Arc, vec::Vec};
     pub use ::tarpc;
 
-    /// Runs the client side of the handshake on `stream` (for protocol conformance tests).
+    /// What the RPC pre-shared keys are derived for from the cluster secret (with
+    /// `cluster_helper::ClusterKey::derive`), for protocol conformance tests.
+    #[cfg(feature = "test-util")]
+    pub const RPC_KEY_PURPOSE: &str = crate::keyring::RPC_KEY_PURPOSE;
+
+    /// Runs the client side of the handshake on `stream` with the pre-shared `key` (for
+    /// protocol conformance tests); the sealed connection it opens is dropped.
     #[cfg(feature = "test-util")]
     pub async fn handshake_client(
         stream: &mut ::tokio::net::TcpStream,
         key: &[u8; 32],
-        cluster: &str,
         service: &str,
     ) -> Result<(), Option<crate::RejectReason>> {
-        crate::handshake::client(stream, key, cluster, service)
+        crate::handshake::client(stream, key, service)
             .await
+            .map(drop)
             .map_err(|e| match e {
                 crate::handshake::HandshakeError::Rejected(r) => Some(r),
                 crate::handshake::HandshakeError::Io(_) => None,

@@ -47,16 +47,15 @@ pub(crate) async fn accept_loop(
 }
 
 async fn connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     state: Arc<ServerState>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let key = state.key;
-    let cluster = state.cluster.clone();
+    let keys = state.keys.current();
     let admit_state = state.clone();
-    let handshake = handshake::server(&mut stream, &key, &cluster, |service| {
+    let handshake = handshake::server(stream, &keys, |service| {
         if admit_state.is_leaving() {
             return Admission::Reject(RejectReason::Leaving);
         }
@@ -67,8 +66,8 @@ async fn connection(
             }),
         }
     });
-    let service = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(service)) => service,
+    let (service, stream) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(accepted)) => accepted,
         Ok(Err(HandshakeError::Rejected(reason))) => {
             state.rejected.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%peer, "connection refused: {reason}");

@@ -13,6 +13,8 @@ use tarpc::server::{BaseChannel, Channel, Serve};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use crate::sealed::Sealed;
+
 use super::state::{InFlight, ServerState};
 use crate::codec::ServerCodec;
 use crate::error::NotRunReason;
@@ -74,7 +76,7 @@ impl std::fmt::Debug for Served {
 pub(crate) trait ServeConnection: Send + Sync + 'static {
     fn serve(
         &self,
-        framed: Framed<TcpStream, LengthDelimitedCodec>,
+        framed: Framed<Sealed<TcpStream>, LengthDelimitedCodec>,
         state: Arc<ServerState>,
     ) -> BoxFuture<'static, ()>;
 }
@@ -143,7 +145,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
 impl<S: ServiceDef, H: Handler<S>> ServeConnection for TypedServer<S, H> {
     fn serve(
         &self,
-        framed: Framed<TcpStream, LengthDelimitedCodec>,
+        framed: Framed<Sealed<TcpStream>, LengthDelimitedCodec>,
         state: Arc<ServerState>,
     ) -> BoxFuture<'static, ()> {
         let serve = TarpcServe::<S, H> {
@@ -216,7 +218,8 @@ mod tests {
     #[tokio::test]
     async fn the_reply_says_whether_the_method_ran() {
         let key = [7; 32];
-        let state = Arc::new(ServerState::new(key, "c".into()));
+        let keys = Arc::new(crate::keyring::KeyRing::new(vec![key]));
+        let state = Arc::new(ServerState::new(keys, "c".into()));
         state
             .services
             .write()
@@ -227,8 +230,8 @@ mod tests {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(super::super::accept_loop(listener, state.clone(), stopped));
 
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        crate::handshake::client(&mut stream, &key, "c", "Echo")
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let stream = crate::handshake::client(stream, &key, "Echo")
             .await
             .unwrap();
         let transport = tarpc::serde_transport::new(
