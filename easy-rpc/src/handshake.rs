@@ -436,7 +436,9 @@ mod tests {
         let c = tokio::spawn(async move { client(a, &[1; 32], "Billing").await });
         let mut theirs = [0u8; 6];
         b.read_exact(&mut theirs).await.unwrap();
-        b.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await.unwrap();
+        b.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            .await
+            .unwrap();
         drop(b);
         assert!(matches!(
             c.await.unwrap(),

@@ -412,10 +412,7 @@ impl Node {
     #[cfg(feature = "test-util")]
     #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn set_rpc_keys(&self, keys: &[cluster_helper::ClusterKey]) {
-        self.inner
-            .rpc
-            .keys
-            .set(crate::keyring::KeyRing::psks(keys));
+        self.inner.rpc.keys.set(crate::keyring::KeyRing::psks(keys));
     }
 
     /// Stops only the node's gossip, abruptly, while its RPC server keeps serving: peers drop

@@ -147,7 +147,10 @@ impl<S> Sealed<S> {
         }
         let len = self.plain_out.len() + TAG_LEN;
         let out = self.wire_out.spare(2 + len);
-        match self.noise.write_message(&self.plain_out, &mut out[2..2 + len]) {
+        match self
+            .noise
+            .write_message(&self.plain_out, &mut out[2..2 + len])
+        {
             Ok(n) if n == len => {
                 out[..2].copy_from_slice(&(len as u16).to_be_bytes());
                 self.wire_out.commit(2 + len);
@@ -385,7 +388,10 @@ mod tests {
         let mut wire = Vec::new();
         raw.read_to_end(&mut wire).await.unwrap();
         assert_eq!(wire.len(), 2 + 100 + TAG_LEN);
-        assert_eq!(usize::from(u16::from_be_bytes([wire[0], wire[1]])), 100 + TAG_LEN);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([wire[0], wire[1]])),
+            100 + TAG_LEN
+        );
         assert!(
             !wire.windows(10).any(|w| w == b"0123456789"),
             "plaintext on the wire"
