@@ -14,8 +14,8 @@
 //!   ═══════════ sealed records, both ways (see sealed.rs) ═══════════
 //! ```
 //!
-//! The Noise pattern is `Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s`, with the prologue
-//! `"easy-rpc"` and the protocol version. Only a peer holding a key of the server's ring can
+//! The Noise protocol is `Noise_NNpsk0_25519_ChaChaPoly_SHA256`, with the prologue
+//! `"easy-rpc"` and the protocol version (see noise.rs). Only a peer holding a key of the server's ring can
 //! make a msg1 the server opens, and only the server that opened it can make a msg2 the
 //! client opens: a stranger, whatever it sends (a wrong secret, a wrong cluster name,
 //! garbage), sees the server's preamble and then the connection close, the same bytes every
@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::RejectReason;
 use crate::keyring::Psk;
+use crate::noise::handshake_state;
 use crate::sealed::Sealed;
 
 /// The protocol version this build speaks: the framing, the handshake and the envelopes
@@ -45,7 +46,6 @@ use crate::sealed::Sealed;
 pub const PROTOCOL_VERSION: u16 = 3;
 const MAGIC: [u8; 4] = *b"ERPC";
 const MAX_HANDSHAKE_FRAME: usize = 1024;
-const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
 
 /// The server's answer, inside msg2 (so only an authenticated client reads it).
 #[derive(Serialize, Deserialize)]
@@ -71,29 +71,6 @@ impl From<std::io::Error> for HandshakeError {
 
 fn rejected(r: RejectReason) -> HandshakeError {
     HandshakeError::Rejected(r)
-}
-
-/// The prologue both sides bind into the handshake.
-fn prologue() -> [u8; 10] {
-    let mut p = [0u8; 10];
-    p[..8].copy_from_slice(b"easy-rpc");
-    p[8..].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
-    p
-}
-
-fn noise(psk: &Psk, initiator: bool) -> snow::HandshakeState {
-    let params = NOISE_PARAMS.parse().expect("a valid Noise pattern");
-    let prologue = prologue();
-    let builder = snow::Builder::new(params)
-        .psk(0, psk)
-        .and_then(|b| b.prologue(&prologue))
-        .expect("a 32-byte key at psk0 and a prologue are valid");
-    if initiator {
-        builder.build_initiator()
-    } else {
-        builder.build_responder()
-    }
-    .expect("the default resolver has every primitive of the pattern")
 }
 
 /// Appends a handshake frame (u16 length, then `msg`) to `out`.
@@ -146,7 +123,7 @@ pub(crate) async fn client<S: AsyncRead + AsyncWrite + Unpin>(
     key: &Psk,
     service: &str,
 ) -> Result<Sealed<S>, HandshakeError> {
-    let mut hs = noise(key, true);
+    let mut hs = handshake_state(key, true);
     let mut msg = [0u8; MAX_HANDSHAKE_FRAME];
     let n = hs
         .write_message(service.as_bytes(), &mut msg)
@@ -223,7 +200,7 @@ pub(crate) async fn server<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut payload = [0u8; MAX_HANDSHAKE_FRAME];
     let opened = keys.iter().find_map(|key| {
-        let mut hs = noise(key, false);
+        let mut hs = handshake_state(key, false);
         hs.read_message(&msg[..len], &mut payload)
             .ok()
             .map(|n| (hs, n))
@@ -345,7 +322,7 @@ mod tests {
     #[tokio::test]
     async fn strangers_all_get_the_same_bytes() {
         let msg1 = |key: Psk| {
-            let mut hs = noise(&key, true);
+            let mut hs = handshake_state(&key, true);
             let mut m = [0u8; 256];
             let n = hs.write_message(b"Billing", &mut m).unwrap();
             let mut out = preamble().to_vec();

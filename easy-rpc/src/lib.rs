@@ -103,6 +103,7 @@ mod error;
 mod handshake;
 mod keyring;
 mod node;
+mod noise;
 mod options;
 mod reply;
 mod runtime;
