@@ -14,7 +14,7 @@
 //!   ═══════════ sealed records, both ways (see sealed.rs) ═══════════
 //! ```
 //!
-//! The Noise protocol is `Noise_NNpsk0_25519_ChaChaPoly_SHA256`, with the prologue
+//! The Noise protocol is `Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s`, with the prologue
 //! `"easy-rpc"` and the protocol version (see noise.rs). Only a peer holding a key of the server's ring can
 //! make a msg1 the server opens, and only the server that opened it can make a msg2 the
 //! client opens: a stranger, whatever it sends (a wrong secret, a wrong cluster name,
