@@ -379,7 +379,7 @@ async fn a_server_accepts_every_key_of_its_ring() {
     let (k1, k2, k3) = (key("k1", &c), key("k2", &c), key("k3", &c));
     server.set_rpc_keys(&[k2.clone(), k1.clone()]);
     clients[0].set_rpc_keys(&[k1]);
-    clients[1].set_rpc_keys(&[k2.clone()]);
+    clients[1].set_rpc_keys(&[k2]);
     clients[2].set_rpc_keys(&[k3]);
     for client in &clients[..2] {
         assert_eq!(

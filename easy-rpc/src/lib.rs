@@ -3,8 +3,9 @@
 //! Typed calls to **any** node that has a role, to **all** of them, or to **the node that owns
 //! a key**, in a cluster whose members come and go. Nodes find each other and learn each
 //! other's roles with [`cluster_helper`] (gossip, DNS discovery); calls go over pooled,
-//! multiplexed tarpc connections, one port per node, each opened with a handshake that proves
-//! both sides hold the cluster secret.
+//! multiplexed tarpc connections, one port per node, each opened with a Noise handshake keyed
+//! by the cluster secret (a node tells a stranger nothing) and encrypted and authenticated
+//! after it, with keys fresh to the connection.
 //!
 //! - [`#[easy_rpc::service]`](service) on a trait generates the server side (`MyImpl.serve()`)
 //!   and a client trait whose methods work on [`any`], [`all`] and [`by_key`] targets.

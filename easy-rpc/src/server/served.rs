@@ -13,12 +13,11 @@ use tarpc::server::{BaseChannel, Channel, Serve};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-use crate::sealed::Sealed;
-
 use super::state::{InFlight, ServerState};
 use crate::codec::ServerCodec;
 use crate::error::NotRunReason;
 use crate::reply::Reply;
+use crate::sealed::Sealed;
 use crate::service::{Handler, ServiceDef};
 
 /// A service implementation ready to be served by a node: what `MyImpl.serve()` returns
