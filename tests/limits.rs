@@ -15,7 +15,7 @@ use easy_rpc::Node;
 use easy_rpc_tests::churn::WorkClient;
 use easy_rpc_tests::cluster::{init_logs, unique_cluster, wait_until};
 use easy_rpc_tests::process::NodeProcess;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 const EXE: &str = env!("CARGO_BIN_EXE_rpc_node");
@@ -253,27 +253,33 @@ async fn five_thousand_hostile_idle_connections_leave_calls_working_at_1024_open
 
 /// A connection to `addr` that passed the handshake for `service` (the test-util client), on
 /// which the test then writes raw frames.
-async fn authenticated(addr: SocketAddr, cluster: &str, service: &str) -> TcpStream {
-    let key =
-        easy_rpc::cluster_helper::ClusterKey::derive(b"test-secret", cluster, "rpc-handshake");
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    easy_rpc::__private::handshake_client(&mut s, key.as_bytes(), cluster, service)
+async fn authenticated(
+    addr: SocketAddr,
+    cluster: &str,
+    service: &str,
+) -> impl AsyncRead + AsyncWrite + Unpin + Send + use<> {
+    let key = easy_rpc::cluster_helper::ClusterKey::derive(
+        b"test-secret",
+        cluster,
+        easy_rpc::__private::RPC_KEY_PURPOSE,
+    );
+    let s = TcpStream::connect(addr).await.expect("connect");
+    easy_rpc::__private::handshake_sealed(s, key.as_bytes(), service)
         .await
-        .expect("handshake");
-    s
+        .expect("handshake")
 }
 
 /// Writes the header of a frame of `len` bytes, then `send` bytes of it, 1 MiB at a time.
 /// Returns whether all of it was written (false: the server closed the connection).
-async fn partial_frame(s: &mut TcpStream, len: usize, send: usize) -> bool {
-    if s.write_all(&(len as u32).to_be_bytes()).await.is_err() {
+async fn partial_frame(s: &mut (impl AsyncWrite + Unpin), len: usize, send: usize) -> bool {
+    if s.write_all(&(len as u32).to_be_bytes()).await.is_err() || s.flush().await.is_err() {
         return false;
     }
     let chunk = vec![0x5a; MIB];
     let mut sent = 0;
     while sent < send {
         let n = (send - sent).min(MIB);
-        if s.write_all(&chunk[..n]).await.is_err() {
+        if s.write_all(&chunk[..n]).await.is_err() || s.flush().await.is_err() {
             return false;
         }
         sent += n;
@@ -282,7 +288,7 @@ async fn partial_frame(s: &mut TcpStream, len: usize, send: usize) -> bool {
 }
 
 /// Whether the server closed `s` within `within`.
-async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+async fn closed_within(s: &mut (impl AsyncRead + Unpin), within: Duration) -> bool {
     let mut buf = [0u8; 64];
     let start = Instant::now();
     loop {

@@ -252,6 +252,13 @@ impl Node {
         ClusterKey::derive(self.inner.secret.expose(), &self.inner.cluster, purpose)
     }
 
+    /// The keys for `purpose`, one per secret of the node's keyring: the first is the one to
+    /// send with, all are accepted on receipt.
+    // Interim: a ring of the one secret, until the node holds a keyring of several.
+    pub fn cluster_keys(&self, purpose: &str) -> Vec<ClusterKey> {
+        vec![self.cluster_key(purpose)]
+    }
+
     /// The local registry.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry

@@ -32,13 +32,11 @@ pub enum RejectReason {
         /// The service that was asked for.
         service: String,
     },
-    /// The two nodes do not share the cluster secret.
-    WrongSecret,
-    /// The node belongs to another cluster.
-    WrongCluster {
-        /// The node's cluster.
-        theirs: String,
-    },
+    /// The node did not prove that it holds a key of ours, or could not open our first
+    /// message: the secrets or the cluster names differ, or it is not an easy-rpc node. (The
+    /// two are told apart by no one: a node tells a stranger nothing, not even its cluster
+    /// name.)
+    Unauthenticated,
     /// The two nodes speak different protocol versions.
     WrongVersion {
         /// Our protocol version.
@@ -58,10 +56,9 @@ impl fmt::Display for RejectReason {
             RejectReason::UnknownService { service } => {
                 write!(f, "it does not serve service {service:?}")
             }
-            RejectReason::WrongSecret => f.write_str("the cluster secrets differ"),
-            RejectReason::WrongCluster { theirs } => {
-                write!(f, "it belongs to another cluster ({theirs:?})")
-            }
+            RejectReason::Unauthenticated => f.write_str(
+                "the handshake failed: wrong secret or cluster name, or not an easy-rpc node",
+            ),
             RejectReason::WrongVersion { ours, theirs } => {
                 write!(f, "protocol versions differ (ours {ours}, theirs {theirs})")
             }
@@ -719,7 +716,7 @@ mod tests {
             },
             RpcError::Rejected {
                 node: n.clone(),
-                reason: RejectReason::WrongSecret,
+                reason: RejectReason::Unauthenticated,
             },
             RpcError::NotRun {
                 node: n,

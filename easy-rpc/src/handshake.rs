@@ -1,28 +1,37 @@
-//! The connection handshake: protocol version, cluster name, mutual proof of the cluster
-//! secret, and the service the connection will carry.
+//! The connection handshake: protocol version, then a Noise `NNpsk0` handshake whose
+//! pre-shared key is the cluster's RPC key (derived from the cluster secret and the cluster
+//! name), then the service the connection will carry. It leaves both sides with fresh
+//! transport keys that seal every later byte ([`Sealed`]).
 //!
 //! ```text
-//! client                                   server
-//!   "ERPC" version ───────────────────────►  (a different version: both close;
-//!   Hello{cluster, service, c_nonce} ─────►    the client reports WrongVersion)
-//!                 ◄───────── "ERPC" version
-//!                 ◄───── Challenge{s_nonce, s_proof} | Reject(WrongCluster)
-//!   (checks s_proof: else WrongSecret)
-//!   Proof{c_proof} ───────────────────────►  (checks c_proof, then the service)
-//!                 ◄───── Accept | Reject(WrongSecret | UnknownService | Leaving)
+//! client                                     server
+//!   "ERPC" version ─────────────────────────►  (a different version: it answers its own
+//!   msg1 (psk, e) {service} ────────────────►   version and closes; the client reports
+//!                 ◄─────────── "ERPC" version   WrongVersion)
+//!                                              (no key of its ring opens msg1: it closes,
+//!                                               nothing more sent)
+//!                 ◄── msg2 (e, ee) {Accept | Reject(UnknownService | Leaving | Malformed)}
+//!   ═══════════ sealed records, both ways (see sealed.rs) ═══════════
 //! ```
 //!
-//! Proofs are HMAC-SHA256 under a key derived from the cluster secret and name, over a label,
-//! both nonces and the service name, so neither side can replay the other's proof. Frames are
-//! a u16 length and a postcard message, at most 1 KiB. A peer that sends anything else is
-//! disconnected.
+//! The Noise protocol is `Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s`, with the prologue
+//! `"easy-rpc"` and the protocol version (see noise.rs). Only a peer holding a key of the server's ring can
+//! make a msg1 the server opens, and only the server that opened it can make a msg2 the
+//! client opens: a stranger, whatever it sends (a wrong secret, a wrong cluster name,
+//! garbage), sees the server's preamble and then the connection close, the same bytes every
+//! time; it learns neither the cluster name nor which check failed. A recorded msg1 replayed
+//! gets a msg2 that only the original client could open. The Diffie-Hellman of the
+//! ephemeral keys makes each connection's keys fresh and forward secret.
+//!
+//! Noise messages travel as a u16 length and the message, at most 1 KiB each.
 
-use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::RejectReason;
+use crate::keyring::Psk;
+use crate::noise::handshake_state;
+use crate::sealed::Sealed;
 
 /// The protocol version this build speaks: the framing, the handshake and the envelopes
 /// around a service's messages (not a service's own shape, see ARCHITECTURE.md). Nodes of
@@ -31,24 +40,16 @@ use crate::error::RejectReason;
 /// - 1: the first release.
 /// - 2: responses are an envelope that says whether the method ran ("not run: leaving" is a
 ///   typed answer, no longer a tarpc error with a marker string).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// - 3: a Noise `NNpsk0` handshake with the cluster key as pre-shared key replaces the
+///   HMAC challenge and proof; the cluster name is no longer sent; every byte after the
+///   handshake is sealed (ChaCha20-Poly1305 records with keys fresh to the connection).
+pub const PROTOCOL_VERSION: u16 = 3;
 const MAGIC: [u8; 4] = *b"ERPC";
 const MAX_HANDSHAKE_FRAME: usize = 1024;
 
+/// The server's answer, inside msg2 (so only an authenticated client reads it).
 #[derive(Serialize, Deserialize)]
-enum Msg {
-    Hello {
-        cluster: String,
-        service: String,
-        nonce: [u8; 32],
-    },
-    Challenge {
-        nonce: [u8; 32],
-        proof: [u8; 32],
-    },
-    Proof {
-        proof: [u8; 32],
-    },
+enum Verdict {
     Accept,
     Reject(RejectReason),
 }
@@ -56,9 +57,9 @@ enum Msg {
 /// Why a handshake failed.
 #[derive(Debug)]
 pub(crate) enum HandshakeError {
-    /// The peer refused us, or (client side) proved it is not of our cluster.
+    /// The peer refused us, or (client side) did not prove that it holds our key.
     Rejected(RejectReason),
-    /// I/O failed or the peer hung up.
+    /// I/O failed or the peer hung up (before a stranger could have been told anything).
     Io(std::io::Error),
 }
 
@@ -68,140 +69,100 @@ impl From<std::io::Error> for HandshakeError {
     }
 }
 
-fn malformed() -> HandshakeError {
-    HandshakeError::Rejected(RejectReason::Malformed)
+fn rejected(r: RejectReason) -> HandshakeError {
+    HandshakeError::Rejected(r)
 }
 
-async fn write_msg(io: &mut (impl AsyncWrite + Unpin), msg: &Msg) -> Result<(), HandshakeError> {
-    let body = postcard::to_stdvec(msg).map_err(|_| malformed())?;
-    let mut frame = Vec::with_capacity(2 + body.len());
-    frame.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    frame.extend_from_slice(&body);
-    io.write_all(&frame).await?;
-    Ok(())
+/// Appends a handshake frame (u16 length, then `msg`) to `out`.
+fn frame(out: &mut Vec<u8>, msg: &[u8]) {
+    out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    out.extend_from_slice(msg);
 }
 
-async fn read_msg(io: &mut (impl AsyncRead + Unpin)) -> Result<Msg, HandshakeError> {
-    let len = io.read_u16().await? as usize;
+/// Reads a handshake frame into `buf`; `None` if its length is over the limit.
+async fn read_frame(
+    io: &mut (impl AsyncRead + Unpin),
+    buf: &mut [u8; MAX_HANDSHAKE_FRAME],
+) -> std::io::Result<Option<usize>> {
+    let len = usize::from(io.read_u16().await?);
     if len > MAX_HANDSHAKE_FRAME {
-        return Err(malformed());
+        return Ok(None);
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
-    postcard::from_bytes(&buf).map_err(|_| malformed())
+    io.read_exact(&mut buf[..len]).await?;
+    Ok(Some(len))
 }
 
-async fn write_preamble(io: &mut (impl AsyncWrite + Unpin)) -> Result<(), HandshakeError> {
+fn preamble() -> [u8; 6] {
     let mut p = [0u8; 6];
     p[..4].copy_from_slice(&MAGIC);
     p[4..].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
-    io.write_all(&p).await?;
-    Ok(())
+    p
 }
 
-/// Reads the peer's preamble; returns its version.
-async fn read_preamble(io: &mut (impl AsyncRead + Unpin)) -> Result<u16, HandshakeError> {
+/// Reads the peer's preamble; returns its version, or `None` if it is not ours at all.
+async fn read_preamble(io: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Option<u16>> {
     let mut p = [0u8; 6];
     io.read_exact(&mut p).await?;
     if p[..4] != MAGIC {
-        return Err(malformed());
+        return Ok(None);
     }
-    Ok(u16::from_be_bytes([p[4], p[5]]))
+    Ok(Some(u16::from_be_bytes([p[4], p[5]])))
 }
 
-/// The MAC over a proof's transcript: a label, both nonces, the service.
-fn transcript(
-    key: &[u8; 32],
-    label: &[u8],
-    c: &[u8; 32],
-    s: &[u8; 32],
-    service: &str,
-) -> Hmac<Sha256> {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(label);
-    mac.update(c);
-    mac.update(s);
-    mac.update(service.as_bytes());
-    mac
+/// Whether an I/O error during the client's wait for msg2 is the server closing on it (what a
+/// server that could not authenticate us does).
+fn closed_on_us(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), UnexpectedEof | ConnectionReset | BrokenPipe)
 }
 
-fn proof(key: &[u8; 32], label: &[u8], c: &[u8; 32], s: &[u8; 32], service: &str) -> [u8; 32] {
-    transcript(key, label, c, s, service)
-        .finalize()
-        .into_bytes()
-        .into()
-}
-
-/// Checks a proof in constant time.
-fn verify(
-    key: &[u8; 32],
-    label: &[u8],
-    c: &[u8; 32],
-    s: &[u8; 32],
-    service: &str,
-    got: &[u8; 32],
-) -> bool {
-    transcript(key, label, c, s, service)
-        .verify_slice(got)
-        .is_ok()
-}
-
-fn nonce() -> [u8; 32] {
-    let mut n = [0u8; 32];
-    rand::fill(&mut n[..]);
-    n
-}
-
-/// The client side: asks for `service`. Ok means the server accepted and the stream now
+/// The client side: asks for `service`, proving `key`. On success the stream, sealed, now
 /// carries that service.
-pub(crate) async fn client(
-    io: &mut (impl AsyncRead + AsyncWrite + Unpin),
-    key: &[u8; 32],
-    cluster: &str,
+pub(crate) async fn client<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    key: &Psk,
     service: &str,
-) -> Result<(), HandshakeError> {
-    let c_nonce = nonce();
-    write_preamble(io).await?;
-    write_msg(
-        io,
-        &Msg::Hello {
-            cluster: cluster.to_owned(),
-            service: service.to_owned(),
-            nonce: c_nonce,
-        },
-    )
-    .await?;
+) -> Result<Sealed<S>, HandshakeError> {
+    let mut hs = handshake_state(key, true);
+    let mut msg = [0u8; MAX_HANDSHAKE_FRAME];
+    let n = hs
+        .write_message(service.as_bytes(), &mut msg)
+        .map_err(|_| rejected(RejectReason::Malformed))?;
+    let mut out = Vec::with_capacity(6 + 2 + n);
+    out.extend_from_slice(&preamble());
+    frame(&mut out, &msg[..n]);
+    io.write_all(&out).await?;
     io.flush().await?;
-    let theirs = read_preamble(io).await?;
+
+    let unauthenticated = || rejected(RejectReason::Unauthenticated);
+    let theirs = match read_preamble(&mut io).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(unauthenticated()),
+        Err(e) => return Err(e.into()),
+    };
     if theirs != PROTOCOL_VERSION {
-        return Err(HandshakeError::Rejected(RejectReason::WrongVersion {
+        return Err(rejected(RejectReason::WrongVersion {
             ours: PROTOCOL_VERSION,
             theirs,
         }));
     }
-    let s_nonce = match read_msg(io).await? {
-        Msg::Challenge { nonce, proof: p } => {
-            if !verify(key, b"easy-rpc server", &c_nonce, &nonce, service, &p) {
-                return Err(HandshakeError::Rejected(RejectReason::WrongSecret));
-            }
-            nonce
-        }
-        Msg::Reject(r) => return Err(HandshakeError::Rejected(r)),
-        _ => return Err(malformed()),
+    let len = match read_frame(&mut io, &mut msg).await {
+        Ok(Some(len)) => len,
+        Ok(None) => return Err(unauthenticated()),
+        Err(e) if closed_on_us(&e) => return Err(unauthenticated()),
+        Err(e) => return Err(e.into()),
     };
-    write_msg(
-        io,
-        &Msg::Proof {
-            proof: proof(key, b"easy-rpc client", &c_nonce, &s_nonce, service),
-        },
-    )
-    .await?;
-    io.flush().await?;
-    match read_msg(io).await? {
-        Msg::Accept => Ok(()),
-        Msg::Reject(r) => Err(HandshakeError::Rejected(r)),
-        _ => Err(malformed()),
+    let mut payload = [0u8; MAX_HANDSHAKE_FRAME];
+    let n = hs
+        .read_message(&msg[..len], &mut payload)
+        .map_err(|_| unauthenticated())?;
+    match postcard::from_bytes(&payload[..n]) {
+        Ok(Verdict::Accept) => {
+            let keys = hs.into_transport_mode().map_err(|_| unauthenticated())?;
+            Ok(Sealed::new(io, keys))
+        }
+        Ok(Verdict::Reject(r)) => Err(rejected(r)),
+        Err(_) => Err(rejected(RejectReason::Malformed)),
     }
 }
 
@@ -213,95 +174,85 @@ pub(crate) enum Admission {
     Reject(RejectReason),
 }
 
-/// The server side. `admit` is asked about the service once the client has proved the secret.
-/// Returns the service name on success; on failure the client has been told why (when it
-/// speaks the protocol) and the caller closes the stream.
-pub(crate) async fn server(
-    io: &mut (impl AsyncRead + AsyncWrite + Unpin),
-    key: &[u8; 32],
-    cluster: &str,
+/// The server side. `keys` are tried in order on the client's first message; `admit` is asked
+/// about the service once the client has proved one of them. Returns the service name and
+/// the sealed stream on success. On failure an authenticated client has been told why; a
+/// stranger has been told nothing (only the preamble); the caller closes the stream.
+pub(crate) async fn server<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    keys: &[Psk],
     admit: impl FnOnce(&str) -> Admission,
-) -> Result<String, HandshakeError> {
-    let theirs = read_preamble(io).await?;
-    write_preamble(io).await?;
+) -> Result<(String, Sealed<S>), HandshakeError> {
+    let Some(theirs) = read_preamble(&mut io).await? else {
+        return Err(rejected(RejectReason::Malformed));
+    };
+    io.write_all(&preamble()).await?;
+    io.flush().await?;
     if theirs != PROTOCOL_VERSION {
-        io.flush().await?;
-        return Err(HandshakeError::Rejected(RejectReason::WrongVersion {
+        return Err(rejected(RejectReason::WrongVersion {
             ours: PROTOCOL_VERSION,
             theirs,
         }));
     }
-    let (their_cluster, service, c_nonce) = match read_msg(io).await? {
-        Msg::Hello {
-            cluster,
-            service,
-            nonce,
-        } => (cluster, service, nonce),
-        _ => return Err(malformed()),
+    let mut msg = [0u8; MAX_HANDSHAKE_FRAME];
+    let Some(len) = read_frame(&mut io, &mut msg).await? else {
+        return Err(rejected(RejectReason::Malformed));
     };
-    if their_cluster != cluster {
-        write_msg(
-            io,
-            &Msg::Reject(RejectReason::WrongCluster {
-                theirs: cluster.to_owned(),
-            }),
-        )
-        .await?;
-        io.flush().await?;
-        return Err(HandshakeError::Rejected(RejectReason::WrongCluster {
-            theirs: their_cluster,
-        }));
-    }
-    let s_nonce = nonce();
-    write_msg(
-        io,
-        &Msg::Challenge {
-            nonce: s_nonce,
-            proof: proof(key, b"easy-rpc server", &c_nonce, &s_nonce, &service),
+    let mut payload = [0u8; MAX_HANDSHAKE_FRAME];
+    let opened = keys.iter().find_map(|key| {
+        let mut hs = handshake_state(key, false);
+        hs.read_message(&msg[..len], &mut payload)
+            .ok()
+            .map(|n| (hs, n))
+    });
+    let Some((mut hs, n)) = opened else {
+        return Err(rejected(RejectReason::Unauthenticated));
+    };
+    // Authenticated from here on: the client may be told why it is refused.
+    let verdict = match std::str::from_utf8(&payload[..n]) {
+        Ok(service) => match admit(service) {
+            Admission::Accept => Ok(service.to_owned()),
+            Admission::Reject(r) => Err(r),
         },
-    )
-    .await?;
+        Err(_) => Err(RejectReason::Malformed),
+    };
+    let answer = match &verdict {
+        Ok(_) => Verdict::Accept,
+        Err(r) => Verdict::Reject(r.clone()),
+    };
+    let body = postcard::to_stdvec(&answer).map_err(|_| rejected(RejectReason::Malformed))?;
+    let n = hs
+        .write_message(&body, &mut msg)
+        .map_err(|_| rejected(RejectReason::Malformed))?;
+    let mut out = Vec::with_capacity(2 + n);
+    frame(&mut out, &msg[..n]);
+    io.write_all(&out).await?;
     io.flush().await?;
-    let ok = match read_msg(io).await? {
-        Msg::Proof { proof: p } => {
-            verify(key, b"easy-rpc client", &c_nonce, &s_nonce, &service, &p)
-        }
-        _ => return Err(malformed()),
-    };
-    let verdict = if ok {
-        admit(&service)
-    } else {
-        Admission::Reject(RejectReason::WrongSecret)
-    };
     match verdict {
-        Admission::Accept => {
-            write_msg(io, &Msg::Accept).await?;
-            io.flush().await?;
-            Ok(service)
+        Ok(service) => {
+            let keys = hs
+                .into_transport_mode()
+                .map_err(|_| rejected(RejectReason::Malformed))?;
+            Ok((service, Sealed::new(io, keys)))
         }
-        Admission::Reject(r) => {
-            write_msg(io, &Msg::Reject(r.clone())).await?;
-            io.flush().await?;
-            Err(HandshakeError::Rejected(r))
-        }
+        Err(r) => Err(rejected(r)),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::DuplexStream;
+
     use super::*;
 
-    async fn run(
-        ckey: [u8; 32],
-        skey: [u8; 32],
-        ccluster: &str,
-        service: &str,
-    ) -> (Result<(), HandshakeError>, Result<String, HandshakeError>) {
-        let (mut a, mut b) = tokio::io::duplex(4096);
+    type ClientEnd = Result<Sealed<DuplexStream>, HandshakeError>;
+    type ServerEnd = Result<(String, Sealed<DuplexStream>), HandshakeError>;
+
+    async fn run(ckey: Psk, skeys: &[Psk], service: &str) -> (ClientEnd, ServerEnd) {
+        let (a, b) = tokio::io::duplex(4096);
         let service = service.to_owned();
-        let ccluster = ccluster.to_owned();
-        let c = tokio::spawn(async move { client(&mut a, &ckey, &ccluster, &service).await });
-        let s = server(&mut b, &skey, "prod", |svc| {
+        let c = tokio::spawn(async move { client(a, &ckey, &service).await });
+        let s = server(b, skeys, |svc| {
             if svc == "Billing" {
                 Admission::Accept
             } else {
@@ -315,43 +266,160 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn accepts_the_same_secret_and_cluster() {
-        let (c, s) = run([1; 32], [1; 32], "prod", "Billing").await;
-        assert!(c.is_ok());
-        assert_eq!(s.unwrap(), "Billing");
+    async fn the_same_key_opens_a_sealed_connection() {
+        let (c, s) = run([1; 32], &[[1; 32]], "Billing").await;
+        let mut c = c.unwrap();
+        let (service, mut s) = s.unwrap();
+        assert_eq!(service, "Billing");
+        c.write_all(b"ping").await.unwrap();
+        c.flush().await.unwrap();
+        let mut got = [0u8; 4];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping");
+        s.write_all(b"pong").await.unwrap();
+        s.flush().await.unwrap();
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"pong");
     }
 
     #[tokio::test]
-    async fn wrong_secret_is_caught_by_both_sides() {
-        let (c, s) = run([1; 32], [2; 32], "prod", "Billing").await;
-        // The client sees the server's proof fail first and gives up.
+    async fn every_key_of_the_ring_is_accepted() {
+        let ring = [[2; 32], [1; 32]];
+        for key in ring {
+            let (c, s) = run(key, &ring, "Billing").await;
+            assert!(c.is_ok());
+            assert_eq!(s.unwrap().0, "Billing");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_key_is_unauthenticated_on_both_sides() {
+        let (c, s) = run([1; 32], &[[2; 32], [3; 32]], "Billing").await;
         assert!(matches!(
             c,
-            Err(HandshakeError::Rejected(RejectReason::WrongSecret))
+            Err(HandshakeError::Rejected(RejectReason::Unauthenticated))
         ));
-        assert!(s.is_err());
+        assert!(matches!(
+            s,
+            Err(HandshakeError::Rejected(RejectReason::Unauthenticated))
+        ));
+    }
+
+    /// What a stranger receives from the server, whatever it sent after a valid preamble.
+    async fn server_bytes_for(first: Vec<u8>) -> Vec<u8> {
+        let (mut a, b) = tokio::io::duplex(4096);
+        a.write_all(&first).await.unwrap();
+        let s = tokio::spawn(async move {
+            let r = server(b, &[[1; 32]], |_| Admission::Accept).await;
+            assert!(r.is_err());
+        });
+        let mut got = Vec::new();
+        a.read_to_end(&mut got).await.unwrap();
+        s.await.unwrap();
+        got
     }
 
     #[tokio::test]
-    async fn wrong_cluster_and_unknown_service_are_told_to_the_client() {
-        let (c, _) = run([1; 32], [1; 32], "staging", "Billing").await;
-        assert!(
-            matches!(c, Err(HandshakeError::Rejected(RejectReason::WrongCluster { ref theirs })) if theirs == "prod")
-        );
-        let (c, _) = run([1; 32], [1; 32], "prod", "Nope").await;
+    async fn strangers_all_get_the_same_bytes() {
+        let msg1 = |key: Psk| {
+            let mut hs = handshake_state(&key, true);
+            let mut m = [0u8; 256];
+            let n = hs.write_message(b"Billing", &mut m).unwrap();
+            let mut out = preamble().to_vec();
+            frame(&mut out, &m[..n]);
+            out
+        };
+        let wrong_key = server_bytes_for(msg1([9; 32])).await;
+        let other_wrong_key = server_bytes_for(msg1([8; 32])).await;
+        let mut garbage = preamble().to_vec();
+        frame(&mut garbage, &[0x55; 60]);
+        let garbage = server_bytes_for(garbage).await;
+        assert_eq!(wrong_key, preamble());
+        assert_eq!(other_wrong_key, wrong_key);
+        assert_eq!(garbage, wrong_key);
+    }
+
+    #[tokio::test]
+    async fn unknown_service_is_told_only_to_an_authenticated_client() {
+        let (c, _) = run([1; 32], &[[1; 32]], "Nope").await;
         assert!(
             matches!(c, Err(HandshakeError::Rejected(RejectReason::UnknownService { ref service })) if service == "Nope")
         );
+        let (c, _) = run([7; 32], &[[1; 32]], "Nope").await;
+        assert!(matches!(
+            c,
+            Err(HandshakeError::Rejected(RejectReason::Unauthenticated))
+        ));
     }
 
     #[tokio::test]
-    async fn garbage_is_malformed() {
-        let (mut a, mut b) = tokio::io::duplex(4096);
+    async fn another_version_is_reported_to_the_client() {
+        let (mut a, b) = tokio::io::duplex(4096);
+        let s = tokio::spawn(async move { server(b, &[[1; 32]], |_| Admission::Accept).await });
+        a.write_all(b"ERPC\x00\x02").await.unwrap();
+        let mut got = Vec::new();
+        a.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, preamble());
+        assert!(matches!(
+            s.await.unwrap(),
+            Err(HandshakeError::Rejected(RejectReason::WrongVersion {
+                theirs: 2,
+                ..
+            }))
+        ));
+        // The client side: a server of another version answers its preamble and closes.
+        let (a, mut b) = tokio::io::duplex(4096);
+        let c = tokio::spawn(async move { client(a, &[1; 32], "Billing").await });
+        let mut theirs = [0u8; 6];
+        b.read_exact(&mut theirs).await.unwrap();
+        b.write_all(b"ERPC\x00\x09").await.unwrap();
+        drop(b);
+        assert!(matches!(
+            c.await.unwrap(),
+            Err(HandshakeError::Rejected(RejectReason::WrongVersion {
+                theirs: 9,
+                ..
+            }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn garbage_is_malformed_and_gets_nothing() {
+        let (mut a, b) = tokio::io::duplex(4096);
         a.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        let s = server(&mut b, &[1; 32], "prod", |_| Admission::Accept).await;
+        let s = server(b, &[[1; 32]], |_| Admission::Accept).await;
         assert!(matches!(
             s,
             Err(HandshakeError::Rejected(RejectReason::Malformed))
+        ));
+        let mut got = Vec::new();
+        a.read_to_end(&mut got).await.unwrap();
+        assert!(got.is_empty());
+        // A frame over the limit.
+        let (mut a, b) = tokio::io::duplex(4096);
+        let mut bytes = preamble().to_vec();
+        bytes.extend_from_slice(&u16::MAX.to_be_bytes());
+        a.write_all(&bytes).await.unwrap();
+        let s = server(b, &[[1; 32]], |_| Admission::Accept).await;
+        assert!(matches!(
+            s,
+            Err(HandshakeError::Rejected(RejectReason::Malformed))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_client_facing_a_non_easy_rpc_server_is_unauthenticated() {
+        let (a, mut b) = tokio::io::duplex(4096);
+        let c = tokio::spawn(async move { client(a, &[1; 32], "Billing").await });
+        let mut theirs = [0u8; 6];
+        b.read_exact(&mut theirs).await.unwrap();
+        b.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            .await
+            .unwrap();
+        drop(b);
+        assert!(matches!(
+            c.await.unwrap(),
+            Err(HandshakeError::Rejected(RejectReason::Unauthenticated))
         ));
     }
 }

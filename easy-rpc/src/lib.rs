@@ -3,8 +3,9 @@
 //! Typed calls to **any** node that has a role, to **all** of them, or to **the node that owns
 //! a key**, in a cluster whose members come and go. Nodes find each other and learn each
 //! other's roles with [`cluster_helper`] (gossip, DNS discovery); calls go over pooled,
-//! multiplexed tarpc connections, one port per node, each opened with a handshake that proves
-//! both sides hold the cluster secret.
+//! multiplexed tarpc connections, one port per node, each opened with a Noise handshake keyed
+//! by the cluster secret (a node tells a stranger nothing) and encrypted and authenticated
+//! after it, with keys fresh to the connection.
 //!
 //! - [`#[easy_rpc::service]`](service) on a trait generates the server side (`MyImpl.serve()`)
 //!   and a client trait whose methods work on [`any`], [`all`] and [`by_key`] targets.
@@ -101,10 +102,13 @@ mod deadline;
 mod default_node;
 mod error;
 mod handshake;
+mod keyring;
 mod node;
+mod noise;
 mod options;
 mod reply;
 mod runtime;
+mod sealed;
 mod server;
 mod service;
 mod target;
@@ -129,15 +133,41 @@ pub mod __private {
     pub use ::std::{boxed::Box, string::String, sync::Arc, vec::Vec};
     pub use ::tarpc;
 
-    /// Runs the client side of the handshake on `stream` (for protocol conformance tests).
+    /// What the RPC pre-shared keys are derived for from the cluster secret (with
+    /// `cluster_helper::ClusterKey::derive`), for protocol conformance tests.
+    #[cfg(feature = "test-util")]
+    pub const RPC_KEY_PURPOSE: &str = crate::keyring::RPC_KEY_PURPOSE;
+
+    /// Runs the client side of the handshake on `stream` with the pre-shared `key` (for
+    /// protocol conformance tests); the sealed connection it opens is dropped.
     #[cfg(feature = "test-util")]
     pub async fn handshake_client(
         stream: &mut ::tokio::net::TcpStream,
         key: &[u8; 32],
-        cluster: &str,
         service: &str,
     ) -> Result<(), Option<crate::RejectReason>> {
-        crate::handshake::client(stream, key, cluster, service)
+        crate::handshake::client(stream, key, service)
+            .await
+            .map(drop)
+            .map_err(|e| match e {
+                crate::handshake::HandshakeError::Rejected(r) => Some(r),
+                crate::handshake::HandshakeError::Io(_) => None,
+            })
+    }
+
+    /// Like [`handshake_client`], but keeps the connection: what is written to the stream it
+    /// returns is sealed as a real client's frames are (for tests that send raw frames as an
+    /// authenticated peer).
+    #[cfg(feature = "test-util")]
+    pub async fn handshake_sealed(
+        stream: ::tokio::net::TcpStream,
+        key: &[u8; 32],
+        service: &str,
+    ) -> Result<
+        impl ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite + Unpin + Send + use<>,
+        Option<crate::RejectReason>,
+    > {
+        crate::handshake::client(stream, key, service)
             .await
             .map_err(|e| match e {
                 crate::handshake::HandshakeError::Rejected(r) => Some(r),

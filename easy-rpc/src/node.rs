@@ -418,6 +418,17 @@ impl Node {
         self.inner.stopped();
     }
 
+    /// Replaces the keys of the RPC handshake with `keys` (first = the one to connect with;
+    /// every one accepted from callers), as a keyring of several cluster secrets would give.
+    /// Connections already open keep their keys. For tests: derive each key with
+    /// `ClusterKey::derive(secret, cluster, easy_rpc::__private::RPC_KEY_PURPOSE)`, or use any
+    /// 32 bytes.
+    #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+    pub fn set_rpc_keys(&self, keys: &[cluster_helper::ClusterKey]) {
+        self.inner.rpc.keys.set(crate::keyring::KeyRing::psks(keys));
+    }
+
     /// Stops only the node's gossip, abruptly, while its RPC server keeps serving: peers drop
     /// it from their registries (as after a crash) and must close their pooled connections to
     /// it by themselves. For tests.

@@ -8,6 +8,7 @@ use std::time::Instant;
 use cluster_helper::{NodeId, Registry};
 
 use crate::client::{Pool, RoleSets};
+use crate::keyring::{KeyRing, RPC_KEY_PURPOSE};
 use crate::options::ClientOptions;
 use crate::server::{Bounds, ServerLimits, ServerState, raise_open_file_limit};
 
@@ -17,11 +18,9 @@ use crate::server::{Bounds, ServerLimits, ServerState, raise_open_file_limit};
 pub(crate) struct Rpc {
     /// This node.
     pub(crate) id: NodeId,
-    /// The cluster's name (for the handshake).
-    pub(crate) cluster: String,
     pub(crate) registry: Registry,
-    /// The handshake key, derived from the cluster secret.
-    pub(crate) key: [u8; 32],
+    /// The handshake keys, derived from the cluster secrets (shared with the server).
+    pub(crate) keys: Arc<KeyRing>,
     pub(crate) options: ClientOptions,
     pub(crate) pool: Pool,
     pub(crate) roles: RoleSets,
@@ -49,14 +48,19 @@ impl Rpc {
         options: ClientOptions,
         limits: ServerLimits,
     ) -> Arc<Rpc> {
-        let key = *node.cluster_key("rpc-handshake").as_bytes();
+        let keys = Arc::new(KeyRing::new(KeyRing::psks(
+            &node.cluster_keys(RPC_KEY_PURPOSE),
+        )));
         let bounds = Bounds::new(limits, raise_open_file_limit());
-        let server = Arc::new(ServerState::new(key, node.cluster().to_owned(), bounds));
+        let server = Arc::new(ServerState::new(
+            keys.clone(),
+            node.cluster().to_owned(),
+            bounds,
+        ));
         Arc::new(Rpc {
             id: node.id().clone(),
-            cluster: node.cluster().to_owned(),
             registry: node.registry().clone(),
-            key,
+            keys,
             options,
             pool: Pool::default(),
             roles: RoleSets::default(),

@@ -183,11 +183,11 @@ impl<S: ServiceDef> Endpoint<S> {
     }
 
     async fn connect(&self, rpc: &Rpc, method: &'static str) -> Result<Conn<S>, RpcError<Never>> {
-        let mut stream = TcpStream::connect(self.addr).await.map_err(|e| {
+        let stream = TcpStream::connect(self.addr).await.map_err(|e| {
             self.unreachable(method, format!("cannot connect to {}: {e}", self.addr), e)
         })?;
         let _ = stream.set_nodelay(true);
-        handshake::client(&mut stream, &rpc.key, &rpc.cluster, S::NAME)
+        let stream = handshake::client(stream, &rpc.keys.sending(), S::NAME)
             .await
             .map_err(|e| match e {
                 HandshakeError::Rejected(reason) => RpcError::Rejected {

@@ -241,8 +241,7 @@ mod tests {
             RejectReason::UnknownService {
                 service: "S".into(),
             },
-            RejectReason::WrongSecret,
-            RejectReason::WrongCluster { theirs: "x".into() },
+            RejectReason::Unauthenticated,
             RejectReason::WrongVersion { ours: 2, theirs: 1 },
             RejectReason::Leaving,
             RejectReason::Malformed,

@@ -141,17 +141,16 @@ impl Spare {
 }
 
 async fn connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     state: Arc<ServerState>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     mut admitted: Admitted,
 ) {
     let _ = stream.set_nodelay(true);
-    let key = state.key;
-    let cluster = state.cluster.clone();
+    let keys = state.keys.current();
     let admit_state = state.clone();
-    let handshake = handshake::server(&mut stream, &key, &cluster, |service| {
+    let handshake = handshake::server(stream, &keys, |service| {
         if admit_state.is_leaving() {
             return Admission::Reject(RejectReason::Leaving);
         }
@@ -165,8 +164,8 @@ async fn connection(
     let limits = &state.bounds.limits;
     let handshaken = tokio::time::timeout(limits.handshake_timeout, handshake).await;
     admitted.handshaken();
-    let service = match handshaken {
-        Ok(Ok(service)) => service,
+    let (service, stream) = match handshaken {
+        Ok(Ok(accepted)) => accepted,
         Ok(Err(HandshakeError::Rejected(reason))) => {
             state.rejected.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%peer, "connection refused: {reason}");
@@ -222,7 +221,10 @@ mod tests {
     }
 
     /// Whether the server closed `stream` within `within` (reads nothing but the end).
-    async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    async fn closed_within(
+        stream: &mut (impl tokio::io::AsyncRead + Unpin),
+        within: Duration,
+    ) -> bool {
         let mut buf = [0u8; 64];
         loop {
             match tokio::time::timeout(within, stream.read(&mut buf)).await {
@@ -329,12 +331,9 @@ mod tests {
     }
 
     /// A handshaken connection on which the test writes raw frames.
-    async fn authenticated(addr: SocketAddr) -> TcpStream {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        crate::handshake::client(&mut s, &KEY, "c", "Echo")
-            .await
-            .unwrap();
-        s
+    async fn authenticated(addr: SocketAddr) -> crate::sealed::Sealed<TcpStream> {
+        let s = TcpStream::connect(addr).await.unwrap();
+        crate::handshake::client(s, &KEY, "Echo").await.unwrap()
     }
 
     #[tokio::test]
@@ -345,6 +344,7 @@ mod tests {
         s.write_all(&(64 * 1024 + 1u32).to_be_bytes())
             .await
             .unwrap();
+        s.flush().await.unwrap();
         assert!(closed_within(&mut s, Duration::from_secs(3)).await);
         assert_eq!(state.stats().frames_too_large, 1);
         echo_works(addr).await;
@@ -361,6 +361,7 @@ mod tests {
             let mut s = authenticated(addr).await;
             s.write_all(&(64 * 1024u32).to_be_bytes()).await.unwrap();
             s.write_all(&[0u8; 1000]).await.unwrap();
+            s.flush().await.unwrap();
             held.push(s);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -390,6 +391,7 @@ mod tests {
             .await
             .unwrap();
         again.write_all(&[0u8; 1000]).await.unwrap();
+        again.flush().await.unwrap();
         assert!(!closed_within(&mut again, Duration::from_millis(200)).await);
         assert_eq!(state.stats().buffered_bytes, 128 * 1024);
     }

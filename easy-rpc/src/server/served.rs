@@ -19,6 +19,7 @@ use super::state::{InFlight, ServerState};
 use crate::codec::{FrameCodec, ServerCodec};
 use crate::error::NotRunReason;
 use crate::reply::Reply;
+use crate::sealed::Sealed;
 use crate::service::{Handler, ServiceDef};
 
 /// A service implementation ready to be served by a node: what `MyImpl.serve()` returns
@@ -76,7 +77,7 @@ impl std::fmt::Debug for Served {
 pub(crate) trait ServeConnection: Send + Sync + 'static {
     fn serve(
         &self,
-        framed: Framed<TcpStream, FrameCodec>,
+        framed: Framed<Sealed<TcpStream>, FrameCodec>,
         state: Arc<ServerState>,
     ) -> BoxFuture<'static, ()>;
 }
@@ -173,7 +174,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
 impl<S: ServiceDef, H: Handler<S>> ServeConnection for TypedServer<S, H> {
     fn serve(
         &self,
-        framed: Framed<TcpStream, FrameCodec>,
+        framed: Framed<Sealed<TcpStream>, FrameCodec>,
         state: Arc<ServerState>,
     ) -> BoxFuture<'static, ()> {
         let max_running = state.bounds.limits.max_concurrent_requests;
@@ -268,7 +269,12 @@ pub(super) mod tests {
         Arc<ServerState>,
         tokio::sync::watch::Sender<bool>,
     ) {
-        let state = Arc::new(ServerState::new(KEY, "c".into(), Bounds::new(limits, None)));
+        let keys = Arc::new(crate::keyring::KeyRing::new(vec![KEY]));
+        let state = Arc::new(ServerState::new(
+            keys,
+            "c".into(),
+            Bounds::new(limits, None),
+        ));
         state
             .services
             .write()
@@ -283,9 +289,9 @@ pub(super) mod tests {
 
     /// A tarpc client of `Echo` over `stream`, handshaken.
     pub(crate) async fn echo_client(
-        mut stream: TcpStream,
+        stream: TcpStream,
     ) -> tarpc::client::Channel<EchoReq, Reply<u32>> {
-        crate::handshake::client(&mut stream, &KEY, "c", "Echo")
+        let stream = crate::handshake::client(stream, &KEY, "Echo")
             .await
             .unwrap();
         let transport = tarpc::serde_transport::new(

@@ -11,11 +11,13 @@ use tokio::sync::Notify;
 use super::Served;
 use super::limits::Bounds;
 use super::stats::{RefusedConnections, ServerStats};
+use crate::keyring::KeyRing;
 
 /// State shared by the accept loop and every connection of one node.
 pub(crate) struct ServerState {
     pub(crate) services: RwLock<HashMap<&'static str, Served>>,
-    pub(crate) key: [u8; 32],
+    /// The handshake keys (the node's ring, shared with its client side).
+    pub(crate) keys: Arc<KeyRing>,
     pub(crate) cluster: String,
     /// Set when the node starts leaving: new connections are refused.
     leaving: AtomicBool,
@@ -45,10 +47,10 @@ impl std::fmt::Debug for ServerState {
 }
 
 impl ServerState {
-    pub(crate) fn new(key: [u8; 32], cluster: String, bounds: Bounds) -> Self {
+    pub(crate) fn new(keys: Arc<KeyRing>, cluster: String, bounds: Bounds) -> Self {
         ServerState {
             services: RwLock::new(HashMap::new()),
-            key,
+            keys,
             cluster,
             leaving: AtomicBool::new(false),
             refusing: AtomicBool::new(false),
