@@ -31,7 +31,8 @@ use crate::target::{All, Any, ByKey};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), easy_rpc::Error> {
 /// let node = easy_rpc::Node::builder()
-///     .cluster("docs-node").name("n1").listen("127.0.0.1:0").secret("s3cret")
+///     .cluster("docs-node").name("n1").listen("127.0.0.1:0")
+///     .secret_key(easy_rpc::cluster_helper::Secret::generate())
 ///     .roles(["billing"])
 ///     .default_node(false)
 ///     .start().await?;
