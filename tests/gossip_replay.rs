@@ -136,9 +136,11 @@ async fn a_recording_replayed_to_a_new_node_shows_no_ghost() {
     }
     // Every recorded packet reaches the new node and is authentic, but stale.
     let sent = recording.len() as u64;
-    wait_until(Duration::from_secs(5), "the new node counts every packet", || {
-        new.gossip_stats().packets_stale == sent
-    })
+    wait_until(
+        Duration::from_secs(5),
+        "the new node counts every packet",
+        || new.gossip_stats().packets_stale == sent,
+    )
     .await;
     // No ghost, ever: poll for a while.
     let until = Instant::now() + Duration::from_secs(2);

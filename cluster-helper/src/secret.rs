@@ -142,7 +142,7 @@ pub(crate) fn parse_secret(setting: &str, text: &str) -> Result<Secret, Error> {
         return Err(fail("it is empty".into()));
     }
     let is_hex = text.bytes().all(|b| b.is_ascii_hexdigit());
-    let mut bytes = if is_hex && text.len() % 2 == 0 {
+    let mut bytes = if is_hex && text.len().is_multiple_of(2) {
         if text.len() != 2 * SECRET_LEN {
             return Err(fail(format!(
                 "it is {} hex digits, not {}",
