@@ -1,12 +1,16 @@
-//! Gossip replay protection, against real nodes on loopback: a recorded gossip packet sent
-//! again is dropped and counted, and gets no answer; a recording replayed to a node started
-//! after the recorded nodes died shows no ghost member.
+//! Gossip security against real nodes on loopback: a recorded gossip packet sent again is
+//! dropped and counted, and gets no answer; a recording replayed to a node started after the
+//! recorded nodes died shows no ghost member; the cluster key rotates across a running cluster
+//! without a single packet refused.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use easy_rpc_tests::cluster::{builder, init_logs, start, unique_cluster, wait_until};
+use cluster_helper::{Node, Secret};
+use easy_rpc_tests::cluster::{
+    all_see, builder, init_logs, start, test_secret, unique_cluster, wait_until,
+};
 use tokio::net::UdpSocket;
 
 /// Receives the next datagram on `socket` that comes from `from`, within `within`.
@@ -159,4 +163,86 @@ async fn a_recording_replayed_to_a_new_node_shows_no_ghost() {
     assert_eq!(stats.packets_received, 0, "{stats:?}");
     assert_eq!(stats.packets_rejected, 0, "{stats:?}");
     new.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_rotates_across_a_running_cluster_without_a_refused_packet() {
+    init_logs();
+    let c = unique_cluster("rotate");
+    let a = start(&c, "a", &["r"], &[]).await;
+    let b = start(&c, "b", &["r"], &[&a]).await;
+    let d = start(&c, "d", &["r"], &[&a]).await;
+    let nodes = [&a, &b, &d];
+    wait_until(Duration::from_secs(10), "all see all", || {
+        all_see(&nodes, "r", &["a", "b", "d"])
+    })
+    .await;
+    let (old, new) = (test_secret(), Secret::generate());
+    // Watch every node's view, every 10 ms, for the whole rotation.
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let watcher = {
+        let nodes: Vec<Node> = nodes.iter().map(|n| (*n).clone()).collect();
+        tokio::spawn(async move {
+            let mut gaps = Vec::new();
+            while !*stopped.borrow() {
+                for n in &nodes {
+                    if n.nodes_with_role("r").len() != 3 {
+                        gaps.push(n.id().name().to_owned());
+                    }
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(10), stopped.changed()).await;
+            }
+            gaps
+        })
+    };
+    let rounds_before: Vec<u64> = nodes
+        .iter()
+        .map(|n| n.gossip_stats().packets_received)
+        .collect();
+    for ring in [
+        vec![old.clone(), new.clone()],
+        vec![new.clone(), old.clone()],
+        vec![new.clone()],
+    ] {
+        for n in nodes {
+            n.set_secrets(ring.clone()).unwrap();
+            assert_eq!(n.cluster_keys("rpc-handshake").len(), ring.len());
+        }
+        // A few gossip rounds under this keyring.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    stop.send_replace(true);
+    let gaps = watcher.await.unwrap();
+    assert!(
+        gaps.is_empty(),
+        "nodes missed a peer during the rotation: {gaps:?}"
+    );
+    for (n, before) in nodes.iter().zip(rounds_before) {
+        let stats = n.gossip_stats();
+        assert_eq!(stats.packets_rejected, 0, "{}: {stats:?}", n.id());
+        assert!(stats.packets_received > before + 5, "{}: {stats:?}", n.id());
+    }
+    // A node that still has only the old key is refused by all.
+    let late = builder(&c, "late")
+        .roles(["r"])
+        .secret_key(old)
+        .seeds([a.gossip_addr().to_string()])
+        .start()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(5), "a refuses the old key", || {
+        a.gossip_stats().packets_rejected > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(all_see(&nodes, "r", &["a", "b", "d"]));
+    let seen: Vec<String> = late
+        .members()
+        .iter()
+        .map(|m| m.id.name().to_owned())
+        .collect();
+    assert_eq!(seen, ["late"], "the node with the old key got in");
+    for n in [a, b, d, late] {
+        n.shutdown().await;
+    }
 }
