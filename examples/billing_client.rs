@@ -31,7 +31,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .cluster("billing-example")
         .name("billing-client")
         .listen("127.0.0.1:0")
-        .secret("billing-example-secret")
+        // The secret comes from CLUSTER_SECRET (or CLUSTER_SECRET_FILE): the server's.
         .from_env()?
         .start()
         .await?;

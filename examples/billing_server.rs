@@ -1,16 +1,22 @@
 //! A billing node: serves the `Billing` service under role `billing` until SIGTERM/Ctrl-C.
 //!
+//! Both nodes need the cluster's secret in `CLUSTER_SECRET`: make one, once, and give the same
+//! value to both terminals.
+//!
 //! Terminal 1:
 //! ```text
+//! export CLUSTER_SECRET=$(cargo run -q -p easy-rpc-cli -- keygen)   # or: openssl rand -base64 32
+//! echo $CLUSTER_SECRET
 //! cargo run --example billing_server
 //! ```
 //! Terminal 2:
 //! ```text
+//! export CLUSTER_SECRET=<the value printed in terminal 1>
 //! CLUSTER_SEEDS=127.0.0.1:7946 cargo run --example billing_client
 //! ```
 //!
 //! Configured from `CLUSTER_*` like any node; without `CLUSTER_LISTEN` it listens on
-//! 127.0.0.1:7946 (gossip UDP and RPC TCP).
+//! 127.0.0.1:7946 (gossip UDP and RPC TCP). Without a secret it stops, saying how to make one.
 
 use easy_rpc::Node;
 use easy_rpc_examples::impls::BillingImpl;
@@ -32,7 +38,7 @@ async fn run() -> Result<(), easy_rpc::Error> {
         .cluster("billing-example")
         .name(&name)
         .listen("127.0.0.1:7946")
-        .secret("billing-example-secret")
+        // The secret comes from CLUSTER_SECRET (or CLUSTER_SECRET_FILE).
         .from_env()?
         .roles(["billing"])
         .serve(BillingImpl::new(&name).serve())

@@ -13,6 +13,9 @@
 //! running twice; the dead node's carts move);
 //! stops an audit node with SIGTERM (a graceful leave) and shows `all` answer without it; then
 //! stops everything and prints a summary. It exits 0 when every step worked, 1 otherwise.
+//!
+//! The cluster's secret is made at start (`Secret::generate`) and given to the node processes
+//! in `CLUSTER_SECRET`, as a deployment gives every node the same secret.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
@@ -21,6 +24,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use easy_rpc::Node;
+use easy_rpc::cluster_helper::Secret;
 use easy_rpc_examples::impls::{AuditImpl, BillingImpl, CartImpl};
 use easy_rpc_examples::services::{Audit, AuditClient, Billing, BillingClient, Cart, CartClient};
 use easy_rpc_examples::{init_logs, render_role_table};
@@ -88,7 +92,7 @@ struct Member {
     child: Child,
 }
 
-fn spawn(cluster: &str, name: &str, roles: &str, seed: &str) -> Member {
+fn spawn(cluster: &str, secret: &Secret, name: &str, roles: &str, seed: &str) -> Member {
     let child = Command::new(std::env::current_exe().expect("own path"))
         .env(CHILD_ENV, "1")
         .env("CLUSTER_NAME", cluster)
@@ -96,7 +100,7 @@ fn spawn(cluster: &str, name: &str, roles: &str, seed: &str) -> Member {
         .env("CLUSTER_ROLES", roles)
         .env("CLUSTER_SEEDS", seed)
         .env("CLUSTER_LISTEN", "127.0.0.1:0")
-        .env("CLUSTER_SECRET", "demo-secret")
+        .env("CLUSTER_SECRET", secret.to_base64())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
@@ -207,12 +211,13 @@ where
 
 async fn demo() -> bool {
     let cluster = format!("demo-{}", std::process::id());
+    let secret = Secret::generate();
     let gateway = match Node::builder()
         .cluster(&cluster)
         .name("gateway")
         .roles(["gateway"])
         .listen("127.0.0.1:0")
-        .secret("demo-secret")
+        .secret_key(secret.clone())
         .start()
         .await
     {
@@ -235,7 +240,7 @@ async fn demo() -> bool {
         ("audit-2", "audit"),
     ]
     .into_iter()
-    .map(|(name, roles)| spawn(&cluster, name, roles, &seed))
+    .map(|(name, roles)| spawn(&cluster, &secret, name, roles, &seed))
     .collect();
     let mut steps: Vec<(String, bool, String)> = Vec::new();
     let mut step = |name: &str, ok: bool, detail: String| {

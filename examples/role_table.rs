@@ -2,6 +2,7 @@
 //! it changes, until SIGTERM/Ctrl-C (then it leaves gracefully).
 //!
 //! ```text
+//! export CLUSTER_SECRET=$(cargo run -q -p easy-rpc-cli -- keygen)
 //! CLUSTER_ROLES=billing CLUSTER_LISTEN=127.0.0.1:7946 cargo run --example role_table
 //! CLUSTER_ROLES=audit CLUSTER_LISTEN=127.0.0.1:7947 CLUSTER_SEEDS=127.0.0.1:7946 \
 //!     cargo run --example role_table

@@ -38,7 +38,7 @@ impl Cluster {
                 .cluster(&name)
                 .name(format!("caller-{i}"))
                 .listen("127.0.0.1:0")
-                .secret("test-secret")
+                .secret(easy_rpc_tests::TEST_SECRET)
                 .gossip_interval(Duration::from_millis(100))
                 .default_node(false);
             if let Some(first) = callers.first() {
@@ -468,7 +468,7 @@ async fn losing_every_seed_keeps_the_cluster_working_and_a_late_node_still_joins
                 .cluster(&name)
                 .name(format!("caller-{i}"))
                 .listen(format!("{}:{port}", pod_ip(k)))
-                .secret("test-secret")
+                .secret(easy_rpc_tests::TEST_SECRET)
                 .gossip_interval(Duration::from_millis(100))
                 .default_node(false)
                 .seeds([seeds.as_str()])

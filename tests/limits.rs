@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use easy_rpc::Node;
 use easy_rpc_tests::churn::WorkClient;
-use easy_rpc_tests::cluster::{init_logs, unique_cluster, wait_until};
+use easy_rpc_tests::cluster::{TEST_SECRET, init_logs, unique_cluster, wait_until};
 use easy_rpc_tests::process::NodeProcess;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -80,7 +80,7 @@ async fn caller(cluster: &str, name: &str, seed: &str) -> (Node, SocketAddr) {
         .cluster(cluster)
         .name(name)
         .listen("127.0.0.1:0")
-        .secret("test-secret")
+        .secret(TEST_SECRET)
         .gossip_interval(Duration::from_millis(100))
         .join_timeout(Duration::from_secs(3))
         .seeds([seed])
@@ -259,7 +259,7 @@ async fn authenticated(
     service: &str,
 ) -> impl AsyncRead + AsyncWrite + Unpin + Send + use<> {
     let key = easy_rpc::cluster_helper::ClusterKey::derive(
-        b"test-secret",
+        easy_rpc_tests::cluster::test_secret().expose(),
         cluster,
         easy_rpc::__private::RPC_KEY_PURPOSE,
     );

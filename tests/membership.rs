@@ -139,7 +139,7 @@ async fn other_clusters_and_wrong_secrets_never_appear() {
     // Same cluster name, other secret.
     let wrong_secret = builder(&c, "y")
         .roles(["billing"])
-        .secret("not-the-secret")
+        .secret(easy_rpc_tests::OTHER_SECRET)
         .seeds([a.gossip_addr().to_string()])
         .start()
         .await

@@ -53,11 +53,13 @@ impl Greeter for GreeterImpl {
 #[tokio::main]
 async fn main() -> Result<(), easy_rpc::Error> {
     let cluster = format!("outside-crate-{}", std::process::id());
+    // Both nodes share the cluster secret (from `easy-rpc keygen`, usually in CLUSTER_SECRET).
+    let secret = easy_rpc::cluster_helper::Secret::generate();
     let server = easy_rpc::Node::builder()
         .cluster(&cluster)
         .name("server")
         .listen("127.0.0.1:0")
-        .secret("outside-crate-secret")
+        .secret_key(secret.clone())
         .roles(["greeter"])
         .serve(GreeterImpl.serve())
         .start()
@@ -66,7 +68,7 @@ async fn main() -> Result<(), easy_rpc::Error> {
         .cluster(&cluster)
         .name("client")
         .listen("127.0.0.1:0")
-        .secret("outside-crate-secret")
+        .secret_key(secret)
         .seeds([server.gossip_addr().to_string()])
         .start()
         .await?;

@@ -74,6 +74,39 @@ async fn processes_sync_roles_leave_gracefully_crash_and_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_or_a_weak_one_stops_start_up_saying_how_to_make_one() {
+    for (value, expect) in [
+        // Unset (blank counts as unset).
+        ("", "no cluster secret: set CLUSTER_SECRET"),
+        (
+            "hunter2",
+            "invalid CLUSTER_SECRET: it is neither base64 nor hex",
+        ),
+        (
+            "c2hvcnQ=",
+            "invalid CLUSTER_SECRET: it decodes to 5 bytes, not 32",
+        ),
+    ] {
+        let mut p = NodeProcess::spawn(EXE, "nosecret", &[("CLUSTER_SECRET", value.to_owned())]);
+        assert_eq!(
+            p.wait_exit(Duration::from_secs(10)).await,
+            Some(2),
+            "{value:?}"
+        );
+        let out = p.output().join("\n");
+        assert!(
+            out.contains(expect) && out.contains("easy-rpc keygen"),
+            "{value:?}: {out}"
+        );
+        assert!(
+            value.is_empty() || !out.contains(value),
+            "the secret was shown: {out}"
+        );
+        assert!(!out.contains("STARTED"), "{value:?}: {out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_environment_stops_start_up_naming_the_variable() {
     for (var, value, expect) in [
         ("CLUSTER_ROLES", "billing,bad role", "CLUSTER_ROLES"),

@@ -35,7 +35,7 @@ fn builder(cluster: &str, name: &str) -> NodeBuilder {
         .cluster(cluster)
         .name(name)
         .listen("127.0.0.1:0")
-        .secret("lifecycle-secret")
+        .secret(easy_rpc_tests::TEST_SECRET)
         .gossip_interval(Duration::from_millis(100))
         .leave_grace(Duration::from_millis(200))
 }

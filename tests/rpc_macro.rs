@@ -37,7 +37,7 @@ async fn calls_through_the_default_node() {
         .cluster(&c)
         .name("client")
         .listen("127.0.0.1:0")
-        .secret("s")
+        .secret(easy_rpc_tests::TEST_SECRET)
         .gossip_interval(Duration::from_millis(100))
         .start()
         .await
@@ -46,7 +46,7 @@ async fn calls_through_the_default_node() {
         .cluster(&c)
         .name("server")
         .listen("127.0.0.1:0")
-        .secret("s")
+        .secret(easy_rpc_tests::TEST_SECRET)
         .gossip_interval(Duration::from_millis(100))
         .roles(["clock"])
         .serve(ClockImpl.serve())

@@ -11,6 +11,7 @@ use easy_rpc::{
     Handler, MethodInfo, Never, Node, RejectReason, RpcError, Served, ServiceDef, Target,
 };
 use easy_rpc_tests::cluster::{init_logs, unique_cluster, wait_until};
+use easy_rpc_tests::{OTHER_SECRET, TEST_SECRET};
 use serde::{Deserialize, Serialize};
 
 struct AdderService;
@@ -277,7 +278,7 @@ async fn node_with_stats(
         .cluster(cluster)
         .name(name)
         .listen("127.0.0.1:0")
-        .secret("rpc-secret")
+        .secret(TEST_SECRET)
         .gossip_interval(Duration::from_millis(100))
         .leave_grace(Duration::from_millis(300))
         .roles(roles.iter().copied())
@@ -407,8 +408,8 @@ async fn bad_peers_are_refused_and_the_node_keeps_serving() {
             .seeds([server.gossip_addr().to_string()])
             .start()
     };
-    let wrong_secret = outsider(&c, "not-the-secret").await.unwrap();
-    let wrong_cluster = outsider(&format!("{c}-x"), "rpc-secret").await.unwrap();
+    let wrong_secret = outsider(&c, OTHER_SECRET).await.unwrap();
+    let wrong_cluster = outsider(&format!("{c}-x"), TEST_SECRET).await.unwrap();
     // They never see the server in their registries (gossip is authenticated too), so `any`
     // fails with NoNodeForRole; the handshake refusals are covered by the handshake's tests
     // and, over TCP, by calling a node that does not serve a service:
@@ -458,19 +459,19 @@ async fn handshake_refusals_over_tcp_leave_the_node_serving() {
     let (gw, nodes) = cluster_of(&c, &["hs-a"]).await;
     let server = &nodes[0].0;
     let addr = server.rpc_addr().unwrap();
-    let key = *cluster_helper_key("rpc-secret", &c);
+    let key = *cluster_helper_key(TEST_SECRET, &c);
     let try_handshake = |key: [u8; 32], service: &'static str| async move {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         easy_rpc::__private::handshake_client(&mut s, &key, service).await
     };
     assert_eq!(try_handshake(key, "Adder").await, Ok(()));
     // A wrong secret and a wrong cluster name look the same to the caller.
-    let other_key = *cluster_helper_key("other-secret", &c);
+    let other_key = *cluster_helper_key(OTHER_SECRET, &c);
     assert_eq!(
         try_handshake(other_key, "Adder").await,
         Err(Some(RejectReason::Unauthenticated))
     );
-    let other_cluster = *cluster_helper_key("rpc-secret", &format!("{c}-x"));
+    let other_cluster = *cluster_helper_key(TEST_SECRET, &format!("{c}-x"));
     assert_eq!(
         try_handshake(other_cluster, "Adder").await,
         Err(Some(RejectReason::Unauthenticated))
@@ -512,7 +513,9 @@ async fn handshake_refusals_over_tcp_leave_the_node_serving() {
 fn cluster_helper_key(secret: &str, cluster: &str) -> Box<[u8; 32]> {
     Box::new(
         *easy_rpc::cluster_helper::ClusterKey::derive(
-            secret.as_bytes(),
+            easy_rpc::cluster_helper::Secret::parse(secret)
+                .unwrap()
+                .expose(),
             cluster,
             easy_rpc::__private::RPC_KEY_PURPOSE,
         )
@@ -594,7 +597,7 @@ async fn retries_only_when_safe() {
         .cluster(&c)
         .name("r-broken")
         .listen("127.0.0.1:0")
-        .secret("rpc-secret")
+        .secret(TEST_SECRET)
         .gossip_interval(Duration::from_millis(100))
         .roles(["adder"])
         .services(["Adder"])
@@ -845,7 +848,7 @@ async fn all_is_bounded_by_a_stuck_node_and_only_serving_nodes_are_picked() {
         .cluster(&c)
         .name("bystander")
         .listen("127.0.0.1:0")
-        .secret("rpc-secret")
+        .secret(TEST_SECRET)
         .gossip_interval(Duration::from_millis(100))
         .roles(["adder"])
         .seeds([gw.gossip_addr().to_string()])
@@ -868,7 +871,7 @@ async fn all_is_bounded_by_a_stuck_node_and_only_serving_nodes_are_picked() {
         .cluster(&c)
         .name("impatient")
         .listen("127.0.0.1:0")
-        .secret("rpc-secret")
+        .secret(TEST_SECRET)
         .gossip_interval(Duration::from_millis(100))
         .default_node(false)
         .client_options(options)
@@ -939,7 +942,7 @@ async fn errors_keep_their_cause_and_say_whether_the_call_ran() {
         .cluster(&c)
         .name("e-closed")
         .listen("127.0.0.1:0")
-        .secret("rpc-secret")
+        .secret(TEST_SECRET)
         .gossip_interval(Duration::from_millis(100))
         .roles(["lonely"])
         .services(["Adder"])

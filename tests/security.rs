@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use easy_rpc::cluster_helper::ClusterKey;
+use easy_rpc::cluster_helper::{ClusterKey, Secret};
 use easy_rpc::{ClientOptions, Node, RejectReason, RpcError};
-use easy_rpc_tests::cluster::{init_logs, unique_cluster, wait_until};
+use easy_rpc_tests::cluster::{OTHER_SECRET, TEST_SECRET, init_logs, unique_cluster, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -165,14 +165,14 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A node of cluster `c` with gossip secret "s"; `serving` ones serve Vault with role
+/// A node of cluster `c` with secret `TEST_SECRET`; `serving` ones serve Vault with role
 /// "vault" and advertise `rpc_via` as their RPC address.
 async fn node(c: &str, name: &str, seed: Option<&Node>, serving: Option<&Relay>) -> Node {
     let mut b = Node::builder()
         .cluster(c)
         .name(name)
         .listen("127.0.0.1:0")
-        .secret("s")
+        .secret(TEST_SECRET)
         .gossip_interval(Duration::from_millis(100))
         .leave_grace(Duration::from_millis(1500))
         .default_node(false)
@@ -294,13 +294,13 @@ async fn a_flipped_or_injected_byte_ends_the_connection_never_a_wrong_reply() {
     }
 }
 
-/// The RPC key of `secret` in `cluster`.
+/// The RPC key of `secret` (base64, or any other text taken as raw bytes) in `cluster`.
 fn key(secret: &str, cluster: &str) -> ClusterKey {
-    ClusterKey::derive(
-        secret.as_bytes(),
-        cluster,
-        easy_rpc::__private::RPC_KEY_PURPOSE,
-    )
+    let bytes = match secret.parse::<Secret>() {
+        Ok(s) => s.expose().to_vec(),
+        Err(_) => secret.as_bytes().to_vec(),
+    };
+    ClusterKey::derive(&bytes, cluster, easy_rpc::__private::RPC_KEY_PURPOSE)
 }
 
 /// A raw handshake through the relay; returns its outcome and what the server sent.
@@ -329,9 +329,9 @@ async fn strangers_learn_nothing_and_peers_learn_why() {
     let (c, relay, server, clients) = setup("sec-stranger", 0).await;
     let rejected = server.rejected_connections();
 
-    let (wrong_secret, secret_bytes) = handshake_via(&relay, &key("other", &c), "Vault").await;
+    let (wrong_secret, secret_bytes) = handshake_via(&relay, &key(OTHER_SECRET, &c), "Vault").await;
     let (wrong_cluster, cluster_bytes) =
-        handshake_via(&relay, &key("s", &format!("{c}-x")), "Vault").await;
+        handshake_via(&relay, &key(TEST_SECRET, &format!("{c}-x")), "Vault").await;
     assert_eq!(wrong_secret, Err(Some(RejectReason::Unauthenticated)));
     assert_eq!(wrong_cluster, Err(Some(RejectReason::Unauthenticated)));
     assert_eq!(secret_bytes, cluster_bytes, "the same bytes for both");
@@ -344,7 +344,7 @@ async fn strangers_learn_nothing_and_peers_learn_why() {
     .await;
 
     // Authenticated peers are told why.
-    let right = key("s", &c);
+    let right = key(TEST_SECRET, &c);
     let (ok, ok_bytes) = handshake_via(&relay, &right, "Vault").await;
     assert_eq!(ok, Ok(()));
     assert!(ok_bytes.len() > preamble.len());

@@ -18,7 +18,7 @@ pub fn server(args: &[String]) {
             .cluster(&args[0])
             .name(&args[1])
             .listen("127.0.0.1:0")
-            .secret("bench")
+            .secret(easy_rpc_tests::TEST_SECRET)
             .roles(["work"])
             .seeds([args[2].as_str()])
             .serve(
@@ -150,7 +150,7 @@ pub fn run(quick: bool) {
                 .cluster(&cluster)
                 .name(format!("caller-{i}"))
                 .listen("127.0.0.1:0")
-                .secret("bench")
+                .secret(easy_rpc_tests::TEST_SECRET)
                 .default_node(false);
             if let Some(first) = callers.first() {
                 let first: &Node = first;

@@ -79,7 +79,7 @@ fn builder(cluster: &str, name: &str) -> NodeBuilder {
         .cluster(cluster)
         .name(name)
         .listen("127.0.0.1:0")
-        .secret("bench-secret")
+        .secret(easy_rpc_tests::TEST_SECRET)
         .rpc_listen(cluster_helper::RpcListen::Disabled)
 }
 
@@ -285,7 +285,7 @@ fn spawn_child(cluster: &str, name: &str, seed: &str, busy: bool) -> Child {
         .env("CLUSTER_ROLES", "worker")
         .env("CLUSTER_LISTEN", "127.0.0.1:0")
         .env("CLUSTER_RPC_LISTEN", "off")
-        .env("CLUSTER_SECRET", "bench-secret")
+        .env("CLUSTER_SECRET", easy_rpc_tests::TEST_SECRET)
         .env("CLUSTER_SEEDS", seed)
         .stdout(Stdio::null())
         .stderr(Stdio::null());

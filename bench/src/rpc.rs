@@ -116,7 +116,7 @@ pub fn server(args: &[String]) {
                     .cluster(cluster)
                     .name(name)
                     .listen("127.0.0.1:0")
-                    .secret("bench")
+                    .secret(easy_rpc_tests::TEST_SECRET)
                     .roles(["adder"])
                     .serve(AdderImpl(name.clone()).serve());
                 if let Some(seed) = args.get(3) {
@@ -305,7 +305,7 @@ pub fn run(quick: bool, same_core: bool) {
             .cluster(&cluster)
             .name("bench-client")
             .listen("127.0.0.1:0")
-            .secret("bench")
+            .secret(easy_rpc_tests::TEST_SECRET)
             .seeds([seed.as_str()])
             .start()
             .await

@@ -10,7 +10,7 @@ use crate::env::settings_from_env;
 use crate::error::{Error, Result};
 use crate::id::{Role, ServiceName, check_node_name, parse_cluster_name};
 use crate::node::Node;
-use crate::secret::Secret;
+use crate::secret::{Secret, parse_secret};
 use crate::seed::Seed;
 use crate::settings::{Field, Merged, Settings, merge};
 
@@ -45,7 +45,9 @@ use crate::settings::{Field, Merged, Settings, merge};
 ///     .name("billing-1")
 ///     .roles(["billing"])
 ///     .listen("127.0.0.1:0")
-///     .secret("not-a-real-secret")
+///     // Every node of the cluster has the same secret, e.g. made by `easy-rpc keygen` and
+///     // read from CLUSTER_SECRET by `.from_env()?`.
+///     .secret_key(cluster_helper::Secret::generate())
 ///     .start()
 ///     .await?;
 /// node.ready().await;
@@ -216,10 +218,57 @@ impl NodeBuilder {
         self
     }
 
-    /// The cluster secret: every gossip packet and RPC handshake is authenticated with keys
-    /// derived from it. It must not be empty, and it is never printed (see [`Secret`]).
-    pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
-        self.code.secret = Some((Secret::new(secret), ""));
+    /// The cluster secret, as `easy-rpc keygen` prints it: 32 random bytes in base64 or hex
+    /// (see [`Secret::parse`]). Every gossip packet and RPC handshake is authenticated with
+    /// keys derived from it; it is never printed. Replaces the keyring given before (by this
+    /// method, [`secret_key`](NodeBuilder::secret_key) or [`secrets`](NodeBuilder::secrets)).
+    /// A text that is not a secret is an [`Error::InvalidSecret`] returned by
+    /// [`start`](NodeBuilder::start).
+    pub fn secret(self, secret: impl AsRef<str>) -> Self {
+        match parse_secret("secret (NodeBuilder::secret)", secret.as_ref()) {
+            Ok(secret) => self.secret_key(secret),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// The cluster secret, already parsed or generated: like [`secret`](NodeBuilder::secret).
+    pub fn secret_key(self, secret: Secret) -> Self {
+        self.secrets([secret])
+    }
+
+    /// The keyring: several secrets, in order. The first one seals what the node sends and
+    /// proves it in handshakes; every one is accepted on receipt. To rotate a key without
+    /// downtime, add the new key (second) on every node, then make it first everywhere, then
+    /// remove the old one (see [`Node::set_secrets`]). An empty list is an error at
+    /// [`start`](NodeBuilder::start).
+    pub fn secrets(mut self, secrets: impl IntoIterator<Item = Secret>) -> Self {
+        let secrets: Vec<Secret> = secrets.into_iter().collect();
+        if secrets.is_empty() {
+            return self.fail(Error::config(
+                "secrets (NodeBuilder::secrets)",
+                "an empty list",
+                "at least one secret",
+            ));
+        }
+        self.code.secrets = Some((secrets, ""));
+        self
+    }
+
+    /// Runs without a secret: gossip and RPC keys derive from a fixed, public value and the
+    /// cluster name, so anyone who can reach the node can join the cluster, read its gossip
+    /// and call its services. For local experiments only (`CLUSTER_INSECURE=1` does the
+    /// same): the node logs a warning at start, and listens on `127.0.0.1:7946` unless a
+    /// listen address is set. Combined with a secret, [`start`](NodeBuilder::start) fails.
+    pub fn insecure(mut self) -> Self {
+        self.code.insecure = Some(true);
+        self
+    }
+
+    /// How old (or how far ahead, by the sender's clock) a gossip packet may be and still be
+    /// accepted: the clock-skew allowance between nodes (default 10 s, from 100 ms to 1 h;
+    /// see [`Config::gossip_max_packet_age`]).
+    pub fn gossip_max_packet_age(mut self, age: Duration) -> Self {
+        self.code.gossip_max_packet_age = Some(age);
         self
     }
 
@@ -342,11 +391,12 @@ fn cluster_vars(
             continue;
         };
         let value = value.into_string().map_err(|v| {
-            Error::config(
-                key,
-                v.to_string_lossy(),
-                "UTF-8 text (the value has bytes that are not)",
-            )
+            let shown = if key == "CLUSTER_SECRET" {
+                "<redacted>".into()
+            } else {
+                v.to_string_lossy()
+            };
+            Error::config(key, shown, "UTF-8 text (the value has bytes that are not)")
         })?;
         out.push((key.to_owned(), value));
     }
@@ -372,6 +422,14 @@ mod tests {
 
     fn seeds(c: &Config) -> Vec<String> {
         c.seeds.iter().map(Seed::to_string).collect()
+    }
+
+    /// Secrets made with `openssl rand -base64 32`, for these tests only.
+    const CODE_SECRET: &str = "0ZQkIkBmjy/L70cLhhI1PctBR36j4GBmY2f4t5Bq99c=";
+    const ENV_SECRET: &str = "kJMlVGokI8OS0NxCZheIGH+/WDqMdYVLdu5SqHQtB1Y=";
+
+    fn secret() -> Secret {
+        Secret::parse(CODE_SECRET).unwrap()
     }
 
     const OVERRIDDEN: &str =
@@ -565,13 +623,13 @@ mod tests {
             .from_vars([
                 ("CLUSTER_LISTEN", "0.0.0.0:7946"),
                 ("CLUSTER_ROLES", "audit"),
-                ("CLUSTER_SECRET", "env-secret-value"),
+                ("CLUSTER_SECRET", ENV_SECRET),
             ])
             .unwrap()
             .cluster("log-test")
             .listen("127.0.0.1:0")
             .roles(["billing"])
-            .secret("code-secret-value")
+            .secret(CODE_SECRET)
             .start()
             .await
             .unwrap();
@@ -586,12 +644,12 @@ mod tests {
         );
         assert!(
             logs.contains(
-                "CLUSTER_SECRET=<redacted> ignored: the program sets secret = <redacted>"
+                "CLUSTER_SECRET=<redacted> ignored: the program sets secrets = <redacted>"
             ),
             "{logs}"
         );
         assert!(
-            !logs.contains("secret-value"),
+            !logs.contains(ENV_SECRET) && !logs.contains(CODE_SECRET),
             "a secret was logged: {logs}"
         );
     }
@@ -651,6 +709,7 @@ mod tests {
         );
         // `.invalid` never resolves (RFC 6761).
         let e = NodeBuilder::new()
+            .secret_key(secret())
             .listen("nowhere.invalid:0")
             .start()
             .await
@@ -665,6 +724,7 @@ mod tests {
             .from_vars([("CLUSTER_ADVERTISE", "nowhere.invalid:7946")])
             .unwrap()
             .listen("127.0.0.1:0")
+            .secret_key(secret())
             .start()
             .await
             .unwrap_err()
@@ -677,6 +737,7 @@ mod tests {
         let node = NodeBuilder::new()
             .cluster("resolve-test")
             .listen("localhost:0")
+            .secret_key(secret())
             .start()
             .await
             .unwrap();
@@ -688,60 +749,77 @@ mod tests {
 
     #[tokio::test]
     async fn secrets_are_never_printed() {
-        const SECRET: &str = "very-secret-bytes";
         let b = NodeBuilder::new()
             .cluster("secret-test")
             .listen("127.0.0.1:0")
-            .secret(SECRET);
+            .secret(CODE_SECRET);
         let shown = format!("{b:?}");
         assert!(
-            !shown.contains(SECRET) && shown.contains("<redacted>"),
+            !shown.contains(CODE_SECRET) && shown.contains("<redacted>"),
             "{shown}"
         );
         let from_env = NodeBuilder::new()
-            .from_vars([("CLUSTER_SECRET", SECRET)])
+            .from_vars([("CLUSTER_SECRET", ENV_SECRET)])
             .unwrap();
         let shown = format!("{from_env:?}");
         assert!(
-            !shown.contains(SECRET) && shown.contains("<redacted>"),
+            !shown.contains(ENV_SECRET) && shown.contains("<redacted>"),
             "{shown}"
         );
 
         let config = Config {
-            secret: Some(Secret::new(SECRET)),
+            secrets: vec![secret()],
             ..Config::default()
         };
         let shown = format!("{config:?}");
-        assert!(shown.contains(r#"secret: Some("<redacted>")"#), "{shown}");
-        assert!(!shown.contains(SECRET), "{shown}");
-        assert!(format!("{:?}", Config::default()).contains("secret: None"));
+        assert!(shown.contains(r#"secrets: ["<redacted>"]"#), "{shown}");
+        assert!(!shown.contains(CODE_SECRET), "{shown}");
+        assert!(format!("{:?}", Config::default()).contains("secrets: []"));
 
         let node = b.start().await.unwrap();
         let shown = format!("{:?} {:?}", node.config(), node);
         assert!(
-            !shown.contains(SECRET) && shown.contains(r#"secret: Some("<redacted>")"#),
+            !shown.contains(CODE_SECRET) && shown.contains(r#"secrets: ["<redacted>"]"#),
             "{shown}"
         );
-        assert_eq!(
-            node.config().secret.as_ref().map(Secret::expose),
-            Some(SECRET.as_bytes())
-        );
+        assert_eq!(node.config().secrets, vec![secret()]);
         node.shutdown().await;
     }
 
     #[tokio::test]
-    async fn empty_secret_and_bad_phi_are_refused() {
+    async fn bad_secrets_and_bad_phi_are_refused() {
+        for (text, reason) in [
+            ("", "empty"),
+            ("hunter2", "neither base64 nor hex"),
+            ("AAA=", "2 bytes"),
+        ] {
+            let e = NodeBuilder::new()
+                .listen("127.0.0.1:0")
+                .secret(text)
+                .start()
+                .await
+                .unwrap_err();
+            assert!(matches!(e, Error::InvalidSecret { .. }), "{e:?}");
+            let e = e.to_string();
+            assert!(
+                e.starts_with("invalid secret (NodeBuilder::secret): ")
+                    && e.contains(reason)
+                    && e.contains("easy-rpc keygen"),
+                "{e}"
+            );
+        }
         let e = NodeBuilder::new()
             .listen("127.0.0.1:0")
-            .secret("")
+            .secrets([])
             .start()
             .await
             .unwrap_err()
             .to_string();
-        assert!(e.contains("secret") && e.contains("non-empty"), "{e}");
+        assert!(e.contains("at least one secret"), "{e}");
         for phi in [f64::NAN, 0.5, f64::INFINITY] {
             let e = NodeBuilder::new()
                 .listen("127.0.0.1:0")
+                .secret_key(secret())
                 .phi_threshold(phi)
                 .start()
                 .await
@@ -749,6 +827,167 @@ mod tests {
                 .to_string();
             assert!(e.contains("phi threshold"), "{e}");
         }
+    }
+
+    #[tokio::test]
+    async fn no_secret_no_node() {
+        let e = NodeBuilder::new()
+            .listen("127.0.0.1:0")
+            .start()
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::MissingSecret), "{e:?}");
+        let e = e.to_string();
+        for part in [
+            "CLUSTER_SECRET",
+            "CLUSTER_SECRET_FILE",
+            "32 random bytes in base64 or hex",
+            "easy-rpc keygen",
+            "openssl rand -base64 32",
+            "CLUSTER_INSECURE=1",
+        ] {
+            assert!(e.contains(part), "{part:?} missing from: {e}");
+        }
+        // A blank variable is no secret either.
+        let e = NodeBuilder::new()
+            .from_vars([("CLUSTER_SECRET", " ")])
+            .unwrap()
+            .listen("127.0.0.1:0")
+            .start()
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::MissingSecret), "{e:?}");
+    }
+
+    #[test]
+    fn insecure_mode_listens_on_loopback_by_default() {
+        let (c, _, _) = merged(&NodeBuilder::new().insecure());
+        assert!(c.insecure);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7946");
+        let b = NodeBuilder::new()
+            .from_vars([("CLUSTER_INSECURE", "yes")])
+            .unwrap();
+        assert_eq!(merged(&b).0.listen.to_string(), "127.0.0.1:7946");
+        // A listen address given anywhere wins.
+        let b = NodeBuilder::new().insecure().listen("0.0.0.0:9000");
+        assert_eq!(merged(&b).0.listen.to_string(), "0.0.0.0:9000");
+        let b = NodeBuilder::new()
+            .from_vars([
+                ("CLUSTER_INSECURE", "1"),
+                ("CLUSTER_LISTEN", "10.0.0.1:7946"),
+            ])
+            .unwrap();
+        assert_eq!(merged(&b).0.listen.to_string(), "10.0.0.1:7946");
+        let base = Config {
+            listen: Address::Ip("0.0.0.0:9001".parse().unwrap()),
+            ..Config::default()
+        };
+        let b = NodeBuilder::new().config(base).insecure();
+        assert_eq!(merged(&b).0.listen.to_string(), "0.0.0.0:9001");
+        // Not insecure: the usual default.
+        let (c, _, _) = merged(&NodeBuilder::new());
+        assert!(!c.insecure);
+        assert_eq!(c.listen.to_string(), "0.0.0.0:7946");
+        let b = NodeBuilder::new()
+            .from_vars([("CLUSTER_INSECURE", "false")])
+            .unwrap();
+        assert_eq!(merged(&b).0.listen.to_string(), "0.0.0.0:7946");
+    }
+
+    #[tokio::test]
+    async fn insecure_nodes_start_warn_and_gossip_with_each_other() {
+        let a = NodeBuilder::new()
+            .cluster("insecure-test")
+            .insecure()
+            .listen("127.0.0.1:0")
+            .name("a")
+            .roles(["x"])
+            .start()
+            .await
+            .unwrap();
+        assert!(a.is_insecure());
+        let b = NodeBuilder::new()
+            .cluster("insecure-test")
+            .from_vars([("CLUSTER_INSECURE", "true")])
+            .unwrap()
+            .listen("127.0.0.1:0")
+            .name("b")
+            .seeds([a.gossip_addr().to_string()])
+            .gossip_interval(Duration::from_millis(50))
+            .start()
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while b.nodes_with_role("x").is_empty() {
+            assert!(std::time::Instant::now() < deadline, "b never saw a");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(a.cluster_keys("rpc").len(), 1);
+        a.shutdown().await;
+        b.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn insecure_with_a_secret_is_refused() {
+        let e = NodeBuilder::new()
+            .listen("127.0.0.1:0")
+            .insecure()
+            .secret(CODE_SECRET)
+            .start()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("insecure mode and secret") && e.contains("not both"),
+            "{e}"
+        );
+        let e = NodeBuilder::new()
+            .from_vars([("CLUSTER_INSECURE", "1"), ("CLUSTER_SECRET", ENV_SECRET)])
+            .unwrap()
+            .listen("127.0.0.1:0")
+            .start()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("CLUSTER_INSECURE and CLUSTER_SECRET") && e.contains("not both"),
+            "{e}"
+        );
+        let e = NodeBuilder::new()
+            .from_vars([("CLUSTER_INSECURE", "maybe")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("CLUSTER_INSECURE") && e.contains("1, true or yes"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn max_packet_age_is_checked() {
+        let e = NodeBuilder::new()
+            .listen("127.0.0.1:0")
+            .secret_key(secret())
+            .gossip_max_packet_age(Duration::from_millis(10))
+            .start()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("gossip max packet age") && e.contains("100ms to 1h"),
+            "{e}"
+        );
+        let b = NodeBuilder::new()
+            .from_vars([("CLUSTER_GOSSIP_MAX_PACKET_AGE_MS", "2500")])
+            .unwrap();
+        assert_eq!(
+            merged(&b).0.gossip_max_packet_age,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(
+            Config::default().gossip_max_packet_age,
+            Duration::from_secs(10)
+        );
     }
 
     #[cfg(unix)]
@@ -768,6 +1007,15 @@ mod tests {
             .to_string();
         assert!(
             err.contains("CLUSTER_ROLES") && err.contains("UTF-8"),
+            "{err}"
+        );
+        // A secret that is not UTF-8: named, never shown.
+        let secret = OsString::from_vec(b"k\xffSECRETBYTES".to_vec());
+        let err = cluster_vars(vec![(OsString::from("CLUSTER_SECRET"), secret)])
+            .expect_err("a non-UTF-8 secret is refused")
+            .to_string();
+        assert!(
+            err.contains("CLUSTER_SECRET") && err.contains("UTF-8") && !err.contains("SECRETBYTES"),
             "{err}"
         );
     }

@@ -62,13 +62,14 @@ impl fmt::Display for RpcListen {
 /// configured; [`Node::gossip_addr`](crate::Node::gossip_addr) and
 /// [`Node::rpc_addr`](crate::Node::rpc_addr) give what they resolved to.
 ///
-/// Its `Debug` output never shows the secret:
+/// Its `Debug` output never shows the secrets:
 ///
 /// ```
+/// let secret = cluster_helper::Secret::generate();
 /// let mut config = cluster_helper::Config::default();
-/// config.secret = Some(cluster_helper::Secret::new("hunter2"));
+/// config.secrets = vec![secret.clone()];
 /// let shown = format!("{config:?}");
-/// assert!(shown.contains(r#"secret: Some("<redacted>")"#) && !shown.contains("hunter2"));
+/// assert!(shown.contains(r#"secrets: ["<redacted>"]"#) && !shown.contains(&secret.to_base64()));
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -87,7 +88,8 @@ pub struct Config {
     pub services: BTreeSet<ServiceName>,
     /// Where peers might be (`CLUSTER_SEEDS`, comma separated).
     pub seeds: Vec<Seed>,
-    /// The gossip (UDP) listen address (`CLUSTER_LISTEN`, default `0.0.0.0:7946`).
+    /// The gossip (UDP) listen address (`CLUSTER_LISTEN`, default `0.0.0.0:7946`; in
+    /// [`insecure`](Config::insecure) mode the default is `127.0.0.1:7946`).
     pub listen: Address,
     /// The gossip address peers use to reach this node (`CLUSTER_ADVERTISE`, e.g. the pod IP;
     /// port 0, or a bare IP in the variable, takes the bound gossip port). Default: the listen
@@ -98,10 +100,25 @@ pub struct Config {
     /// The RPC address peers use (`CLUSTER_RPC_ADVERTISE`; port 0 takes the RPC listener's
     /// port). Default: the advertised gossip IP with the RPC listener's port.
     pub rpc_advertise: Option<Address>,
-    /// The cluster secret (`CLUSTER_SECRET`, or the contents of `CLUSTER_SECRET_FILE`).
-    /// Without one, gossip is still encrypted but with a key anyone can derive from the cluster
-    /// name: a warning is logged.
-    pub secret: Option<Secret>,
+    /// The keyring: the cluster secrets, in order (`CLUSTER_SECRET`: one secret or a comma
+    /// separated list; or `CLUSTER_SECRET_FILE`: the path of a file holding one per line).
+    /// The first one seals what the node sends and proves it in handshakes; every one is
+    /// accepted on receipt, so that a key can be rotated without downtime (see
+    /// [`Node::set_secrets`](crate::Node::set_secrets)). A node does not start without one,
+    /// unless [`insecure`](Config::insecure).
+    pub secrets: Vec<Secret>,
+    /// Runs without a secret (`CLUSTER_INSECURE=1`): gossip and RPC keys derive from a fixed,
+    /// public value and the cluster name, so anyone who can reach the node can join the
+    /// cluster, read its gossip and call its services. For local experiments only: a warning
+    /// is logged at start, and the default listen address becomes `127.0.0.1:7946`. Setting
+    /// both a secret and this is an error.
+    pub insecure: bool,
+    /// How old (or how far in the future, by the sender's clock) a gossip packet may be and
+    /// still be accepted (`CLUSTER_GOSSIP_MAX_PACKET_AGE_MS`, default 10s, from 100ms to 1h).
+    /// This is the clock-skew allowance between nodes: keep their clocks synchronised (NTP)
+    /// to well within it. Older packets are dropped, so that a recorded packet cannot be
+    /// replayed later.
+    pub gossip_max_packet_age: Duration,
     /// The DNS server for `dns:`/`srv:`/hostname seeds (`CLUSTER_DNS_SERVER`, `ip:port`; a bare
     /// IP means port 53). Default: the system's resolver configuration.
     pub dns_server: Option<Address>,
@@ -142,7 +159,9 @@ impl Default for Config {
             advertise: None,
             rpc_listen: RpcListen::SamePort,
             rpc_advertise: None,
-            secret: None,
+            secrets: Vec::new(),
+            insecure: false,
+            gossip_max_packet_age: Duration::from_secs(10),
             dns_server: None,
             gossip_interval: Duration::from_millis(250),
             phi_threshold: 8.0,
@@ -167,6 +186,8 @@ pub const ENV_VARS: &[&str] = &[
     "CLUSTER_RPC_ADVERTISE",
     "CLUSTER_SECRET",
     "CLUSTER_SECRET_FILE",
+    "CLUSTER_INSECURE",
+    "CLUSTER_GOSSIP_MAX_PACKET_AGE_MS",
     "CLUSTER_DNS_SERVER",
     "CLUSTER_GOSSIP_INTERVAL",
     "CLUSTER_PHI_THRESHOLD",
@@ -226,15 +247,27 @@ impl Config {
                 "a DNS server address with a port from 1 to 65535 (a bare IP means port 53)".into(),
             );
         }
-        if let Some(secret) = &self.secret
-            && secret.is_empty()
+        if self.gossip_max_packet_age < Duration::from_millis(100)
+            || self.gossip_max_packet_age > Duration::from_secs(3600)
         {
             return fail(
-                Field::Secret,
-                String::new(),
-                "a non-empty secret (or none at all)".into(),
+                Field::GossipMaxPacketAge,
+                format!("{:?}", self.gossip_max_packet_age),
+                "a duration from 100ms to 1h, e.g. 10s".into(),
             );
         }
-        Ok(())
+        match (self.insecure, self.secrets.is_empty()) {
+            (false, true) => Err(Error::MissingSecret),
+            (true, false) => Err(Error::config(
+                format!(
+                    "{} and {}",
+                    origins.label(Field::Insecure),
+                    origins.label(Field::Secrets)
+                ),
+                "both set",
+                "either a secret or insecure mode, not both",
+            )),
+            _ => Ok(()),
+        }
     }
 }

@@ -9,7 +9,7 @@ use crate::address::Address;
 use crate::config::RpcListen;
 use crate::error::Error;
 use crate::id::{Role, check_node_name, parse_cluster_name, reason_of};
-use crate::secret::Secret;
+use crate::secret::{Secret, parse_secret};
 use crate::seed::parse_seed_list;
 use crate::settings::Settings;
 
@@ -54,7 +54,7 @@ pub(crate) fn settings_from_env(get: impl Fn(&str) -> Option<String>) -> Result<
     if let Some(v) = var("CLUSTER_RPC_ADVERTISE") {
         s.rpc_advertise = Some(Address::parse("CLUSTER_RPC_ADVERTISE", &v, Some(0))?);
     }
-    match (get("CLUSTER_SECRET"), get("CLUSTER_SECRET_FILE")) {
+    match (var("CLUSTER_SECRET"), var("CLUSTER_SECRET_FILE")) {
         (Some(_), Some(_)) => {
             return Err(Error::config(
                 "CLUSTER_SECRET and CLUSTER_SECRET_FILE",
@@ -62,32 +62,29 @@ pub(crate) fn settings_from_env(get: impl Fn(&str) -> Option<String>) -> Result<
                 "only one of them",
             ));
         }
-        (Some(secret), None) => {
-            if secret.is_empty() {
-                return Err(Error::config(
-                    "CLUSTER_SECRET",
-                    "",
-                    "a non-empty secret (or leave the variable unset)",
-                ));
-            }
-            s.secret = Some((Secret::from(secret), "CLUSTER_SECRET"));
+        (Some(list), None) => {
+            s.secrets = Some((parse_secret_list(&list)?, "CLUSTER_SECRET"));
         }
         (None, Some(path)) => {
-            let bytes = std::fs::read(&path).map_err(|source| Error::SecretFile {
-                path: path.clone(),
-                source,
-            })?;
-            let trimmed = bytes.trim_ascii_end();
-            if trimmed.is_empty() {
-                return Err(Error::config(
-                    "CLUSTER_SECRET_FILE",
-                    path,
-                    "a file holding a non-empty secret",
-                ));
-            }
-            s.secret = Some((Secret::new(trimmed), "CLUSTER_SECRET_FILE"));
+            s.secrets = Some((read_secret_file(path.trim())?, "CLUSTER_SECRET_FILE"));
         }
         (None, None) => {}
+    }
+    if let Some(v) = var("CLUSTER_INSECURE") {
+        s.insecure = Some(match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" => true,
+            "0" | "false" | "no" => false,
+            _ => {
+                return Err(Error::config(
+                    "CLUSTER_INSECURE",
+                    v,
+                    "1, true or yes to run without a secret (0, false or no: not insecure)",
+                ));
+            }
+        });
+    }
+    if let Some(v) = var("CLUSTER_GOSSIP_MAX_PACKET_AGE_MS") {
+        s.gossip_max_packet_age = Some(parse_duration("CLUSTER_GOSSIP_MAX_PACKET_AGE_MS", &v)?);
     }
     if let Some(v) = var("CLUSTER_DNS_SERVER") {
         s.dns_server = Some(Address::parse("CLUSTER_DNS_SERVER", &v, Some(53))?);
@@ -119,6 +116,93 @@ pub(crate) fn settings_from_env(get: impl Fn(&str) -> Option<String>) -> Result<
         s.dns_max_interval = Some(parse_duration("CLUSTER_DNS_MAX_INTERVAL", &v)?);
     }
     Ok(s)
+}
+
+/// The most a secret file may hold: a keyring is a few lines of 45 characters.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// Parses `CLUSTER_SECRET`: one secret, or a comma-separated keyring (first one first).
+fn parse_secret_list(v: &str) -> Result<Vec<Secret>, Error> {
+    let items: Vec<&str> = v.split(',').collect();
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let setting = if items.len() == 1 {
+                "CLUSTER_SECRET".to_owned()
+            } else {
+                format!("CLUSTER_SECRET (key {} of {})", i + 1, items.len())
+            };
+            parse_secret(&setting, item)
+        })
+        .collect()
+}
+
+/// Reads the keyring in the file at `path`: one secret per line, blank lines and lines
+/// starting with `#` ignored. Refuses a file over [`MAX_SECRET_FILE`]; warns when the file can
+/// be read by its group or by others.
+fn read_secret_file(path: &str) -> Result<Vec<Secret>, Error> {
+    use std::io::Read;
+    let io_err = |source| Error::SecretFile {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io_err)?;
+    let meta = file.metadata().map_err(io_err)?;
+    warn_if_readable_by_others(path, &meta);
+    let mut text = zeroize::Zeroizing::new(String::new());
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(io_err)?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(Error::config(
+            "CLUSTER_SECRET_FILE",
+            path,
+            "a file of at most 64 KiB holding one secret per line",
+        ));
+    }
+    let mut secrets = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        secrets.push(parse_secret(
+            &format!("CLUSTER_SECRET_FILE {path:?} line {}", n + 1),
+            line,
+        )?);
+    }
+    if secrets.is_empty() {
+        return Err(Error::config(
+            "CLUSTER_SECRET_FILE",
+            path,
+            "a file holding at least one secret (one per line; blank lines and # comments are \
+             ignored)",
+        ));
+    }
+    Ok(secrets)
+}
+
+/// Logs a warning when the secret file's permissions let its group or others read it.
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &str, meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode();
+    let open = mode & 0o077 != 0;
+    if open {
+        tracing::warn!(
+            "CLUSTER_SECRET_FILE {path:?} can be read by other users (mode {:o}): \
+             restrict it, e.g. chmod 600 {path:?}",
+            mode & 0o777
+        );
+    }
+    open
+}
+
+/// File permissions are not checked on this platform.
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &str, _meta: &std::fs::Metadata) -> bool {
+    false
 }
 
 /// Parses a comma list of roles; the error names `setting` and the offending role.
@@ -196,7 +280,9 @@ mod tests {
             ("CLUSTER_ADVERTISE", "10.1.2.3"),
             ("CLUSTER_RPC_LISTEN", "off"),
             ("CLUSTER_RPC_ADVERTISE", "rpc.billing:7000"),
-            ("CLUSTER_SECRET", "s3cret"),
+            ("CLUSTER_SECRET", A),
+            ("CLUSTER_INSECURE", "no"),
+            ("CLUSTER_GOSSIP_MAX_PACKET_AGE_MS", "5000"),
             ("CLUSTER_DNS_SERVER", "127.0.0.1:5353"),
             ("CLUSTER_GOSSIP_INTERVAL", "100ms"),
             ("CLUSTER_PHI_THRESHOLD", "10"),
@@ -222,8 +308,10 @@ mod tests {
                 port: 7000
             })
         );
-        let (secret, var) = s.secret.unwrap();
-        assert_eq!((secret.expose(), var), (&b"s3cret"[..], "CLUSTER_SECRET"));
+        let (secrets, var) = s.secrets.unwrap();
+        assert_eq!((secrets, var), (vec![secret(A)], "CLUSTER_SECRET"));
+        assert_eq!(s.insecure, Some(false));
+        assert_eq!(s.gossip_max_packet_age, Some(Duration::from_secs(5)));
         assert_eq!(s.dns_server, Some(addr("127.0.0.1:5353")));
         assert_eq!(s.gossip_interval, Some(Duration::from_millis(100)));
         assert_eq!(s.phi_threshold, Some(10.0));
@@ -279,13 +367,19 @@ mod tests {
         );
         let e = err(&[("CLUSTER_SEEDS", "10.0.0.1:0")]);
         assert!(e.contains("CLUSTER_SEEDS"), "{e}");
-        let e = err(&[("CLUSTER_SECRET", "a"), ("CLUSTER_SECRET_FILE", "/x")]);
+        let e = err(&[("CLUSTER_SECRET", A), ("CLUSTER_SECRET_FILE", "/x")]);
         assert!(e.contains("only one"), "{e}");
-        let e = err(&[("CLUSTER_SECRET", "")]);
+        let e = err(&[("CLUSTER_SECRET", "s3cret")]);
         assert!(
-            e.contains("CLUSTER_SECRET") && e.contains("non-empty"),
+            e.starts_with("invalid CLUSTER_SECRET: ")
+                && e.contains("easy-rpc keygen")
+                && !e.contains("s3cret"),
             "{e}"
         );
+        let e = err(&[("CLUSTER_INSECURE", "on")]);
+        assert!(e.contains("CLUSTER_INSECURE"), "{e}");
+        let e = err(&[("CLUSTER_GOSSIP_MAX_PACKET_AGE_MS", "soon")]);
+        assert!(e.contains("CLUSTER_GOSSIP_MAX_PACKET_AGE_MS"), "{e}");
         let e = err(&[("CLUSTER_SECRET_FILE", "/nonexistent/secret")]);
         assert!(
             e.contains("CLUSTER_SECRET_FILE") && e.contains("/nonexistent/secret"),
@@ -301,17 +395,109 @@ mod tests {
         assert!(e.contains("CLUSTER_DNS_SERVER"), "{e}");
     }
 
+    /// Secrets made with `openssl rand -base64 32`, for these tests only.
+    const A: &str = "0ZQkIkBmjy/L70cLhhI1PctBR36j4GBmY2f4t5Bq99c=";
+    const B: &str = "kJMlVGokI8OS0NxCZheIGH+/WDqMdYVLdu5SqHQtB1Y=";
+    const C: &str = "FOEfhc+kPcr4CgxAprLTPFXU2QXHkGBdXr0NCQ3yVDk=";
+
+    fn secret(text: &str) -> Secret {
+        Secret::parse(text).unwrap()
+    }
+
     #[test]
-    fn secret_file_is_trimmed() {
-        let path = std::env::temp_dir().join(format!("ch-secret-{}", std::process::id()));
-        std::fs::write(&path, "topsecret\n").unwrap();
-        let s = settings_from_env(env(&[("CLUSTER_SECRET_FILE", path.to_str().unwrap())]));
-        std::fs::remove_file(&path).unwrap();
-        let (secret, var) = s.unwrap().secret.unwrap();
-        assert_eq!(
-            (secret.expose(), var),
-            (&b"topsecret"[..], "CLUSTER_SECRET_FILE")
+    fn a_keyring_from_the_variable() {
+        let s = settings_from_env(env(&[("CLUSTER_SECRET", &format!(" {A}, {B} ,{C}"))])).unwrap();
+        assert_eq!(s.secrets.unwrap().0, vec![secret(A), secret(B), secret(C)]);
+        let e = err(&[("CLUSTER_SECRET", &format!("{A},{A:.20}"))]);
+        assert!(
+            e.starts_with("invalid CLUSTER_SECRET (key 2 of 2): "),
+            "{e}"
         );
+        let e = err(&[("CLUSTER_SECRET", &format!("{A},"))]);
+        assert!(
+            e.contains("key 2 of 2") && e.contains("empty") && !e.contains(A),
+            "{e}"
+        );
+    }
+
+    /// A file in the temporary directory, removed when dropped.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, contents: &[u8]) -> TempFile {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "ch-{name}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::write(&path, contents).unwrap();
+            TempFile(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_keyring_from_a_file() {
+        let f = TempFile::new(
+            "ring",
+            format!("# rotated 2026-11-27\n{A}\n\n  {B}  \r\n# old:\n{C}\n").as_bytes(),
+        );
+        let s = settings_from_env(env(&[("CLUSTER_SECRET_FILE", f.path())])).unwrap();
+        let (secrets, var) = s.secrets.unwrap();
+        assert_eq!(secrets, vec![secret(A), secret(B), secret(C)]);
+        assert_eq!(var, "CLUSTER_SECRET_FILE");
+
+        // A bad line is named by its number, never shown.
+        let f = TempFile::new("bad", format!("{A}\n# comment\nhunter2\n").as_bytes());
+        let e = err(&[("CLUSTER_SECRET_FILE", f.path())]);
+        assert!(
+            e.contains("CLUSTER_SECRET_FILE") && e.contains("line 3") && !e.contains("hunter2"),
+            "{e}"
+        );
+        // Only comments: no secret.
+        let f = TempFile::new("empty", b"# nothing yet\n\n");
+        let e = err(&[("CLUSTER_SECRET_FILE", f.path())]);
+        assert!(e.contains("at least one secret"), "{e}");
+        // Too big.
+        let f = TempFile::new("big", &vec![b'#'; 64 * 1024 + 1]);
+        let e = err(&[("CLUSTER_SECRET_FILE", f.path())]);
+        assert!(e.contains("at most 64 KiB"), "{e}");
+        // Not text.
+        let f = TempFile::new("binary", &[0xff, 0xfe, 0x00]);
+        let e = err(&[("CLUSTER_SECRET_FILE", f.path())]);
+        assert!(e.contains("cannot read CLUSTER_SECRET_FILE"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_file_readable_by_others_is_noticed() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = TempFile::new("perm", format!("{A}\n").as_bytes());
+        let set =
+            |mode| std::fs::set_permissions(&f.0, std::fs::Permissions::from_mode(mode)).unwrap();
+        let meta = || std::fs::metadata(&f.0).unwrap();
+        set(0o644);
+        assert!(warn_if_readable_by_others(f.path(), &meta()));
+        set(0o640);
+        assert!(warn_if_readable_by_others(f.path(), &meta()));
+        set(0o600);
+        assert!(!warn_if_readable_by_others(f.path(), &meta()));
+        set(0o400);
+        assert!(!warn_if_readable_by_others(f.path(), &meta()));
+        // Still read either way.
+        let s = settings_from_env(env(&[("CLUSTER_SECRET_FILE", f.path())])).unwrap();
+        assert_eq!(s.secrets.unwrap().0, vec![secret(A)]);
     }
 
     #[test]

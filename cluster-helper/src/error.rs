@@ -48,6 +48,30 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A cluster secret is malformed or not random. The message says what is wrong and how to
+    /// make a secret; it never contains the text given.
+    #[error(
+        "invalid {setting}: {reason}; expected 32 random bytes in base64 (44 characters) or hex \
+         (64 digits): make one with `easy-rpc keygen` or `openssl rand -base64 32`"
+    )]
+    InvalidSecret {
+        /// Where the secret came from, e.g. `CLUSTER_SECRET`, `CLUSTER_SECRET_FILE line 2` or
+        /// `secret` (the builder's [`secret`](crate::NodeBuilder::secret)).
+        setting: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The node was started without a cluster secret and without opting in to insecure mode.
+    #[error(
+        "no cluster secret: set CLUSTER_SECRET (or CLUSTER_SECRET_FILE, the path of a file \
+         holding it) to the same secret on every node: 32 random bytes in base64 or hex; make \
+         one with `easy-rpc keygen` or `openssl rand -base64 32` (in code: \
+         NodeBuilder::secret). Only for a local experiment, CLUSTER_INSECURE=1 (or \
+         NodeBuilder::insecure) runs without one, on loopback by default"
+    )]
+    MissingSecret,
+
     /// The secret file named by `CLUSTER_SECRET_FILE` could not be read.
     #[error("cannot read CLUSTER_SECRET_FILE {path:?}: {source}")]
     SecretFile {

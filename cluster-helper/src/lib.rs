@@ -10,7 +10,11 @@
 //! - **Discovery**: static seeds, DNS A/AAAA (a Kubernetes headless service) and SRV records,
 //!   re-resolved as their TTL says ([`Seed`]).
 //! - **Membership**: scuttlebutt gossip with phi-accrual failure detection (chitchat); every
-//!   UDP packet authenticated and encrypted with a key derived from the cluster secret.
+//!   UDP packet authenticated and encrypted with a key derived from the cluster secret, and
+//!   refused when it is replayed or older than a few seconds.
+//! - **Secrets**: a node needs a [`Secret`] of 32 random bytes (`CLUSTER_SECRET`, made by
+//!   `easy-rpc keygen`) unless it opts in to insecure mode; a keyring of several secrets
+//!   rotates keys without downtime ([`Node::set_secrets`]).
 //! - **Registry**: [`Registry::nodes_with_role`], [`Registry::roles_of`], [`Registry::members`],
 //!   [`Registry::events`], [`Node::ready`].
 //! - **Leaving**: [`Node::shutdown`] announces `leaving` (peers stop picking the node at once)
@@ -19,13 +23,18 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), cluster_helper::Error> {
-//! use cluster_helper::Node;
+//! use cluster_helper::{Node, Secret};
 //!
+//! // Every node of a cluster shares one secret: `easy-rpc keygen` makes one, and a node reads
+//! // it from CLUSTER_SECRET (`.from_env()?`). Here both nodes run in one process.
+//! let secret = Secret::generate();
 //! let first = Node::builder()
 //!     .cluster("example").name("a").roles(["billing"]).listen("127.0.0.1:0")
+//!     .secret_key(secret.clone())
 //!     .start().await?;
 //! let second = Node::builder()
 //!     .cluster("example").name("b").roles(["audit"]).listen("127.0.0.1:0")
+//!     .secret_key(secret)
 //!     .seeds([first.gossip_addr().to_string()])
 //!     .start().await?;
 //! second.ready().await;
@@ -66,10 +75,12 @@ mod env;
 mod error;
 mod id;
 mod identity;
+mod keyring;
 mod member;
 mod membership;
 mod node;
 mod registry;
+mod replay;
 mod secret;
 mod seed;
 mod settings;
@@ -83,12 +94,13 @@ pub use builder::NodeBuilder;
 pub use config::{Config, DEFAULT_PORT, ENV_VARS, RpcListen};
 pub use error::{Error, Result};
 pub use id::{MAX_NODE_NAME_LEN, MAX_ROLE_LEN, MAX_SERVICE_LEN, NodeId, Role, ServiceName};
+pub use keyring::KeySource;
 pub use member::{Member, MemberRef, NodeStatus};
 pub use node::Node;
 #[cfg(feature = "test-util")]
 pub use registry::synthetic_registry;
 pub use registry::{ClusterEvent, Events, EventsError, Nodes, Registry, Snapshot};
-pub use secret::Secret;
+pub use secret::{SECRET_LEN, Secret};
 pub use seed::Seed;
 pub use signal::shutdown_signal;
 pub use stats::GossipStats;

@@ -277,6 +277,7 @@ mod tests {
         let node = crate::Node::builder()
             .cluster("duration-max")
             .listen("127.0.0.1:0")
+            .secret_key(crate::Secret::generate())
             .join_timeout(Duration::MAX)
             .dns_interval(Duration::from_secs(1), Duration::MAX)
             .leave_grace(Duration::ZERO)

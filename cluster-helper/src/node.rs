@@ -18,6 +18,7 @@ use crate::discovery::{DiscoveryConfig, spawn_discovery};
 use crate::error::{Error, Result};
 use crate::id::{NodeId, Role, ServiceName};
 use crate::identity::{default_node_name, next_incarnation};
+use crate::keyring::{KeySource, Keyring};
 use crate::member::{
     KEY_ROLES, KEY_RPC_ADDR, KEY_SERVICES, KEY_STATUS, Member, NodeStatus, join_list,
 };
@@ -53,7 +54,7 @@ pub(crate) struct Inner {
     pub(crate) cluster: String,
     pub(crate) gossip_addr: SocketAddr,
     pub(crate) rpc_addr: Option<SocketAddr>,
-    pub(crate) secret: Secret,
+    pub(crate) keyring: Arc<Keyring>,
     pub(crate) config: Config,
     pub(crate) registry: Registry,
     pub(crate) counters: Arc<Counters>,
@@ -89,17 +90,16 @@ impl Node {
             None => default_node_name(),
         };
         let id = NodeId::new(&name, next_incarnation())?;
-        let secret = match &config.secret {
-            Some(s) => s.clone(),
-            None => {
-                tracing::warn!(
-                    cluster = %config.cluster,
-                    "no CLUSTER_SECRET: gossip and RPC keys derive from the cluster name only; \
-                     anyone who knows it can join"
-                );
-                Secret::new([])
-            }
-        };
+        if config.insecure {
+            tracing::warn!(
+                cluster = %config.cluster,
+                "INSECURE mode (CLUSTER_INSECURE): no cluster secret; gossip and RPC keys \
+                 derive from a public value and the cluster name, so anyone who can reach this \
+                 node can join the cluster, read its gossip and call its services. For local \
+                 experiments only: set CLUSTER_SECRET (make one with `easy-rpc keygen`)"
+            );
+        }
+        let keyring = Arc::new(Keyring::new(&config.cluster, config.secrets.clone()));
 
         let Sockets {
             udp,
@@ -112,8 +112,9 @@ impl Node {
         let counters = Arc::new(Counters::default());
         let transport = SecureTransport::new(
             udp,
-            ClusterKey::derive(secret.expose(), &config.cluster, "gossip"),
+            keyring.clone(),
             counters.clone(),
+            config.gossip_max_packet_age,
         );
         let chitchat_config = gossip_config(&config, &id, gossip_addr, udp_bound);
         let local = LocalState {
@@ -169,7 +170,7 @@ impl Node {
                 cluster: config.cluster.clone(),
                 gossip_addr,
                 rpc_addr,
-                secret,
+                keyring,
                 registry: Registry::new(),
                 counters,
                 handle,
@@ -246,17 +247,79 @@ impl Node {
             .take()
     }
 
-    /// A key for `purpose` derived from the cluster secret and name (e.g. for the RPC
-    /// handshake). Every node of the cluster derives the same key.
+    /// The key for `purpose` derived from the first secret of the keyring and the cluster
+    /// name (e.g. for the RPC handshake): the key to send or prove with. Every node of the
+    /// cluster with the same first secret derives the same key. See
+    /// [`cluster_keys`](Node::cluster_keys) for the whole keyring.
     pub fn cluster_key(&self, purpose: &str) -> ClusterKey {
-        ClusterKey::derive(self.inner.secret.expose(), &self.inner.cluster, purpose)
+        let mut keys = self.inner.keyring.keys(purpose);
+        keys.swap_remove(0)
     }
 
-    /// The keys for `purpose`, one per secret of the node's keyring: the first is the one to
-    /// send with, all are accepted on receipt.
-    // Interim: a ring of the one secret, until the node holds a keyring of several.
+    /// The keys for `purpose`, one per secret of the keyring, in its order: the first one to
+    /// send or prove with, every one to accept on receipt. Read it for each use (e.g. each
+    /// connection): it changes with [`set_secrets`](Node::set_secrets). In insecure mode, the
+    /// one key derived from the public value.
     pub fn cluster_keys(&self, purpose: &str) -> Vec<ClusterKey> {
-        vec![self.cluster_key(purpose)]
+        self.inner.keyring.keys(purpose)
+    }
+
+    /// Replaces the keyring at runtime; gossip sends with the new first secret and accepts
+    /// every one of the list from now on, and [`cluster_keys`](Node::cluster_keys) returns
+    /// their keys. To rotate a key across a running cluster without downtime:
+    ///
+    /// 1. on every node, `set_secrets(vec![old, new])` (the new key is accepted everywhere);
+    /// 2. then on every node, `set_secrets(vec![new, old])` (everyone sends with it);
+    /// 3. then on every node, `set_secrets(vec![new])` (the old key is refused).
+    ///
+    /// Wait for each step to reach every node before the next. On a node started in insecure
+    /// mode this gives it a keyring: it stops accepting the public key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an empty list.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cluster_helper::Error> {
+    /// use cluster_helper::{Node, Secret};
+    ///
+    /// let (old, new) = (Secret::generate(), Secret::generate());
+    /// let node = Node::builder().listen("127.0.0.1:0").secret_key(old.clone()).start().await?;
+    /// let before = node.cluster_key("rpc-handshake");
+    /// node.set_secrets(vec![old, new])?;
+    /// let keys = node.cluster_keys("rpc-handshake");
+    /// assert_eq!(keys.len(), 2);
+    /// assert_eq!(keys[0].as_bytes(), before.as_bytes());
+    /// assert!(node.set_secrets(Vec::new()).is_err());
+    /// node.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_secrets(&self, secrets: Vec<Secret>) -> Result<()> {
+        if secrets.is_empty() {
+            return Err(Error::config(
+                "secrets (Node::set_secrets)",
+                "an empty list",
+                "at least one secret",
+            ));
+        }
+        let n = secrets.len();
+        self.inner.keyring.set(secrets);
+        tracing::info!(node = %self.id(), keys = n, "keyring replaced");
+        Ok(())
+    }
+
+    /// Whether the node runs in insecure mode (no secret in its keyring; see
+    /// [`Config::insecure`]).
+    pub fn is_insecure(&self) -> bool {
+        self.inner.keyring.len() == 0
+    }
+
+    /// A handle on the node's keyring that follows [`set_secrets`](Node::set_secrets) and
+    /// does not keep the node alive: what a layer above (easy-rpc's handshake) derives its
+    /// keys from on every connection.
+    pub fn key_source(&self) -> KeySource {
+        KeySource(self.inner.keyring.clone())
     }
 
     /// The local registry.

@@ -5,7 +5,7 @@
 //! Each layer except the base is a [`Settings`]: only what that source gave. At start they are
 //! merged, whatever the order of the builder calls:
 //!
-//! - a single value (listen address, cluster name, secret, ...) comes from code if code set it,
+//! - a single value (listen address, cluster name, keyring, ...) comes from code if code set it,
 //!   else from the environment if it has it, else from the base;
 //! - roles, services and seeds are merged: the union of all three layers (seeds in the order
 //!   code, environment, base, duplicates dropped).
@@ -15,10 +15,11 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::address::Address;
-use crate::config::{Config, RpcListen};
+use crate::config::{Config, DEFAULT_PORT, RpcListen};
 use crate::id::{Role, ServiceName};
 use crate::secret::Secret;
 use crate::seed::Seed;
@@ -35,7 +36,9 @@ pub(crate) enum Field {
     Advertise,
     RpcListen,
     RpcAdvertise,
-    Secret,
+    Secrets,
+    Insecure,
+    GossipMaxPacketAge,
     DnsServer,
     GossipInterval,
     PhiThreshold,
@@ -61,7 +64,9 @@ impl Field {
             Field::Advertise => "advertise address",
             Field::RpcListen => "RPC listen address",
             Field::RpcAdvertise => "RPC advertise address",
-            Field::Secret => "secret",
+            Field::Secrets => "secret",
+            Field::Insecure => "insecure mode",
+            Field::GossipMaxPacketAge => "gossip max packet age",
             Field::DnsServer => "DNS server",
             Field::GossipInterval => "gossip interval",
             Field::PhiThreshold => "phi threshold",
@@ -85,7 +90,9 @@ impl Field {
             Field::Advertise => "advertise",
             Field::RpcListen => "rpc_listen",
             Field::RpcAdvertise => "rpc_advertise",
-            Field::Secret => "secret",
+            Field::Secrets => "secrets",
+            Field::Insecure => "insecure",
+            Field::GossipMaxPacketAge => "gossip_max_packet_age",
             Field::DnsServer => "dns_server",
             Field::GossipInterval => "gossip_interval",
             Field::PhiThreshold => "phi_threshold",
@@ -151,9 +158,11 @@ pub(crate) struct Settings {
     pub advertise: Option<Address>,
     pub rpc_listen: Option<RpcListen>,
     pub rpc_advertise: Option<Address>,
-    /// The secret and the variable it came from (`CLUSTER_SECRET` or `CLUSTER_SECRET_FILE`;
+    /// The keyring and the variable it came from (`CLUSTER_SECRET` or `CLUSTER_SECRET_FILE`;
     /// empty when set in code).
-    pub secret: Option<(Secret, &'static str)>,
+    pub secrets: Option<(Vec<Secret>, &'static str)>,
+    pub insecure: Option<bool>,
+    pub gossip_max_packet_age: Option<Duration>,
     pub dns_server: Option<Address>,
     pub gossip_interval: Option<Duration>,
     pub phi_threshold: Option<f64>,
@@ -178,7 +187,9 @@ impl Settings {
             advertise,
             rpc_listen,
             rpc_advertise,
-            secret,
+            secrets,
+            insecure,
+            gossip_max_packet_age,
             dns_server,
             gossip_interval,
             phi_threshold,
@@ -235,9 +246,15 @@ impl Shown for f64 {
     }
 }
 
-impl Shown for Secret {
+impl Shown for Vec<Secret> {
     fn shown(&self) -> String {
         "<redacted>".to_owned()
+    }
+}
+
+impl Shown for bool {
+    fn shown(&self) -> String {
+        self.to_string()
     }
 }
 
@@ -397,16 +414,40 @@ pub(crate) fn merge(base: &Config, env: &Settings, code: &Settings) -> Merged {
         config.rpc_advertise = Some(v);
     }
     let secret_var = env
-        .secret
+        .secrets
         .as_ref()
         .map_or("CLUSTER_SECRET", |(_, var)| *var);
     if let Some(v) = m.pick(
-        Field::Secret,
+        Field::Secrets,
         secret_var,
-        env.secret.as_ref().map(|(s, _)| s),
-        code.secret.as_ref().map(|(s, _)| s),
+        env.secrets.as_ref().map(|(s, _)| s),
+        code.secrets.as_ref().map(|(s, _)| s),
     ) {
-        config.secret = Some(v);
+        config.secrets = v;
+    }
+    if let Some(v) = m.pick(
+        Field::Insecure,
+        "CLUSTER_INSECURE",
+        env.insecure.as_ref(),
+        code.insecure.as_ref(),
+    ) {
+        config.insecure = v;
+    }
+    if let Some(v) = m.pick(
+        Field::GossipMaxPacketAge,
+        "CLUSTER_GOSSIP_MAX_PACKET_AGE_MS",
+        env.gossip_max_packet_age.as_ref(),
+        code.gossip_max_packet_age.as_ref(),
+    ) {
+        config.gossip_max_packet_age = v;
+    }
+    // Insecure mode listens on loopback unless told otherwise (by code, the environment, or
+    // a base `Config` with another listen address than the default).
+    if config.insecure
+        && m.origins.source(Field::Listen) == Source::Base
+        && config.listen == Config::default().listen
+    {
+        config.listen = Address::Ip(SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)));
     }
     if let Some(v) = m.pick(
         Field::DnsServer,

@@ -164,3 +164,49 @@ async fn guess_advertise_ip(bound: SocketAddr) -> IpAddr {
     );
     IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::RpcListen;
+    use crate::node::Node;
+    use crate::secret::Secret;
+
+    /// Whether anything accepts TCP connections at `addr` (a listener that never accepts
+    /// still completes the handshake from its backlog).
+    async fn tcp_open(addr: std::net::SocketAddr) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+                .await,
+            Ok(Ok(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn a_gossip_only_node_binds_no_tcp_port() {
+        let secret = Secret::generate();
+        let start = |rpc: RpcListen| {
+            Node::builder()
+                .cluster("sockets-test")
+                .listen("127.0.0.1:0")
+                .secret_key(secret.clone())
+                .rpc_listen(rpc)
+                .start()
+        };
+        // Control: with an RPC listener, the same port number is open over TCP.
+        let serving = start(RpcListen::SamePort).await.unwrap();
+        assert!(serving.rpc_addr().is_some());
+        assert!(tcp_open(serving.gossip_addr()).await);
+        serving.shutdown().await;
+
+        let gossip_only = start(RpcListen::Disabled).await.unwrap();
+        assert_eq!(gossip_only.rpc_addr(), None);
+        assert!(gossip_only.take_rpc_listener().is_none());
+        assert!(
+            !tcp_open(gossip_only.gossip_addr()).await,
+            "a gossip-only node accepts TCP connections on its port"
+        );
+        gossip_only.shutdown().await;
+    }
+}

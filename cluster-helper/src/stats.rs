@@ -16,9 +16,16 @@ pub struct GossipStats {
     pub packets_received: u64,
     /// Bytes of authentic datagrams received.
     pub bytes_received: u64,
-    /// Datagrams dropped before parsing: not authenticated with this cluster's key (another
-    /// cluster, another secret, garbage), or unreadable.
+    /// Datagrams dropped before parsing: not authenticated with any key of this node's
+    /// keyring (another cluster, another secret, garbage), or unreadable.
     pub packets_rejected: u64,
+    /// Authentic datagrams dropped because their sender's timestamp was further from this
+    /// node's clock than the maximum packet age
+    /// ([`Config::gossip_max_packet_age`](crate::Config::gossip_max_packet_age)): an old
+    /// recording replayed, or clocks out of sync.
+    pub packets_stale: u64,
+    /// Authentic datagrams dropped because the same packet was already received: a replay.
+    pub packets_replayed: u64,
 }
 
 impl GossipStats {
@@ -30,6 +37,8 @@ impl GossipStats {
             packets_received: c.packets_received.load(Ordering::Relaxed),
             bytes_received: c.bytes_received.load(Ordering::Relaxed),
             packets_rejected: c.packets_rejected.load(Ordering::Relaxed),
+            packets_stale: c.packets_stale.load(Ordering::Relaxed),
+            packets_replayed: c.packets_replayed.load(Ordering::Relaxed),
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::server::{Served, ServerLimits};
 ///     .cluster("docs-builder")
 ///     .name("gateway")
 ///     .listen("127.0.0.1:0")
-///     .secret("s3cret")
+///     .secret_key(easy_rpc::cluster_helper::Secret::generate())
 ///     .default_node(false)
 ///     .start()
 ///     .await?;
@@ -119,8 +119,20 @@ impl NodeBuilder {
         fn roles<R: AsRef<str>>(roles: impl IntoIterator<Item = R>);
         /// Where peers might be: `host:port`, `dns:name:port`, `srv:_service._proto.name`.
         fn seeds<S: AsRef<str>>(seeds: impl IntoIterator<Item = S>);
-        /// The cluster secret.
-        fn secret(secret: impl AsRef<[u8]>);
+        /// The cluster secret, as `easy-rpc keygen` prints it (32 random bytes in base64 or
+        /// hex; see [`cluster_helper::Secret`]). A node does not start without one unless
+        /// [`insecure`](NodeBuilder::insecure).
+        fn secret(secret: impl AsRef<str>);
+        /// The cluster secret, already parsed or generated.
+        fn secret_key(secret: cluster_helper::Secret);
+        /// The keyring: the first secret sends and proves, every one is accepted.
+        fn secrets(secrets: impl IntoIterator<Item = cluster_helper::Secret>);
+        /// Runs without a secret (anyone who can reach the node can join and call it; for
+        /// local experiments only). Listens on loopback by default.
+        fn insecure();
+        /// How far a gossip packet's timestamp may be from this node's clock (the clock-skew
+        /// allowance, default 10 s).
+        fn gossip_max_packet_age(age: Duration);
         /// Where the node accepts RPC connections; [`RpcListen::Disabled`] for a node that
         /// only makes calls (it then cannot serve).
         fn rpc_listen(rpc: RpcListen);

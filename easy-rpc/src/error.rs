@@ -464,7 +464,8 @@ impl<E: StdError + 'static> StdError for RpcError<E> {
 /// #[tokio::main(flavor = "current_thread")]
 /// async fn main() -> Result<(), easy_rpc::Error> {
 ///     let node = Node::builder()
-///         .cluster("docs-error").name("greeter").listen("127.0.0.1:0").secret("s3cret")
+///         .cluster("docs-error").name("greeter").listen("127.0.0.1:0")
+///         .secret_key(easy_rpc::cluster_helper::Secret::generate())
 ///         .roles(["greeter"])
 ///         .serve(English.serve())
 ///         .start().await?;                                     // a start-up error...

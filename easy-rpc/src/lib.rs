@@ -54,15 +54,18 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), easy_rpc::Error> {
+//! // Every node of a cluster shares one secret: `easy-rpc keygen` makes one, and nodes read it
+//! // from CLUSTER_SECRET (`.from_env()?`). Here both nodes run in one process.
+//! let secret = easy_rpc::cluster_helper::Secret::generate();
 //! // A node with role "billing" that serves Billing...
 //! let server = Node::builder()
-//!     .cluster("docs").name("billing-1").listen("127.0.0.1:0").secret("s3cret")
+//!     .cluster("docs").name("billing-1").listen("127.0.0.1:0").secret_key(secret.clone())
 //!     .roles(["billing"])
 //!     .serve(BillingImpl("billing-1".into()).serve())
 //!     .start().await?;
 //! // ...and a node that calls it, knowing only a seed address, not who serves what.
 //! let client = Node::builder()
-//!     .cluster("docs").name("gateway").listen("127.0.0.1:0").secret("s3cret")
+//!     .cluster("docs").name("gateway").listen("127.0.0.1:0").secret_key(secret)
 //!     .seeds([server.gossip_addr().to_string()])
 //!     .start().await?;
 //! client.make_default(); // easy_rpc::any/all/by_key use the process's default node

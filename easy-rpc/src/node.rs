@@ -31,7 +31,8 @@ use crate::target::{All, Any, ByKey};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), easy_rpc::Error> {
 /// let node = easy_rpc::Node::builder()
-///     .cluster("docs-node").name("n1").listen("127.0.0.1:0").secret("s3cret")
+///     .cluster("docs-node").name("n1").listen("127.0.0.1:0")
+///     .secret_key(easy_rpc::cluster_helper::Secret::generate())
 ///     .roles(["billing"])
 ///     .default_node(false)
 ///     .start().await?;
@@ -244,6 +245,33 @@ impl Node {
     /// Removes a role at runtime. Returns whether the node had it.
     pub async fn remove_role(&self, role: impl AsRef<str>) -> Result<bool, Error> {
         Ok(self.inner.cluster.remove_role(role).await?)
+    }
+
+    /// Replaces the node's keyring at runtime, for gossip and RPC at once: the first secret
+    /// seals gossip and opens new connections, every one is accepted from peers. Rotating a
+    /// cluster's secret without refusing anyone takes three rollouts of this call (or of
+    /// `CLUSTER_SECRET`): add the new secret second everywhere, make it first everywhere,
+    /// remove the old one (see SECURITY.md). Connections already open keep their keys.
+    ///
+    /// ```no_run
+    /// # async fn example(node: easy_rpc::Node) -> Result<(), easy_rpc::Error> {
+    /// use easy_rpc::cluster_helper::Secret;
+    ///
+    /// let old: Secret = std::env::var("OLD_SECRET").unwrap().parse()?;
+    /// let new: Secret = std::env::var("NEW_SECRET").unwrap().parse()?;
+    /// node.set_secrets(vec![old.clone(), new.clone()])?; // 1. accept the new one
+    /// node.set_secrets(vec![new.clone(), old])?;         // 2. send with it
+    /// node.set_secrets(vec![new])?;                      // 3. retire the old one
+    /// # Ok(()) }
+    /// ```
+    pub fn set_secrets(&self, secrets: Vec<cluster_helper::Secret>) -> Result<(), Error> {
+        Ok(self.inner.cluster.set_secrets(secrets)?)
+    }
+
+    /// Whether the node runs without a secret (`CLUSTER_INSECURE=1` /
+    /// [`NodeBuilder::insecure`](crate::NodeBuilder::insecure)).
+    pub fn is_insecure(&self) -> bool {
+        self.inner.cluster.is_insecure()
     }
 
     /// The services this node serves, by name.

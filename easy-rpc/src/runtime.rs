@@ -8,7 +8,7 @@ use std::time::Instant;
 use cluster_helper::{NodeId, Registry};
 
 use crate::client::{Pool, RoleSets};
-use crate::keyring::{KeyRing, RPC_KEY_PURPOSE};
+use crate::keyring::KeyRing;
 use crate::options::ClientOptions;
 use crate::server::{Bounds, ServerLimits, ServerState, raise_open_file_limit};
 
@@ -48,9 +48,7 @@ impl Rpc {
         options: ClientOptions,
         limits: ServerLimits,
     ) -> Arc<Rpc> {
-        let keys = Arc::new(KeyRing::new(KeyRing::psks(
-            &node.cluster_keys(RPC_KEY_PURPOSE),
-        )));
+        let keys = Arc::new(KeyRing::from_source(node.key_source()));
         let bounds = Bounds::new(limits, raise_open_file_limit());
         let server = Arc::new(ServerState::new(
             keys.clone(),

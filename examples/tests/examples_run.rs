@@ -19,6 +19,11 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
+/// A new cluster secret, as `easy-rpc keygen` prints it.
+fn secret() -> String {
+    cluster_helper::Secret::generate().to_base64()
+}
+
 fn run(name: &str, env: &[(&str, &str)], within: Duration) -> Output {
     let mut child = Command::new(example(name))
         .envs(env.iter().copied())
@@ -52,7 +57,7 @@ fn role_table_prints_the_table_and_leaves() {
             ("CLUSTER_NAME", "example-test"),
             ("CLUSTER_ROLES", "billing,audit"),
             ("CLUSTER_LISTEN", "127.0.0.1:0"),
-            ("CLUSTER_SECRET", "example"),
+            ("CLUSTER_SECRET", &secret()),
             ("ROLE_TABLE_EXIT_AFTER_SECS", "1.5"),
         ],
         Duration::from_secs(30),
@@ -78,6 +83,21 @@ fn role_table_rejects_a_bad_environment() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("CLUSTER_ROLES"), "{stderr}");
+}
+
+#[test]
+fn billing_server_without_a_secret_says_how_to_make_one() {
+    let out = run(
+        "billing_server",
+        &[("CLUSTER_LISTEN", "127.0.0.1:0"), ("CLUSTER_SECRET", "")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("CLUSTER_SECRET") && stderr.contains("easy-rpc keygen"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -108,10 +128,12 @@ fn demo_runs_the_local_cluster_and_exits_zero() {
 #[test]
 fn billing_server_and_client_in_two_processes() {
     use std::io::BufRead;
+    let secret = secret();
     let mut server = Command::new(example("billing_server"))
         .envs([
             ("CLUSTER_LISTEN", "127.0.0.1:0"),
             ("CLUSTER_NAME", "billing-example-test"),
+            ("CLUSTER_SECRET", secret.as_str()),
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -130,6 +152,7 @@ fn billing_server_and_client_in_two_processes() {
         &[
             ("CLUSTER_SEEDS", gossip.as_str()),
             ("CLUSTER_NAME", "billing-example-test"),
+            ("CLUSTER_SECRET", secret.as_str()),
         ],
         Duration::from_secs(60),
     );

@@ -9,14 +9,25 @@ use cluster_helper::{Node, NodeBuilder};
 /// Gossip interval used by tests: fast convergence, still realistic.
 pub const TEST_GOSSIP: Duration = Duration::from_millis(100);
 
+/// The cluster secret of test nodes (made with `easy-rpc keygen`; for tests only).
+pub const TEST_SECRET: &str = "vF4HlyIIS+toQHaPOxEi4JaGbEb1lfdUXZY1mrs+7Zw=";
+
+/// Another secret, for nodes that must not get in.
+pub const OTHER_SECRET: &str = "9CX8eCyv9nQoQ/k1mY3QMSJ1tC1eZvFXFGlrCtm+C+k=";
+
+/// [`TEST_SECRET`], parsed.
+pub fn test_secret() -> cluster_helper::Secret {
+    TEST_SECRET.parse().expect("TEST_SECRET is a valid secret")
+}
+
 /// A builder for a test node: cluster `cluster`, name `name`, loopback port 0, secret
-/// `"test-secret"`, fast gossip.
+/// [`TEST_SECRET`], fast gossip.
 pub fn builder(cluster: &str, name: &str) -> NodeBuilder {
     Node::builder()
         .cluster(cluster)
         .name(name)
         .listen("127.0.0.1:0")
-        .secret("test-secret")
+        .secret(TEST_SECRET)
         .gossip_interval(TEST_GOSSIP)
         .leave_grace(Duration::from_millis(300))
         .join_timeout(Duration::from_secs(3))

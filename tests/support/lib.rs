@@ -12,4 +12,5 @@ pub mod cluster;
 pub mod netns;
 pub mod process;
 
+pub use cluster::{OTHER_SECRET, TEST_SECRET};
 pub use easy_rpc_test_dns as dns;

@@ -39,7 +39,7 @@ impl NodeProcess {
         let mut vars: HashMap<&str, String> = HashMap::from([
             ("CLUSTER_NODE_NAME", name.to_owned()),
             ("CLUSTER_LISTEN", "127.0.0.1:0".to_owned()),
-            ("CLUSTER_SECRET", "test-secret".to_owned()),
+            ("CLUSTER_SECRET", crate::cluster::TEST_SECRET.to_owned()),
             ("CLUSTER_GOSSIP_INTERVAL", "100ms".to_owned()),
             ("CLUSTER_LEAVE_GRACE", "300ms".to_owned()),
             ("CLUSTER_JOIN_TIMEOUT", "3s".to_owned()),

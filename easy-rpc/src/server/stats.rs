@@ -8,7 +8,8 @@
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), easy_rpc::Error> {
 /// let node = easy_rpc::Node::builder()
-///     .cluster("docs-stats").name("n1").listen("127.0.0.1:0").secret("s3cret")
+///     .cluster("docs-stats").name("n1").listen("127.0.0.1:0")
+///     .secret_key(easy_rpc::cluster_helper::Secret::generate())
 ///     .default_node(false)
 ///     .start().await?;
 /// let stats = node.server_stats();
