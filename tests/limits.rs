@@ -379,6 +379,7 @@ async fn authenticated_peers_holding_partial_frames_stay_within_the_budget() {
     big.write_all(&((FRAME + 1) as u32).to_be_bytes())
         .await
         .unwrap();
+    big.flush().await.unwrap();
     assert!(closed_within(&mut big, Duration::from_secs(5)).await);
     server
         .wait_for(Duration::from_secs(5), "STATS ", |l| {
