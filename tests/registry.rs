@@ -303,8 +303,8 @@ async fn a_peer_never_observes_part_of_a_batch() {
 }
 
 /// Item 4: 10,000 roles per node reach peers, with the node's status and RPC address; one
-/// more is refused with a clear error and changes nothing; the same for services at start;
-/// the longest node name works and a longer one is refused.
+/// more is refused with a clear error and changes nothing; the same for 1,000 services; the
+/// longest node name works and a longer one is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_reached_and_refused_beyond() {
     init_logs();
@@ -346,6 +346,29 @@ async fn limits_are_reached_and_refused_beyond() {
         b.roles_of(long_name.as_str()) == Some(role_set(["small"]))
     })
     .await;
+
+    // Services: the limit reaches peers, one more is refused at runtime.
+    let services: Vec<String> = (0..MAX_SERVICES_PER_NODE)
+        .map(|i| format!("svc::Service{i:04}"))
+        .collect();
+    let s = builder(&c, "services")
+        .services(&services)
+        .seeds([a.gossip_addr().to_string()])
+        .start()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(30), "b sees 1000 services", || {
+        b.member_by_name("services").is_some_and(|m| {
+            m.services.len() == MAX_SERVICES_PER_NODE && m.status == NodeStatus::Serving
+        })
+    })
+    .await;
+    let err = s.add_service("svc::OneTooMany").await.unwrap_err();
+    assert!(matches!(err, Error::TooMany { what: "services", .. }), "{err}");
+    assert_eq!(s.services().len(), MAX_SERVICES_PER_NODE);
+    assert!(s.remove_service("svc::Service0000").await.unwrap());
+    assert!(s.add_service("svc::Another").await.unwrap());
+    s.shutdown().await;
 
     // Starting over the limits is refused before binding anything.
     let mut over = roles.clone();
