@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use cluster_helper::{
-    ClusterEvent, Error, EventsError, MAX_NODE_NAME_LEN, MAX_ROLES_PER_NODE,
-    MAX_SERVICES_PER_NODE, Node, NodeId, NodeStatus, Role,
+    ClusterEvent, Error, EventsError, MAX_NODE_NAME_LEN, MAX_ROLES_PER_NODE, MAX_SERVICES_PER_NODE,
+    Node, NodeId, NodeStatus, Role,
 };
 use easy_rpc_tests::cluster::{builder, init_logs, start, unique_cluster, wait_until};
 
@@ -40,12 +40,19 @@ async fn all_agree(subject: &Node, peers: &[&Node], within: Duration, what: &str
         .unwrap_or_else(|| panic!("{what}: missing from its own registry"));
     assert_eq!(own.roles, roles, "{what}: own registry roles");
     assert_eq!(own.services, services, "{what}: own registry services");
-    assert_eq!(own.status, NodeStatus::Serving, "{what}: own registry status");
+    assert_eq!(
+        own.status,
+        NodeStatus::Serving,
+        "{what}: own registry status"
+    );
     wait_until(within, what, || {
         peers.iter().all(|p| {
-            p.registry().snapshot().member(subject.id()).is_some_and(|m| {
-                m.roles == roles && m.services == services && m.status == NodeStatus::Serving
-            })
+            p.registry()
+                .snapshot()
+                .member(subject.id())
+                .is_some_and(|m| {
+                    m.roles == roles && m.services == services && m.status == NodeStatus::Serving
+                })
         })
     })
     .await;
@@ -97,7 +104,9 @@ async fn concurrent_changes_are_never_lost() {
                             a.add_service(format!("S{}", rng.next() % 4)).await.unwrap();
                         }
                         1 => {
-                            a.remove_service(format!("S{}", rng.next() % 4)).await.unwrap();
+                            a.remove_service(format!("S{}", rng.next() % 4))
+                                .await
+                                .unwrap();
                         }
                         2 => {
                             a.add_roles([r.clone(), format!("{r}:x")]).await.unwrap();
@@ -117,7 +126,13 @@ async fn concurrent_changes_are_never_lost() {
         for t in tasks {
             total_ops += t.await.unwrap();
         }
-        all_agree(&a, &[&b, &d], Duration::from_secs(5), &format!("round {round}")).await;
+        all_agree(
+            &a,
+            &[&b, &d],
+            Duration::from_secs(5),
+            &format!("round {round}"),
+        )
+        .await;
     }
     eprintln!(
         "{rounds} rounds, {total_ops} concurrent changes, 0 lost, in {:?}",
@@ -145,7 +160,7 @@ async fn readiness_racing_role_changes_never_sets_the_status_back() {
                 let mut rng = Rng(i * 100 + t + 1);
                 for _ in 0..20 {
                     let r = format!("r{}", rng.next() % 6);
-                    if rng.next() % 3 == 0 {
+                    if rng.next().is_multiple_of(3) {
                         n.remove_role(&r).await.unwrap();
                     } else {
                         n.add_role(&r).await.unwrap();
@@ -208,7 +223,10 @@ async fn a_change_is_visible_locally_when_it_returns() {
     assert_eq!(a.roles_of(a.id()).unwrap(), role_set(["z"]));
     assert!(a.set_roles(["p", "q"]).await.unwrap());
     assert_eq!(a.roles_of(a.id()).unwrap(), role_set(["p", "q"]));
-    assert!(!a.set_roles(["q", "p"]).await.unwrap(), "same set: no change");
+    assert!(
+        !a.set_roles(["q", "p"]).await.unwrap(),
+        "same set: no change"
+    );
     assert_eq!(a.nodes_with_role("q").len(), 1);
     // A batch with one bad name changes nothing.
     let err = a.add_roles(["ok", "not ok"]).await.unwrap_err();
@@ -313,20 +331,20 @@ async fn limits_are_reached_and_refused_beyond() {
         .map(|i| format!("role/{i:05}:{}", "r".repeat(30)))
         .collect();
     let long_name = "n".repeat(MAX_NODE_NAME_LEN);
-    let a = builder(&c, &long_name)
-        .roles(&roles)
-        .start()
-        .await
-        .unwrap();
+    let a = builder(&c, &long_name).roles(&roles).start().await.unwrap();
     a.ready().await;
     let b = start(&c, "b", &[], &[&a]).await;
-    let took = wait_until(Duration::from_secs(60), "b sees a with 10,000 roles", || {
-        b.member_by_name(&long_name).is_some_and(|m| {
-            m.roles.len() == MAX_ROLES_PER_NODE
-                && m.status == NodeStatus::Serving
-                && m.rpc_addr == a.rpc_addr()
-        })
-    })
+    let took = wait_until(
+        Duration::from_secs(60),
+        "b sees a with 10,000 roles",
+        || {
+            b.member_by_name(&long_name).is_some_and(|m| {
+                m.roles.len() == MAX_ROLES_PER_NODE
+                    && m.status == NodeStatus::Serving
+                    && m.rpc_addr == a.rpc_addr()
+            })
+        },
+    )
     .await;
     eprintln!("10,000 roles reached a peer in {took:?}");
     assert_eq!(b.nodes_with_role(&roles[9_999]).len(), 1);
@@ -364,7 +382,16 @@ async fn limits_are_reached_and_refused_beyond() {
     })
     .await;
     let err = s.add_service("svc::OneTooMany").await.unwrap_err();
-    assert!(matches!(err, Error::TooMany { what: "services", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::TooMany {
+                what: "services",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(s.services().len(), MAX_SERVICES_PER_NODE);
     assert!(s.remove_service("svc::Service0000").await.unwrap());
     assert!(s.add_service("svc::Another").await.unwrap());
@@ -383,7 +410,16 @@ async fn limits_are_reached_and_refused_beyond() {
         .start()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::TooMany { what: "services", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::TooMany {
+                what: "services",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = builder(&c, &"n".repeat(MAX_NODE_NAME_LEN + 1))
         .start()
         .await
@@ -459,9 +495,8 @@ async fn role_events_for_every_cause_exactly_once() {
         let s = observer.registry().snapshot();
         s.member_by_name("leaver").is_none()
             && s.member_by_name("crasher").is_none()
-            && s.member_by_name("phoenix").is_some_and(|m| {
-                m.id == *new.id() && m.status == NodeStatus::Serving
-            })
+            && s.member_by_name("phoenix")
+                .is_some_and(|m| m.id == *new.id() && m.status == NodeStatus::Serving)
     })
     .await;
     // Let stragglers arrive, then read everything that was delivered.
@@ -490,12 +525,24 @@ async fn role_events_for_every_cause_exactly_once() {
     expect(
         leaver.id(),
         &[
-            "up", "+region/eu", "+shard:1", "+extra", "+shard:2", "-region/eu", "-extra",
-            "-shard:1", "-shard:2", "leaving", "down",
+            "up",
+            "+region/eu",
+            "+shard:1",
+            "+extra",
+            "+shard:2",
+            "-region/eu",
+            "-extra",
+            "-shard:1",
+            "-shard:2",
+            "leaving",
+            "down",
         ],
     );
     expect(crasher.id(), &["up", "+billing", "-billing", "down"]);
-    expect(old.id(), &["up", "+audit", "+cache", "-audit", "-cache", "down"]);
+    expect(
+        old.id(),
+        &["up", "+audit", "+cache", "-audit", "-cache", "down"],
+    );
     expect(new.id(), &["up", "+audit"]);
     assert_eq!(per_node.len(), 4, "no events of other nodes: {per_node:?}");
     new.shutdown().await;

@@ -181,9 +181,11 @@ impl ServiceName {
     /// Validates `name` and makes a service name of it.
     pub fn new(name: impl AsRef<str>) -> Result<Self, Error> {
         let name = name.as_ref();
-        check_name(name, MAX_SERVICE_LEN, SERVICE_EXTRA).map_err(|reason| Error::InvalidService {
-            service: name.to_owned(),
-            reason,
+        check_name(name, MAX_SERVICE_LEN, SERVICE_EXTRA).map_err(|reason| {
+            Error::InvalidService {
+                service: name.to_owned(),
+                reason,
+            }
         })?;
         Ok(ServiceName(name.into()))
     }
@@ -396,7 +398,10 @@ mod tests {
         }
         for bad in [":x", "/x", "a\\b", "a;b", "a\nb"] {
             let err = Role::new(bad).unwrap_err().to_string();
-            assert!(err.contains("start with") || err.contains("'/'"), "{bad}: {err}");
+            assert!(
+                err.contains("start with") || err.contains("'/'"),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -191,7 +191,12 @@ impl Default for SetReader<'_> {
 }
 
 impl SetReader<'_> {
-    fn item<T: Ord>(&mut self, raw: &str, parse: impl Fn(&str) -> Option<T>, into: &mut BTreeSet<T>) {
+    fn item<T: Ord>(
+        &mut self,
+        raw: &str,
+        parse: impl Fn(&str) -> Option<T>,
+        into: &mut BTreeSet<T>,
+    ) {
         self.hash = fnv_line(self.hash, raw);
         self.count += 1;
         match parse(raw) {
@@ -284,7 +289,11 @@ mod tests {
         assert_eq!(m.roles, before.roles, "keeps the last complete set");
         assert_eq!(m.status, NodeStatus::Serving, "other keys still read");
         // The rest arrives: the new set in full.
-        let full = read(&kvs(&["a", "b", "c"], Some(&["a", "b", "c"])), Some(&before)).unwrap();
+        let full = read(
+            &kvs(&["a", "b", "c"], Some(&["a", "b", "c"])),
+            Some(&before),
+        )
+        .unwrap();
         assert_eq!(full.roles.len(), 3);
         // Roles without a marker are in transit too; no roles and no marker is an empty set.
         assert!(read(&kvs(&["a"], None), None).is_none());

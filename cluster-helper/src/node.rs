@@ -334,7 +334,10 @@ impl Node {
     /// node.add_roles(["shard:1", "shard:2", "region/eu"]).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn add_roles<R: AsRef<str>>(&self, roles: impl IntoIterator<Item = R>) -> Result<bool> {
+    pub async fn add_roles<R: AsRef<str>>(
+        &self,
+        roles: impl IntoIterator<Item = R>,
+    ) -> Result<bool> {
         let roles = parse_roles(roles)?;
         change(&self.inner, |l| {
             let before = l.roles.len();
@@ -363,7 +366,10 @@ impl Node {
 
     /// Replaces the node's roles with `roles`, as one change (see
     /// [`add_roles`](Node::add_roles)). Returns whether the set changed.
-    pub async fn set_roles<R: AsRef<str>>(&self, roles: impl IntoIterator<Item = R>) -> Result<bool> {
+    pub async fn set_roles<R: AsRef<str>>(
+        &self,
+        roles: impl IntoIterator<Item = R>,
+    ) -> Result<bool> {
         let roles: BTreeSet<Role> = parse_roles(roles)?.into_iter().collect();
         change(&self.inner, |l| {
             if l.roles == roles {

@@ -358,7 +358,11 @@ impl Registry {
             }
         }
         let conflicts_changed = old.conflicts.len() != new.conflicts.len()
-            || old.conflicts.iter().zip(&new.conflicts).any(|(a, b)| a.id != b.id);
+            || old
+                .conflicts
+                .iter()
+                .zip(&new.conflicts)
+                .any(|(a, b)| a.id != b.id);
         if events.is_empty() && old.members == new.members && !conflicts_changed {
             return;
         }
@@ -602,14 +606,14 @@ pub fn synthetic_registry(nodes: usize, roles: usize, roles_per_node: usize) -> 
     let roles = roles.max(1);
     let members = (0..nodes).map(|i| {
         Arc::new(Member {
-        id: NodeId::from_parts(format!("node-{i}").into(), 1),
-        roles: (0..roles_per_node)
-            .filter_map(|k| Role::new(format!("role-{}", (i + k * 7) % roles)).ok())
-            .collect(),
-        services: std::collections::BTreeSet::<ServiceName>::new(),
-        rpc_addr: None,
-        gossip_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 10_000 + (i % 50_000) as u16)),
-        status: NodeStatus::Serving,
+            id: NodeId::from_parts(format!("node-{i}").into(), 1),
+            roles: (0..roles_per_node)
+                .filter_map(|k| Role::new(format!("role-{}", (i + k * 7) % roles)).ok())
+                .collect(),
+            services: std::collections::BTreeSet::<ServiceName>::new(),
+            rpc_addr: None,
+            gossip_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 10_000 + (i % 50_000) as u16)),
+            status: NodeStatus::Serving,
         })
     });
     registry.publish(members);
@@ -707,8 +711,15 @@ mod tests {
         assert_eq!(
             drain(&mut ev),
             [
-                "up a#1", "+x a#1", "+y a#1", "-x a#1", "-y a#1", "leaving a#1", "down a#1",
-                "up a#2", "+y a#2"
+                "up a#1",
+                "+x a#1",
+                "+y a#1",
+                "-x a#1",
+                "-y a#1",
+                "leaving a#1",
+                "down a#1",
+                "up a#2",
+                "+y a#2"
             ]
         );
         assert_eq!(r.snapshot().version(), 4);
@@ -732,7 +743,10 @@ mod tests {
         let mine = member("a", 1, &["x"], NodeStatus::Serving);
         r.publish([mine.clone()]);
         r.publish([mine.clone(), member("a", 5, &["x"], NodeStatus::Serving)]);
-        r.publish([mine.clone(), member("a", 5, &["x", "y"], NodeStatus::Serving)]);
+        r.publish([
+            mine.clone(),
+            member("a", 5, &["x", "y"], NodeStatus::Serving),
+        ]);
         r.publish([mine.clone()]);
         assert_eq!(drain(&mut ev), ["up a#1", "+x a#1", "conflict a#1 a#5"]);
         assert!(r.snapshot().name_conflicts().is_empty());
