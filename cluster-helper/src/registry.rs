@@ -209,8 +209,9 @@ pub enum ClusterEvent {
     /// This node keeps its own entry in its own registry and keeps serving. Every other node
     /// keeps one incarnation per name, the newest: if `other.id.incarnation()` is larger than
     /// `this.incarnation()`, peers route this name to `other`, and this node is not returned by
-    /// their lookups until `other` is gone. A warning is logged as well (at most one every
-    /// 10 s).
+    /// their lookups until `other` is gone. An older `other` is usually this node's previous
+    /// run, seen live for a moment after a quick restart. A warning is logged as well (at most
+    /// one every 10 s).
     NameConflict {
         /// This node.
         this: NodeId,
@@ -345,11 +346,20 @@ impl Registry {
                 let now = Instant::now();
                 if last_warning.is_none_or(|t| now.duration_since(t) >= CONFLICT_WARN_EVERY) {
                     *last_warning = Some(now);
-                    tracing::warn!(
-                        node = %me, other = %other.id, other_gossip = %other.gossip_addr,
-                        "another live node uses this node's name; peers route the name to the \
-                         newest incarnation"
-                    );
+                    if other.id.incarnation() > me.incarnation() {
+                        tracing::warn!(
+                            node = %me, other = %other.id, other_gossip = %other.gossip_addr,
+                            "another live node uses this node's name and is newer: peers route \
+                             the name to it, not to this node, until it is gone"
+                        );
+                    } else {
+                        tracing::warn!(
+                            node = %me, other = %other.id, other_gossip = %other.gossip_addr,
+                            "another live node uses this node's name (an older incarnation: if \
+                             this node was just restarted, it is the previous run, and goes away \
+                             when failure detection declares it down)"
+                        );
+                    }
                 }
                 events.push(ClusterEvent::NameConflict {
                     this: me.clone(),
