@@ -207,6 +207,15 @@ async fn graceful_leave_is_seen_within_a_second_and_a_crash_within_ten() {
     leaving.await.unwrap();
     assert_eq!(d.status(), NodeStatus::Leaving);
     assert!(matches!(d.add_role("x").await, Err(Error::ShutDown)));
+    // The role view first (d leaves the billing lookups), then the node event.
+    let ev = tokio::time::timeout(Duration::from_secs(2), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&ev, ClusterEvent::RoleRemoved { node, role } if node == d.id() && role.as_str() == "billing"),
+        "{ev:?}"
+    );
     let ev = tokio::time::timeout(Duration::from_secs(2), events.recv())
         .await
         .unwrap()

@@ -72,6 +72,19 @@ pub enum Error {
     )]
     MissingSecret,
 
+    /// A change would give this node more roles or services than the documented limit
+    /// ([`MAX_ROLES_PER_NODE`](crate::MAX_ROLES_PER_NODE),
+    /// [`MAX_SERVICES_PER_NODE`](crate::MAX_SERVICES_PER_NODE)). Nothing was changed.
+    #[error("too many {what}: {requested} would exceed the limit of {limit} per node")]
+    TooMany {
+        /// `"roles"` or `"services"`.
+        what: &'static str,
+        /// How many the node would have had.
+        requested: usize,
+        /// The limit.
+        limit: usize,
+    },
+
     /// The secret file named by `CLUSTER_SECRET_FILE` could not be read.
     #[error("cannot read CLUSTER_SECRET_FILE {path:?}: {source}")]
     SecretFile {

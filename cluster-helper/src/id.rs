@@ -13,6 +13,19 @@ pub const MAX_ROLE_LEN: usize = 64;
 pub const MAX_NODE_NAME_LEN: usize = 253;
 /// The longest service name accepted.
 pub const MAX_SERVICE_LEN: usize = 128;
+/// The most roles one node may have. A change that would give a node more is refused with
+/// [`Error::TooMany`]; a node with this many roles reaches every peer (each role travels as its
+/// own gossip key, so no single gossip value grows with the number of roles).
+pub const MAX_ROLES_PER_NODE: usize = 10_000;
+/// The most RPC services one node may advertise (refused beyond, with [`Error::TooMany`]).
+pub const MAX_SERVICES_PER_NODE: usize = 1_000;
+
+/// The characters a role may contain besides ASCII letters and digits.
+const ROLE_EXTRA: &[u8] = b"-_.:/";
+/// The characters a service name may contain besides ASCII letters and digits.
+const SERVICE_EXTRA: &[u8] = b"-_.:";
+/// The characters a node name may contain besides ASCII letters and digits.
+const NODE_EXTRA: &[u8] = b"-_.";
 
 /// Checks a name: not empty, at most `max` bytes, starts with an ASCII letter or digit, and
 /// contains only ASCII letters, digits and `extra`.
@@ -35,24 +48,41 @@ fn check_name(name: &str, max: usize, extra: &[u8]) -> Result<(), &'static str> 
         .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
     {
         return Err(match extra {
-            b"-_." => "only ASCII letters, digits, '-', '_' and '.' are allowed",
+            NODE_EXTRA => "only ASCII letters, digits, '-', '_' and '.' are allowed",
+            ROLE_EXTRA => "only ASCII letters, digits, '-', '_', '.', ':' and '/' are allowed",
             _ => "only ASCII letters, digits, '-', '_', '.' and ':' are allowed",
         });
     }
     Ok(())
 }
 
-/// A role, such as `"billing"`: what a node does, and what callers ask for.
+/// A role, such as `"billing"`, `"shard:1"` or `"region/eu"`: what a node does, and what
+/// callers ask for.
 ///
-/// Valid role names are 1 to 64 bytes of ASCII letters, digits, `-`, `_` and `.`, starting with
-/// a letter or digit. Roles compare by their exact text (`"Billing"` is not `"billing"`).
+/// # Grammar
+///
+/// ```text
+/// role  = first *63rest            ; 1 to 64 bytes
+/// first = ALPHA / DIGIT            ; ASCII only
+/// rest  = ALPHA / DIGIT / "-" / "_" / "." / ":" / "/"
+/// ```
+///
+/// Roles compare by their exact text (`"Billing"` is not `"billing"`); `:` and `/` carry no
+/// meaning to the registry (`"region/eu"` is one role, not a hierarchy). A role never contains
+/// `,` (the separator of `CLUSTER_ROLES`), white space or anything outside ASCII. In gossip each
+/// role is its own key, `role:<role>`: the fixed prefix is stripped once, so colons inside a
+/// role stay part of it.
 ///
 /// ```
 /// use cluster_helper::Role;
 /// let billing: Role = "billing".parse()?;
 /// assert_eq!(billing.as_str(), "billing");
+/// assert!(Role::new("shard:1").is_ok());
+/// assert!(Role::new("region/eu").is_ok());
 /// assert!(Role::new("").is_err());
 /// assert!(Role::new("bill ing").is_err());
+/// assert!(Role::new("a,b").is_err());
+/// assert!(Role::new("/root").is_err());
 /// # Ok::<(), cluster_helper::Error>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,7 +92,7 @@ impl Role {
     /// Validates `name` and makes a role of it.
     pub fn new(name: impl AsRef<str>) -> Result<Self, Error> {
         let name = name.as_ref();
-        check_name(name, MAX_ROLE_LEN, b"-_.").map_err(|reason| Error::InvalidRole {
+        check_name(name, MAX_ROLE_LEN, ROLE_EXTRA).map_err(|reason| Error::InvalidRole {
             role: name.to_owned(),
             reason,
         })?;
@@ -151,15 +181,23 @@ impl ServiceName {
     /// Validates `name` and makes a service name of it.
     pub fn new(name: impl AsRef<str>) -> Result<Self, Error> {
         let name = name.as_ref();
-        check_name(name, MAX_SERVICE_LEN, b"-_.:").map_err(|reason| Error::InvalidService {
-            service: name.to_owned(),
-            reason,
+        check_name(name, MAX_SERVICE_LEN, SERVICE_EXTRA).map_err(|reason| {
+            Error::InvalidService {
+                service: name.to_owned(),
+                reason,
+            }
         })?;
         Ok(ServiceName(name.into()))
     }
 
     /// The service's name.
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ServiceName {
+    fn as_ref(&self) -> &str {
         &self.0
     }
 }
@@ -184,7 +222,7 @@ impl fmt::Debug for ServiceName {
 
 /// Validates a node name (see [`NodeId`]).
 pub(crate) fn check_node_name(name: &str) -> Result<(), Error> {
-    check_name(name, MAX_NODE_NAME_LEN, b"-_.").map_err(|reason| Error::InvalidNodeName {
+    check_name(name, MAX_NODE_NAME_LEN, NODE_EXTRA).map_err(|reason| Error::InvalidNodeName {
         name: name.to_owned(),
         reason,
     })
@@ -285,6 +323,57 @@ impl fmt::Debug for NodeId {
     }
 }
 
+/// A node named either by its full [`NodeId`] or by its name alone, for lookups such as
+/// [`Registry::roles_of`](crate::Registry::roles_of).
+///
+/// A registry holds at most one incarnation per name (the newest; a node always keeps its own),
+/// so a name finds the same member an id would, without knowing the incarnation. An id finds
+/// only that incarnation.
+///
+/// ```
+/// use cluster_helper::{NodeId, NodeRef};
+/// let id = NodeId::new("billing-0", 7)?;
+/// assert_eq!(NodeRef::from(&id), NodeRef::Id(&id));
+/// assert_eq!(NodeRef::from("billing-0"), NodeRef::Name("billing-0"));
+/// assert_eq!(NodeRef::from(&id).name(), "billing-0");
+/// # Ok::<(), cluster_helper::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeRef<'a> {
+    /// One incarnation of a node.
+    Id(&'a NodeId),
+    /// Whichever incarnation of the node of this name the registry holds.
+    Name(&'a str),
+}
+
+impl NodeRef<'_> {
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        match self {
+            NodeRef::Id(id) => id.name(),
+            NodeRef::Name(name) => name,
+        }
+    }
+}
+
+impl<'a> From<&'a NodeId> for NodeRef<'a> {
+    fn from(id: &'a NodeId) -> Self {
+        NodeRef::Id(id)
+    }
+}
+
+impl<'a> From<&'a str> for NodeRef<'a> {
+    fn from(name: &'a str) -> Self {
+        NodeRef::Name(name)
+    }
+}
+
+impl<'a> From<&'a String> for NodeRef<'a> {
+    fn from(name: &'a String) -> Self {
+        NodeRef::Name(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +393,16 @@ mod tests {
         assert!(err.contains("start with"), "{err}");
         assert!(Role::new("bil ling").is_err());
         assert!(Role::new("billé").is_err());
+        for ok in ["shard:1", "region/eu", "a:b/c:d", "x/"] {
+            assert_eq!(Role::new(ok).unwrap().as_str(), ok);
+        }
+        for bad in [":x", "/x", "a\\b", "a;b", "a\nb"] {
+            let err = Role::new(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("start with") || err.contains("'/'"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!
 //! - **Identity**: a [`NodeId`] is a name plus an incarnation, never an IP address. A node
 //!   restarted at a new address is a new incarnation; the old one leaves every registry.
-//! - **Roles**: set at start, changed at runtime with [`Node::add_role`] / [`Node::remove_role`].
+//! - **Roles**: set at start, changed at runtime with [`Node::add_role`] / [`Node::remove_role`]
+//!   or as one atomic batch ([`Node::add_roles`], [`Node::remove_roles`], [`Node::set_roles`]);
+//!   a change is visible in the node's own registry when the call returns.
 //! - **Discovery**: static seeds, DNS A/AAAA (a Kubernetes headless service) and SRV records,
 //!   re-resolved as their TTL says ([`Seed`]).
 //! - **Membership**: scuttlebutt gossip with phi-accrual failure detection (chitchat); every
@@ -15,8 +17,9 @@
 //! - **Secrets**: a node needs a [`Secret`] of 32 random bytes (`CLUSTER_SECRET`, made by
 //!   `easy-rpc keygen`) unless it opts in to insecure mode; a keyring of several secrets
 //!   rotates keys without downtime ([`Node::set_secrets`]).
-//! - **Registry**: [`Registry::nodes_with_role`], [`Registry::roles_of`], [`Registry::members`],
-//!   [`Registry::events`], [`Node::ready`].
+//! - **Registry**: [`Registry::nodes_with_role`], [`Registry::roles_of`] (by id or name),
+//!   [`Registry::member_by_name`], [`Registry::members`], [`Registry::events`] (node and role
+//!   events, see [`Events`]), [`Node::ready`].
 //! - **Leaving**: [`Node::shutdown`] announces `leaving` (peers stop picking the node at once)
 //!   before stopping; a crashed node is dropped by failure detection (about 2-3 s by default).
 //!
@@ -76,6 +79,7 @@ mod error;
 mod id;
 mod identity;
 mod keyring;
+mod local;
 mod member;
 mod membership;
 mod node;
@@ -93,13 +97,16 @@ pub use address::Address;
 pub use builder::NodeBuilder;
 pub use config::{Config, DEFAULT_PORT, ENV_VARS, RpcListen};
 pub use error::{Error, Result};
-pub use id::{MAX_NODE_NAME_LEN, MAX_ROLE_LEN, MAX_SERVICE_LEN, NodeId, Role, ServiceName};
+pub use id::{
+    MAX_NODE_NAME_LEN, MAX_ROLE_LEN, MAX_ROLES_PER_NODE, MAX_SERVICE_LEN, MAX_SERVICES_PER_NODE,
+    NodeId, NodeRef, Role, ServiceName,
+};
 pub use keyring::KeySource;
 pub use member::{Member, MemberRef, NodeStatus};
 pub use node::Node;
 #[cfg(feature = "test-util")]
 pub use registry::synthetic_registry;
-pub use registry::{ClusterEvent, Events, EventsError, Nodes, Registry, Snapshot};
+pub use registry::{ClusterEvent, Events, EventsError, Nodes, Registry, Snapshot, Snapshots};
 pub use secret::{SECRET_LEN, Secret};
 pub use seed::Seed;
 pub use signal::shutdown_signal;

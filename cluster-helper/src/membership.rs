@@ -2,7 +2,7 @@
 //! change, greet new nodes), announcing local changes, readiness, and the join loop that feeds
 //! discovered addresses to gossip.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -12,7 +12,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::id::{NodeId, check_node_name};
-use crate::member::{KEY_STATUS, Member, NodeStatus};
+use crate::local::change;
+use crate::member::{Member, NodeStatus};
 use crate::node::Inner;
 
 /// Sends a gossip round (SYN) to every known peer, so that a local change reaches everyone in
@@ -65,24 +66,65 @@ pub(crate) fn gossip_config(
     }
 }
 
+/// The members last read from gossip, by chitchat id, with the state version they were read
+/// at: a node whose state has not changed since is not read again.
+pub(crate) type MemberCache = HashMap<ChitchatId, (u64, Arc<Member>)>;
+
+/// Reads chitchat's live nodes into the registry. Holding the member cache's lock from the
+/// read to the publication orders refreshes: a refresh never publishes a read older than the
+/// one before it, so the registry never goes back to an older state.
+pub(crate) async fn refresh(inner: &Inner) {
+    let mut cache = inner.members.lock().await;
+    let members = read_members(inner, &mut cache).await;
+    inner.registry.publish(members);
+}
+
 /// Reads chitchat's live nodes into members, re-evaluating liveness first so that heartbeats
-/// that just arrived count now rather than at the next gossip tick.
+/// that just arrived count now rather than at the next gossip tick. A node whose state did not
+/// change since the last read is taken from `cache`.
+///
 /// A peer whose name is not a valid node name (only a broken or hostile peer holding the
-/// cluster key sends one) is left out.
-pub(crate) async fn read_members(inner: &Inner) -> Vec<Member> {
+/// cluster key sends one) is left out, and so is a peer seen for the first time in the middle
+/// of a change too large for one gossip message (see [`Member::from_gossip`]).
+async fn read_members(inner: &Inner, cache: &mut MemberCache) -> Vec<Arc<Member>> {
     let mut cc = inner.chitchat.lock().await;
     cc.update_nodes_liveness();
-    cc.live_nodes()
-        .filter(|cid| check_node_name(&cid.node_id).is_ok())
-        .filter_map(|cid| {
-            let state = cc.node_state(cid)?;
-            Some(Member::from_gossip(
-                NodeId::from_parts(cid.node_id.clone(), cid.generation_id),
-                cid.gossip_advertise_addr,
-                state.key_values(),
-            ))
-        })
-        .collect()
+    let mut members = Vec::new();
+    let mut seen = HashSet::new();
+    for cid in cc.live_nodes() {
+        if check_node_name(&cid.node_id).is_err() {
+            continue;
+        }
+        let Some(state) = cc.node_state(cid) else {
+            continue;
+        };
+        seen.insert(cid.clone());
+        let version = state.max_version();
+        let previous = match cache.get(cid) {
+            Some((v, m)) if *v == version => {
+                members.push(m.clone());
+                continue;
+            }
+            Some((_, m)) => Some(m.clone()),
+            None => None,
+        };
+        let read = Member::from_gossip(
+            NodeId::from_parts(cid.node_id.clone(), cid.generation_id),
+            cid.gossip_advertise_addr,
+            state.key_values(),
+            previous.as_deref(),
+        );
+        if let Some(member) = read {
+            let member = match previous {
+                Some(p) if *p == member => p,
+                _ => Arc::new(member),
+            };
+            cache.insert(cid.clone(), (version, member.clone()));
+            members.push(member);
+        }
+    }
+    cache.retain(|cid, _| seen.contains(cid));
+    members
 }
 
 /// Rebuilds the registry whenever chitchat's set of live nodes or any node's state changes, and
@@ -96,9 +138,10 @@ pub(crate) async fn registry_loop(weak: Weak<Inner>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
         greet_new_nodes(&inner, &mut greeted).await;
-        let members = read_members(&inner).await;
-        let others = members.iter().filter(|m| m.id != inner.id).count();
-        inner.registry.publish(members);
+        refresh(&inner).await;
+        let others = (inner.registry.snapshot().members())
+            .filter(|m| m.id != inner.id)
+            .count();
         if others > 0 && !inner.registry.is_ready() {
             become_ready(&inner).await;
         }
@@ -153,29 +196,23 @@ pub(crate) async fn greet_new_nodes(inner: &Arc<Inner>, greeted: &mut HashSet<Ch
     });
 }
 
+/// Marks the node ready: its status goes from `joining` to `serving` (through the node's one
+/// ordered path, so it never overwrites a later `leaving`), the registry shows it serving, and
+/// only then does anyone waiting on readiness wake up.
 pub(crate) async fn become_ready(inner: &Inner) {
     if inner.registry.is_ready() {
         return;
     }
-    let changed = {
-        let mut local = inner.local.lock().unwrap_or_else(|p| p.into_inner());
-        if local.status == NodeStatus::Joining {
-            local.status = NodeStatus::Serving;
+    let _ = change(inner, |l| {
+        if l.status == NodeStatus::Joining {
+            l.status = NodeStatus::Serving;
             true
         } else {
             false
         }
-    };
-    if changed {
-        inner
-            .chitchat
-            .lock()
-            .await
-            .self_node_state()
-            .set(KEY_STATUS, NodeStatus::Serving.as_str());
-    }
-    // The registry shows this node serving before anyone waiting on readiness wakes up.
-    inner.registry.publish(read_members(inner).await);
+    })
+    .await;
+    refresh(inner).await;
     inner.registry.set_ready();
     announce(inner).await;
     tracing::info!(node = %inner.id, "node is ready");

@@ -16,27 +16,18 @@ use crate::builder::NodeBuilder;
 use crate::config::Config;
 use crate::discovery::{DiscoveryConfig, spawn_discovery};
 use crate::error::{Error, Result};
-use crate::id::{NodeId, Role, ServiceName};
+use crate::id::{NodeId, NodeRef, Role, ServiceName};
 use crate::identity::{default_node_name, next_incarnation};
 use crate::keyring::{KeySource, Keyring};
-use crate::member::{
-    KEY_ROLES, KEY_RPC_ADDR, KEY_SERVICES, KEY_STATUS, Member, NodeStatus, join_list,
-};
-use crate::membership::{announce, gossip_config, join_loop, registry_loop};
+use crate::local::{Local, LocalState, change};
+use crate::member::{Member, NodeStatus};
+use crate::membership::{MemberCache, announce, gossip_config, join_loop, registry_loop};
 use crate::registry::{Events, Nodes, Registry};
 use crate::secret::Secret;
 use crate::signal::shutdown_signal;
 use crate::sockets::Sockets;
 use crate::stats::GossipStats;
 use crate::transport::{ClusterKey, Counters, SecureTransport};
-
-/// What this node says of itself in gossip.
-#[derive(Debug)]
-pub(crate) struct LocalState {
-    pub(crate) roles: BTreeSet<Role>,
-    pub(crate) services: BTreeSet<ServiceName>,
-    pub(crate) status: NodeStatus,
-}
 
 /// A running cluster node: its identity, roles and the local registry of every other node.
 ///
@@ -60,7 +51,8 @@ pub(crate) struct Inner {
     pub(crate) counters: Arc<Counters>,
     pub(crate) handle: ChitchatHandle,
     pub(crate) chitchat: Arc<Mutex<Chitchat>>,
-    pub(crate) local: StdMutex<LocalState>,
+    pub(crate) local: Local,
+    pub(crate) members: Mutex<MemberCache>,
     pub(crate) rpc_listener: StdMutex<Option<TcpListener>>,
     pub(crate) kick: Arc<Notify>,
     pub(crate) stop: watch::Sender<bool>,
@@ -99,6 +91,12 @@ impl Node {
                  experiments only: set CLUSTER_SECRET (make one with `easy-rpc keygen`)"
             );
         }
+        LocalState {
+            roles: config.roles.clone(),
+            services: config.services.clone(),
+            status: NodeStatus::Joining,
+        }
+        .check_limits()?;
         let keyring = Arc::new(Keyring::new(&config.cluster, config.secrets.clone()));
 
         let Sockets {
@@ -122,20 +120,7 @@ impl Node {
             services: config.services.clone(),
             status: NodeStatus::Joining,
         };
-        let mut kvs = vec![
-            (
-                KEY_ROLES.to_owned(),
-                join_list(local.roles.iter().map(Role::as_str)),
-            ),
-            (
-                KEY_SERVICES.to_owned(),
-                join_list(local.services.iter().map(ServiceName::as_str)),
-            ),
-            (KEY_STATUS.to_owned(), local.status.as_str().to_owned()),
-        ];
-        if let Some(a) = rpc_addr {
-            kvs.push((KEY_RPC_ADDR.to_owned(), a.to_string()));
-        }
+        let kvs = local.initial_kvs(rpc_addr);
         let handle = spawn_chitchat(chitchat_config, kvs, &transport)
             .await
             .map_err(|e| Error::Membership(format!("{e:#}")))?;
@@ -166,16 +151,17 @@ impl Node {
 
         let node = Node {
             inner: Arc::new(Inner {
+                registry: Registry::new(Some(id.clone())),
                 id,
                 cluster: config.cluster.clone(),
                 gossip_addr,
                 rpc_addr,
                 keyring,
-                registry: Registry::new(),
                 counters,
                 handle,
                 chitchat,
-                local: StdMutex::new(local),
+                local: Local::new(local),
+                members: Mutex::new(MemberCache::new()),
                 rpc_listener: StdMutex::new(rpc_listener),
                 kick,
                 stop: watch::channel(false).0,
@@ -198,13 +184,6 @@ impl Node {
     fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
         self.inner
             .tasks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn lock_local(&self) -> std::sync::MutexGuard<'_, LocalState> {
-        self.inner
-            .local
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -332,9 +311,22 @@ impl Node {
         self.inner.registry.nodes_with_role(role)
     }
 
-    /// The roles of `node`, if it is a member.
-    pub fn roles_of(&self, node: &NodeId) -> Option<BTreeSet<Role>> {
+    /// The roles of a node, by id or by name ([`NodeRef`]), if it is a member. This node's
+    /// own roles are here as soon as a role change returns.
+    ///
+    /// ```
+    /// # async fn f(node: cluster_helper::Node) {
+    /// let by_id = node.roles_of(node.id());
+    /// let by_name = node.roles_of("billing-0");
+    /// # }
+    /// ```
+    pub fn roles_of<'a>(&self, node: impl Into<NodeRef<'a>>) -> Option<BTreeSet<Role>> {
         self.inner.registry.roles_of(node)
+    }
+
+    /// The member called `name` (whatever its incarnation), if there is one.
+    pub fn member_by_name(&self, name: &str) -> Option<Arc<Member>> {
+        self.inner.registry.member_by_name(name)
     }
 
     /// Every live member, this node included.
@@ -342,7 +334,8 @@ impl Node {
         self.inner.registry.members()
     }
 
-    /// Subscribes to registry changes.
+    /// Subscribes to registry changes (see [`Events`] for what is delivered and in which
+    /// order).
     pub fn events(&self) -> Events {
         self.inner.registry.events()
     }
@@ -358,14 +351,19 @@ impl Node {
         self.inner.registry.ready().await
     }
 
-    /// This node's own roles.
+    /// This node's own roles, as of the last change that returned.
     pub fn roles(&self) -> BTreeSet<Role> {
-        self.lock_local().roles.clone()
+        self.inner.local.view().roles.clone()
+    }
+
+    /// This node's own services, as of the last change that returned.
+    pub fn services(&self) -> BTreeSet<ServiceName> {
+        self.inner.local.view().services.clone()
     }
 
     /// This node's status.
     pub fn status(&self) -> NodeStatus {
-        self.lock_local().status
+        self.inner.local.view().status
     }
 
     /// Counters of this node's gossip traffic.
@@ -375,66 +373,102 @@ impl Node {
 
     /// Adds a role at runtime; every node sees it within a gossip round trip. Returns whether
     /// the role was new.
+    ///
+    /// Every change to the node's own state (roles, services, status) takes one ordered path:
+    /// changes apply one at a time, in the order they were called, and gossip always carries
+    /// the last one. When this returns, the node's own [`nodes_with_role`](Node::nodes_with_role),
+    /// [`roles_of`](Node::roles_of), [`members`](Node::members) and [`events`](Node::events)
+    /// already show the change.
+    ///
+    /// Errors: [`Error::InvalidRole`] for a name outside the grammar of [`Role`],
+    /// [`Error::TooMany`] beyond [`MAX_ROLES_PER_NODE`](crate::MAX_ROLES_PER_NODE) roles,
+    /// [`Error::ShutDown`] after [`shutdown`](Node::shutdown).
     pub async fn add_role(&self, role: impl AsRef<str>) -> Result<bool> {
         let role = Role::new(role)?;
-        self.change_local(|l| l.roles.insert(role)).await
+        change(&self.inner, |l| l.roles.insert(role)).await
     }
 
-    /// Removes a role at runtime. Returns whether the node had it.
+    /// Removes a role at runtime. Returns whether the node had it. Ordered and visible like
+    /// [`add_role`](Node::add_role).
     pub async fn remove_role(&self, role: impl AsRef<str>) -> Result<bool> {
         let role = role.as_ref();
-        self.change_local(|l| l.roles.remove(role)).await
+        change(&self.inner, |l| l.roles.remove(role)).await
+    }
+
+    /// Adds several roles as one change: every peer sees either none or all of them (a peer
+    /// never observes part of a batch). Returns whether any was new. Nothing changes if one
+    /// name is invalid or the limit would be exceeded.
+    ///
+    /// ```
+    /// # async fn f(node: cluster_helper::Node) -> cluster_helper::Result<()> {
+    /// node.add_roles(["shard:1", "shard:2", "region/eu"]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_roles<R: AsRef<str>>(
+        &self,
+        roles: impl IntoIterator<Item = R>,
+    ) -> Result<bool> {
+        let roles = parse_roles(roles)?;
+        change(&self.inner, |l| {
+            let before = l.roles.len();
+            l.roles.extend(roles);
+            l.roles.len() != before
+        })
+        .await
+    }
+
+    /// Removes several roles as one change (see [`add_roles`](Node::add_roles)). Returns
+    /// whether the node had any of them.
+    pub async fn remove_roles<R: AsRef<str>>(
+        &self,
+        roles: impl IntoIterator<Item = R>,
+    ) -> Result<bool> {
+        let roles: Vec<R> = roles.into_iter().collect();
+        change(&self.inner, |l| {
+            let before = l.roles.len();
+            for r in &roles {
+                l.roles.remove(r.as_ref());
+            }
+            l.roles.len() != before
+        })
+        .await
+    }
+
+    /// Replaces the node's roles with `roles`, as one change (see
+    /// [`add_roles`](Node::add_roles)). Returns whether the set changed.
+    pub async fn set_roles<R: AsRef<str>>(
+        &self,
+        roles: impl IntoIterator<Item = R>,
+    ) -> Result<bool> {
+        let roles: BTreeSet<Role> = parse_roles(roles)?.into_iter().collect();
+        change(&self.inner, |l| {
+            if l.roles == roles {
+                false
+            } else {
+                l.roles = roles;
+                true
+            }
+        })
+        .await
     }
 
     /// Advertises that this node serves the RPC service `service`.
     pub async fn add_service(&self, service: impl AsRef<str>) -> Result<bool> {
         let service = ServiceName::new(service)?;
-        self.change_local(|l| l.services.insert(service)).await
+        change(&self.inner, |l| l.services.insert(service)).await
     }
 
     /// Stops advertising the RPC service `service`.
     pub async fn remove_service(&self, service: impl AsRef<str>) -> Result<bool> {
         let service = service.as_ref();
-        self.change_local(|l| l.services.remove(service)).await
-    }
-
-    /// Applies `change` to the local state, publishes it in gossip and pushes it to every peer.
-    async fn change_local(&self, change: impl FnOnce(&mut LocalState) -> bool) -> Result<bool> {
-        if *self.inner.stop.borrow() {
-            return Err(Error::ShutDown);
-        }
-        let (changed, roles, services, status) = {
-            let mut local = self.lock_local();
-            let changed = change(&mut local);
-            (
-                changed,
-                join_list(local.roles.iter().map(Role::as_str)),
-                join_list(local.services.iter().map(ServiceName::as_str)),
-                local.status,
-            )
-        };
-        if changed {
-            self.publish_local(roles, services, status).await;
-        }
-        Ok(changed)
-    }
-
-    async fn publish_local(&self, roles: String, services: String, status: NodeStatus) {
-        {
-            let mut cc = self.inner.chitchat.lock().await;
-            let me = cc.self_node_state();
-            me.set(KEY_ROLES, roles);
-            me.set(KEY_SERVICES, services);
-            me.set(KEY_STATUS, status.as_str());
-        }
-        self.inner.kick.notify_one();
-        announce(&self.inner).await;
+        change(&self.inner, |l| l.services.remove(service)).await
     }
 
     async fn set_status(&self, status: NodeStatus) {
-        let _ = self
-            .change_local(|l| std::mem::replace(&mut l.status, status) != status)
-            .await;
+        let _ = change(&self.inner, |l| {
+            std::mem::replace(&mut l.status, status) != status
+        })
+        .await;
     }
 
     /// Leaves the cluster gracefully: announces `leaving` (peers stop picking this node for
@@ -485,6 +519,11 @@ impl Node {
         let mut rx = self.inner.stop.subscribe();
         let _ = rx.wait_for(|s| *s).await;
     }
+}
+
+/// Validates every name first, so that a batch with one bad name changes nothing.
+fn parse_roles<R: AsRef<str>>(roles: impl IntoIterator<Item = R>) -> Result<Vec<Role>> {
+    roles.into_iter().map(Role::new).collect()
 }
 
 impl std::fmt::Debug for Node {
