@@ -85,16 +85,21 @@ async fn drive_all(all: &easy_rpc::All, nodes: usize, until: Until) -> Value {
     let region = Region::new(GLOBAL);
     let start = Instant::now();
     let mut calls = 0u64;
+    let mut lat = Vec::new();
     loop {
         match until {
             Until::Secs(s) if start.elapsed().as_secs_f64() >= s => break,
             Until::Calls(n) if calls >= n => break,
             _ => {}
         }
+        let t = Instant::now();
         crate::rpc::call_all(all, nodes).await;
+        if let Until::Secs(_) = until {
+            lat.push(t.elapsed());
+        }
         calls += 1;
     }
-    outcome(start, cpu0, &region, calls, nodes as u64, Vec::new())
+    outcome(start, cpu0, &region, calls, nodes as u64, lat)
 }
 
 fn outcome(

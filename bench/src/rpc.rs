@@ -160,20 +160,16 @@ pub(crate) trait Caller: Clone + Send + Sync + 'static {
 }
 
 impl Caller for PlainAdderClient {
-    fn call(&self) -> impl Future<Output = ()> + Send + '_ {
-        async move {
-            let r = self.add(tarpc::context::current(), 1, 2).await.unwrap();
-            assert_eq!(r, 3);
-        }
+    async fn call(&self) {
+        let r = self.add(tarpc::context::current(), 1, 2).await.unwrap();
+        assert_eq!(r, 3);
     }
 }
 
 impl Caller for easy_rpc::Any {
-    fn call(&self) -> impl Future<Output = ()> + Send + '_ {
-        async move {
-            let r = self.add(1, 2).await.unwrap();
-            assert_eq!(r, 3);
-        }
+    async fn call(&self) {
+        let r = self.add(1, 2).await.unwrap();
+        assert_eq!(r, 3);
     }
 }
 
