@@ -30,7 +30,8 @@ impl Placement {
         match self {
             Placement::SameCore(core) => format!(
                 "same core: every process (plain-tarpc server and client, easy-rpc servers and \
-                 client) pinned to core {core} with `taskset -c {core}`"
+                 client) pinned to core {core} with `taskset -c {core}` (the process that \
+                 starts them and reads their figures is not pinned; it waits between rounds)"
             ),
             Placement::Unpinned => "unpinned: the scheduler places every process".into(),
         }
