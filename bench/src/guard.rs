@@ -56,7 +56,8 @@ fn update(text: &str, client: f64, server: f64) -> String {
         + "\n"
 }
 
-/// `bench guard [--update] [--calls N]`: exit status 1 when over the margin.
+/// `bench guard [--update] [--calls N] [--file guard.toml]`: exit status 1 when over the
+/// margin.
 pub fn run(args: &[String]) {
     assert!(
         crate::instr::available(),
@@ -67,7 +68,11 @@ pub fn run(args: &[String]) {
         .position(|a| a == "--calls")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(2000);
-    let file = guard_file();
+    let file = args
+        .iter()
+        .position(|a| a == "--file")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(guard_file, PathBuf::from);
     let text =
         std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
     let recorded = parse(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));

@@ -8,7 +8,9 @@
 //! each sees the other at the speed it would natively, relative to itself), and only their
 //! main thread is counted: the client's main thread runs the caller tasks and tarpc's
 //! dispatch, and an easy-rpc client runs its node on another thread (`--node-thread`); every
-//! node uses a 30 s gossip interval, so that no gossip round falls inside a run.
+//! node uses a 30 s gossip interval, so that no gossip round falls inside a run. The two
+//! counted processes are pinned to one core (`BENCH_INSTR_CORE`, default 0; `none` leaves
+//! them unpinned), so that they take turns as they would natively.
 
 use std::path::{Path, PathBuf};
 
@@ -28,19 +30,36 @@ pub(crate) struct PerCall {
     pub(crate) server: f64,
 }
 
-/// Where the runs' callgrind files go.
+/// Where the runs' callgrind files go: `BENCH_CALLGRIND_DIR` (kept, to be read with
+/// `callgrind_annotate`), else a temporary directory (only the counts kept).
 fn out_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("easy-rpc-bench-instr-{}", std::process::id()));
+    let dir = keep_dir().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("easy-rpc-bench-instr-{}", std::process::id()))
+    });
     std::fs::create_dir_all(&dir).expect("create the callgrind output directory");
     dir
 }
 
+fn keep_dir() -> Option<PathBuf> {
+    std::env::var_os("BENCH_CALLGRIND_DIR").map(PathBuf::from)
+}
+
 fn callgrind(out: &Path) -> Vec<String> {
-    ["valgrind", "--tool=callgrind", "--separate-threads=yes"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([format!("--callgrind-out-file={}", out.display())])
-        .collect()
+    // Client and server on one core take turns as they would natively, which makes the
+    // counts repeat more closely than when the two valgrind processes run side by side at
+    // speeds that vary with the machine's load.
+    let core = std::env::var("BENCH_INSTR_CORE").unwrap_or_else(|_| "0".to_owned());
+    let mut cmd = Vec::new();
+    if core != "none" {
+        cmd.extend(["taskset".to_owned(), "-c".to_owned(), core]);
+    }
+    cmd.extend(
+        ["valgrind", "--tool=callgrind", "--separate-threads=yes"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    cmd.push(format!("--callgrind-out-file={}", out.display()));
+    cmd
 }
 
 /// Whether `valgrind --tool=callgrind` can run here.
@@ -67,7 +86,10 @@ fn main_thread_instructions(out: &Path) -> u64 {
         })
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no totals in {}", file.display()));
-    // The files are large; keep only the figure.
+    // The files are large; keep only the figure, unless asked to keep them.
+    if keep_dir().is_some() {
+        return total;
+    }
     for entry in std::fs::read_dir(out.parent().expect("dir"))
         .into_iter()
         .flatten()
@@ -230,7 +252,10 @@ fn pct(ours: f64, base: f64) -> String {
     format!("{:+.1} %", (ours / base - 1.0) * 100.0)
 }
 
-/// `bench instr [--calls N]`: the instruction figures as a Markdown table.
+/// `bench instr [--calls N]`: the instruction figures as a Markdown table. With
+/// `BENCH_CALLGRIND_DIR=dir`, every run's callgrind files are kept there
+/// (`<imp>-d<depth>-<1|3>n.<client|server>-01`, the main thread's), to see where the
+/// instructions go: `callgrind_annotate dir/easy-d1-3n.client-01`.
 pub fn run(args: &[String]) {
     assert!(
         available(),
@@ -245,10 +270,15 @@ pub fn run(args: &[String]) {
     println!("machine: {}\n", crate::procs::machine());
     println!(
         "method: client and server processes both under `valgrind --tool=callgrind \
-         --separate-threads=yes`, main threads counted (the client's runs the caller tasks and \
+         --separate-threads=yes`, {}, main threads counted (the client's runs the caller tasks and \
          tarpc's dispatch; an easy-rpc client's node runs on another thread); each figure is \
          (count after {} calls - count after {n} calls) / {}, same warm-up before both; \
          postcard on both sides; every node gossips every 30 s (no round inside a run).\n",
+        match std::env::var("BENCH_INSTR_CORE").as_deref() {
+            Ok("none") => "unpinned".to_owned(),
+            Ok(core) => format!("both pinned to core {core}"),
+            Err(_) => "both pinned to core 0".to_owned(),
+        },
         3 * n,
         2 * n
     );
@@ -281,5 +311,10 @@ pub fn run(args: &[String]) {
         "| `all` over 8 nodes: client instructions per node-call vs one `any()` over the same 8 | `any()`: {any:.0} | `all`: {all:.0} per node | {:.2}x | <= 1.2x |",
         all / any
     );
-    let _ = std::fs::remove_dir_all(out_dir());
+    match keep_dir() {
+        Some(dir) => println!("\ncallgrind files kept in {}", dir.display()),
+        None => {
+            let _ = std::fs::remove_dir_all(out_dir());
+        }
+    }
 }

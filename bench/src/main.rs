@@ -47,7 +47,7 @@ fn main() {
         Some("work-server") => churn::server(&args[1..]),
         _ => {
             eprintln!(
-                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench instr [--calls N]\n       bench guard [--update] [--calls N]\n       bench codec\n       bench churn [--quick]"
+                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench instr [--calls N]\n       bench guard [--update] [--calls N] [--file PATH]\n       bench codec\n       bench churn [--quick]"
             );
             std::process::exit(2);
         }
