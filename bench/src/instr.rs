@@ -103,6 +103,8 @@ fn main_thread_instructions(out: &Path) -> u64 {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+    // Gone once no other run's files are left in it.
+    let _ = std::fs::remove_dir(out.parent().expect("dir"));
     total
 }
 
