@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::instr::{Imp, per_call};
+use crate::instr::PerCall;
 
 /// The recorded figures, next to this crate's manifest.
 fn guard_file() -> PathBuf {
@@ -14,10 +14,30 @@ fn guard_file() -> PathBuf {
 /// The figures of `guard.toml`: `key = number` lines, `#` comments.
 #[derive(Debug, PartialEq)]
 struct Recorded {
+    /// easy-rpc's client instructions per call over plain tarpc's, counted in the same run.
+    client_over_tarpc: f64,
+    /// The same, server side.
+    server_over_tarpc: f64,
+    /// How far the two ratios may grow, in percent.
+    margin_percent: f64,
     client_instructions_per_call: f64,
     server_instructions_per_request: f64,
-    margin_percent: f64,
+    /// How far the absolute counts may grow, in percent: they also move with the toolchain
+    /// and, by a few percent, with the machine's load.
+    absolute_margin_percent: f64,
+    /// Calls per run (the counts depend a little on it: record and check with the same).
+    calls: f64,
 }
+
+const KEYS: [&str; 7] = [
+    "client_over_tarpc",
+    "server_over_tarpc",
+    "margin_percent",
+    "client_instructions_per_call",
+    "server_instructions_per_request",
+    "absolute_margin_percent",
+    "calls",
+];
 
 fn parse(text: &str) -> Result<Recorded, String> {
     let get = |key: &str| -> Result<f64, String> {
@@ -34,20 +54,26 @@ fn parse(text: &str) -> Result<Recorded, String> {
             })
     };
     Ok(Recorded {
-        client_instructions_per_call: get("client_instructions_per_call")?,
-        server_instructions_per_request: get("server_instructions_per_request")?,
-        margin_percent: get("margin_percent")?,
+        client_over_tarpc: get(KEYS[0])?,
+        server_over_tarpc: get(KEYS[1])?,
+        margin_percent: get(KEYS[2])?,
+        client_instructions_per_call: get(KEYS[3])?,
+        server_instructions_per_request: get(KEYS[4])?,
+        absolute_margin_percent: get(KEYS[5])?,
+        calls: get(KEYS[6])?,
     })
 }
 
-/// Replaces the two figures' values in `text`, keeping its comments and layout.
-fn update(text: &str, client: f64, server: f64) -> String {
+/// Replaces the measured figures' values in `text`, keeping its comments and layout.
+fn update(text: &str, easy: PerCall, tarpc: PerCall) -> String {
     text.lines()
         .map(|l| {
             let key = l.split('=').next().unwrap_or("").trim();
             match key {
-                "client_instructions_per_call" => format!("{key} = {client:.0}"),
-                "server_instructions_per_request" => format!("{key} = {server:.0}"),
+                "client_over_tarpc" => format!("{key} = {:.4}", easy.client / tarpc.client),
+                "server_over_tarpc" => format!("{key} = {:.4}", easy.server / tarpc.server),
+                "client_instructions_per_call" => format!("{key} = {:.0}", easy.client),
+                "server_instructions_per_request" => format!("{key} = {:.0}", easy.server),
                 _ => l.to_owned(),
             }
         })
@@ -56,18 +82,31 @@ fn update(text: &str, client: f64, server: f64) -> String {
         + "\n"
 }
 
-/// `bench guard [--update] [--calls N] [--file guard.toml]`: exit status 1 when over the
+/// One check: `now` against `recorded`, `margin` percent; prints it, true when over.
+fn check(what: &str, now: f64, recorded: f64, margin: f64, fmt: fn(f64) -> String) -> bool {
+    let pct = (now / recorded - 1.0) * 100.0;
+    let verdict = if pct > margin {
+        "FAIL: over the margin"
+    } else if pct < -margin {
+        "lower: record it with `bench guard --update`"
+    } else {
+        "ok"
+    };
+    println!(
+        "{what}: {} (recorded {}, {pct:+.1} %, margin {margin} %): {verdict}",
+        fmt(now),
+        fmt(recorded)
+    );
+    pct > margin
+}
+
+/// `bench guard [--update] [--file guard.toml]`: exit status 1 when a figure is over its
 /// margin.
 pub fn run(args: &[String]) {
     assert!(
         crate::instr::available(),
         "bench guard needs valgrind (callgrind) on the PATH"
     );
-    let n: u64 = args
-        .iter()
-        .position(|a| a == "--calls")
-        .and_then(|i| args.get(i + 1)?.parse().ok())
-        .unwrap_or(2000);
     let file = args
         .iter()
         .position(|a| a == "--file")
@@ -75,80 +114,116 @@ pub fn run(args: &[String]) {
         .map_or_else(guard_file, PathBuf::from);
     let text =
         std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
-    let recorded = parse(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    let easy = per_call(Imp::Easy, 1, n);
-    let tarpc = per_call(Imp::Tarpc, 1, n);
-    let over = |now: f64, was: f64| (now / was - 1.0) * 100.0;
-    let c = over(easy.client, recorded.client_instructions_per_call);
-    let s = over(easy.server, recorded.server_instructions_per_request);
+    let rec = parse(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let n = rec.calls as u64;
+    let [easy, tarpc] = per_call_both(1, n);
+    let ratio = |r: f64| format!("{:+.1} % over plain tarpc", (r - 1.0) * 100.0);
+    let count = |c: f64| format!("{c:.0}");
     println!(
-        "client instructions per call: {:.0} (recorded {:.0}, {c:+.1} %; plain tarpc {:.0}, easy-rpc {:+.1} % over it)",
-        easy.client,
-        recorded.client_instructions_per_call,
-        tarpc.client,
-        (easy.client / tarpc.client - 1.0) * 100.0
-    );
-    println!(
-        "server instructions per request: {:.0} (recorded {:.0}, {s:+.1} %; plain tarpc {:.0}, easy-rpc {:+.1} % over it)",
-        easy.server,
-        recorded.server_instructions_per_request,
-        tarpc.server,
-        (easy.server / tarpc.server - 1.0) * 100.0
+        "plain tarpc, same runs: {:.0} client instructions per call, {:.0} server instructions per request",
+        tarpc.client, tarpc.server
     );
     if args.iter().any(|a| a == "--update") {
-        std::fs::write(&file, update(&text, easy.client, easy.server))
+        std::fs::write(&file, update(&text, easy, tarpc))
             .unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
-        println!("recorded in {}", file.display());
+        println!(
+            "recorded in {}: client {:.0} ({}), server {:.0} ({})",
+            file.display(),
+            easy.client,
+            ratio(easy.client / tarpc.client),
+            easy.server,
+            ratio(easy.server / tarpc.server)
+        );
         return;
     }
-    let margin = recorded.margin_percent;
-    let mut failed = false;
-    for (what, pct) in [
-        ("client instructions per call", c),
-        ("server instructions per request", s),
-    ] {
-        if pct > margin {
-            println!("FAIL: {what} {pct:+.1} % over the recorded figure (margin {margin} %)");
-            failed = true;
-        } else if pct < -margin {
-            println!(
-                "note: {what} {pct:+.1} % under the recorded figure: record it with `bench guard --update`"
-            );
-        }
-    }
-    if failed {
+    let (m, am) = (rec.margin_percent, rec.absolute_margin_percent);
+    let failed = [
+        check(
+            "easy-rpc client instructions per call",
+            easy.client / tarpc.client,
+            rec.client_over_tarpc,
+            m,
+            ratio,
+        ),
+        check(
+            "easy-rpc server instructions per request",
+            easy.server / tarpc.server,
+            rec.server_over_tarpc,
+            m,
+            ratio,
+        ),
+        check(
+            "easy-rpc client instructions per call",
+            easy.client,
+            rec.client_instructions_per_call,
+            am,
+            count,
+        ),
+        check(
+            "easy-rpc server instructions per request",
+            easy.server,
+            rec.server_instructions_per_request,
+            am,
+            count,
+        ),
+    ];
+    if failed.contains(&true) {
         std::process::exit(1);
     }
-    println!("ok: within {margin} % of the recorded figures");
+    println!("ok: every figure within its margin");
+}
+
+/// easy-rpc's and plain tarpc's figures, their runs alternating so that both see the same
+/// machine.
+fn per_call_both(depth: usize, n: u64) -> [PerCall; 2] {
+    crate::instr::per_call_pair(depth, n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const TEXT: &str = "# comment\nclient_over_tarpc = 1.1 # now\nserver_over_tarpc = 1.05\nmargin_percent = 5\nclient_instructions_per_call = 12_345\nserver_instructions_per_request = 99\nabsolute_margin_percent = 10\ncalls = 2000\n";
+
     #[test]
     fn parses_and_updates_the_guard_file() {
-        let text = "# comment\nclient_instructions_per_call = 12_345 # now\nserver_instructions_per_request = 99\nmargin_percent = 5\n";
-        let r = parse(text).unwrap();
+        let r = parse(TEXT).unwrap();
         assert_eq!(
             r,
             Recorded {
+                client_over_tarpc: 1.1,
+                server_over_tarpc: 1.05,
+                margin_percent: 5.0,
                 client_instructions_per_call: 12345.0,
                 server_instructions_per_request: 99.0,
-                margin_percent: 5.0
+                absolute_margin_percent: 10.0,
+                calls: 2000.0,
             }
         );
-        let u = update(text, 1.4, 2.6);
+        let easy = PerCall {
+            client: 1200.4,
+            server: 2100.0,
+        };
+        let tarpc = PerCall {
+            client: 1000.0,
+            server: 2000.0,
+        };
+        let u = update(TEXT, easy, tarpc);
         assert!(u.starts_with("# comment\n"));
         let r = parse(&u).unwrap();
-        assert_eq!(
-            (
-                r.client_instructions_per_call,
-                r.server_instructions_per_request
-            ),
-            (1.0, 3.0)
-        );
+        assert_eq!(r.client_over_tarpc, 1.2004);
+        assert_eq!(r.server_over_tarpc, 1.05);
+        assert_eq!(r.client_instructions_per_call, 1200.0);
+        assert_eq!((r.margin_percent, r.calls), (5.0, 2000.0));
         assert!(parse("margin_percent = 5").is_err());
+    }
+
+    #[test]
+    fn a_figure_over_its_margin_fails() {
+        let fmt = |v: f64| format!("{v}");
+        assert!(!check("x", 104.9, 100.0, 5.0, fmt));
+        assert!(check("x", 105.1, 100.0, 5.0, fmt));
+        assert!(!check("x", 50.0, 100.0, 5.0, fmt));
     }
 
     #[test]

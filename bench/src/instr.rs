@@ -103,8 +103,6 @@ fn main_thread_instructions(out: &Path) -> u64 {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-    // Gone once no other run's files are left in it.
-    let _ = std::fs::remove_dir(out.parent().expect("dir"));
     total
 }
 
@@ -200,35 +198,38 @@ fn one_run(
         main_thread_instructions(&server_out)
     });
     drop(others);
+    // Empty now, unless asked to keep the files.
+    let _ = std::fs::remove_dir(&dir);
     (client_count, server_count)
 }
 
-/// Instructions per call of `any()` (easy-rpc, one server node) or of plain tarpc, client and
-/// server, `depth` caller tasks: two runs, `n` and `3n` calls.
-pub(crate) fn per_call(imp: Imp, depth: usize, n: u64) -> PerCall {
-    let target = if imp == Imp::Easy { "r1" } else { "plain" };
-    let label = |k| format!("{imp:?}-d{depth}-{k}n").to_lowercase();
-    let (c1, s1) = one_run(
-        imp,
-        1,
-        "r1",
-        &format!("count {target} {depth} {n}"),
-        true,
-        &label(1),
-    );
-    let (c3, s3) = one_run(
-        imp,
-        1,
-        "r1",
-        &format!("count {target} {depth} {}", 3 * n),
-        true,
-        &label(3),
-    );
+/// Instructions per call of `any()` (easy-rpc, one server node) and of plain tarpc, client
+/// and server, `depth` caller tasks: for each, two runs of `n` and `3n` calls, the four runs
+/// alternating (easy-rpc, plain tarpc, easy-rpc, plain tarpc) so that both see the same
+/// machine.
+pub(crate) fn per_call_pair(depth: usize, n: u64) -> [PerCall; 2] {
+    let run = |imp: Imp, k: u64| {
+        let target = if imp == Imp::Easy { "r1" } else { "plain" };
+        let label = format!("{imp:?}-d{depth}-{k}n").to_lowercase();
+        let cmd = format!("count {target} {depth} {}", k * n);
+        let (c, s) = one_run(imp, 1, "r1", &cmd, true, &label);
+        (c, s.expect("server counted"))
+    };
+    let e1 = run(Imp::Easy, 1);
+    let t1 = run(Imp::Tarpc, 1);
+    let e3 = run(Imp::Easy, 3);
+    let t3 = run(Imp::Tarpc, 3);
     let per = |a: u64, b: u64| (b as f64 - a as f64) / (2 * n) as f64;
-    PerCall {
-        client: per(c1, c3),
-        server: per(s1.unwrap_or(0), s3.unwrap_or(0)),
-    }
+    [
+        PerCall {
+            client: per(e1.0, e3.0),
+            server: per(e1.1, e3.1),
+        },
+        PerCall {
+            client: per(t1.0, t3.0),
+            server: per(t1.1, t3.1),
+        },
+    ]
 }
 
 /// Client instructions per node-call: `all` over 8 nodes, and `any()` over the same 8.
@@ -288,8 +289,7 @@ pub fn run(args: &[String]) {
         "| figure | plain tarpc | easy-rpc | easy-rpc over plain tarpc | goal |\n| --- | --- | --- | --- | --- |"
     );
     for depth in [1, 64] {
-        let t = per_call(Imp::Tarpc, depth, n);
-        let e = per_call(Imp::Easy, depth, n);
+        let [e, t] = per_call_pair(depth, n);
         let (cg, sg) = if depth == 1 {
             ("<= +5 %", "<= +3 %")
         } else {
