@@ -18,7 +18,7 @@ pub fn server(args: &[String]) {
             .cluster(&args[0])
             .name(&args[1])
             .listen("127.0.0.1:0")
-            .secret(easy_rpc_tests::TEST_SECRET)
+            .secret(crate::secret::secret())
             .roles(["work"])
             .seeds([args[2].as_str()])
             .serve(
@@ -46,6 +46,7 @@ type Executions = Arc<Mutex<HashMap<u64, Vec<String>>>>;
 fn spawn(cluster: &str, name: &str, seed: &str, execs: &Executions) -> Server {
     let mut child = Command::new(std::env::current_exe().expect("exe"))
         .args(["work-server", cluster, name, seed])
+        .env(crate::secret::VAR, crate::secret::secret())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -150,7 +151,7 @@ pub fn run(quick: bool) {
                 .cluster(&cluster)
                 .name(format!("caller-{i}"))
                 .listen("127.0.0.1:0")
-                .secret(easy_rpc_tests::TEST_SECRET)
+                .secret(crate::secret::secret())
                 .default_node(false);
             if let Some(first) = callers.first() {
                 let first: &Node = first;

@@ -4,8 +4,14 @@
 //! ```text
 //! cargo run --release -p easy-rpc-bench -- cluster            # every membership figure
 //! cargo run --release -p easy-rpc-bench -- cluster --quick    # fewer trials, shorter busy run
-//! cargo run --release -p easy-rpc-bench -- rpc --same-core     # easy-rpc vs plain tarpc
+//! cargo run --release -p easy-rpc-bench -- rpc                  # easy-rpc vs standalone plain tarpc
+//! cargo run --release -p easy-rpc-bench -- instr                # instructions per call (callgrind)
+//! cargo run --release -p easy-rpc-bench -- guard                # fails if client instructions grew
+//! cargo run --release -p easy-rpc-bench -- codec                # the wire codec
+//! cargo run --release -p easy-rpc-bench -- churn                # calls under churn
 //! ```
+//!
+//! `bench/run.sh` runs them all; `bench/guard.sh` builds and runs the guard.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +19,13 @@ use std::time::{Duration, Instant};
 use cluster_helper::{Node, NodeBuilder};
 
 mod churn;
+mod client;
+mod guard;
+mod instr;
+mod procs;
 mod rpc;
+mod secret;
+mod timing;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,14 +37,17 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("child") => child(),
         Some("cluster") => runtime().block_on(cluster(quick, only.as_deref())),
-        Some("rpc") => rpc::run(quick, args.iter().any(|a| a == "--same-core")),
+        Some("rpc") => timing::run(&args[1..]),
         Some("rpc-server") => rpc::server(&args[1..]),
+        Some("rpc-client") => client::client(&args[1..]),
+        Some("instr") => instr::run(&args[1..]),
+        Some("guard") => guard::run(&args[1..]),
         Some("codec") => rpc::codec(),
         Some("churn") => churn::run(quick),
         Some("work-server") => churn::server(&args[1..]),
         _ => {
             eprintln!(
-                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--same-core]\n       bench codec\n       bench churn [--quick]"
+                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench instr [--calls N]\n       bench guard [--update] [--calls N] [--file PATH]\n       bench codec\n       bench churn [--quick]"
             );
             std::process::exit(2);
         }
@@ -79,7 +94,7 @@ fn builder(cluster: &str, name: &str) -> NodeBuilder {
         .cluster(cluster)
         .name(name)
         .listen("127.0.0.1:0")
-        .secret(easy_rpc_tests::TEST_SECRET)
+        .secret(secret::secret())
         .rpc_listen(cluster_helper::RpcListen::Disabled)
 }
 
@@ -285,7 +300,7 @@ fn spawn_child(cluster: &str, name: &str, seed: &str, busy: bool) -> Child {
         .env("CLUSTER_ROLES", "worker")
         .env("CLUSTER_LISTEN", "127.0.0.1:0")
         .env("CLUSTER_RPC_LISTEN", "off")
-        .env("CLUSTER_SECRET", easy_rpc_tests::TEST_SECRET)
+        .env("CLUSTER_SECRET", secret::secret())
         .env("CLUSTER_SEEDS", seed)
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -1,20 +1,21 @@
-//! RPC figures: easy-rpc against plain tarpc, both measured in the same run, same placement,
-//! same codec (postcard), server and client in separate processes on loopback.
+//! The measured service, `add(i64, i64) -> i64`, as an easy-rpc service and as a plain tarpc
+//! one with the same codec (postcard over length-delimited frames), and the server processes
+//! of both. The client processes are in `client.rs`; what is measured, in `timing.rs` and
+//! `instr.rs`.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use easy_rpc::Node;
 use futures::StreamExt;
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tarpc::server::{BaseChannel, Channel};
 
+/// Counts allocations (the `allocs_per_call` a client reports); on both sides alike.
 #[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+pub(crate) static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 /// The service measured through easy-rpc.
 #[easy_rpc::service]
@@ -55,7 +56,7 @@ impl PlainAdder for PlainImpl {
 type Items<I, O> = std::marker::PhantomData<(fn() -> I, fn(O))>;
 
 /// postcard for plain tarpc, as easy-rpc uses.
-struct Postcard<I, O>(Items<I, O>);
+pub(crate) struct Postcard<I, O>(Items<I, O>);
 impl<I, O> Default for Postcard<I, O> {
     fn default() -> Self {
         Postcard(std::marker::PhantomData)
@@ -76,7 +77,7 @@ impl<I, O: serde::Serialize> tokio_serde::Serializer<O> for Postcard<I, O> {
     }
 }
 
-/// A single-threaded runtime, as the anchors' placement uses.
+/// A single-threaded runtime: every process of the RPC benchmark runs on one.
 pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -84,11 +85,37 @@ pub(crate) fn rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// `bench rpc-server easy <cluster> <name> [seed]` or `bench rpc-server tarpc`: prints its
-/// address, serves until killed.
+/// The gossip interval of every node when instructions are counted: long enough that no
+/// gossip round falls inside a measurement, so that the counts are the calls' alone.
+pub(crate) const QUIET_GOSSIP: Duration = Duration::from_secs(30);
+
+/// A node of the RPC benchmark: loopback, this run's secret.
+pub(crate) fn node_builder(cluster: &str, name: &str, quiet: bool) -> easy_rpc::NodeBuilder {
+    let b = Node::builder()
+        .cluster(cluster)
+        .name(name)
+        .listen("127.0.0.1:0")
+        .secret(crate::secret::secret());
+    if quiet {
+        b.gossip_interval(QUIET_GOSSIP)
+    } else {
+        b
+    }
+}
+
+/// `bench rpc-server tarpc` or `bench rpc-server easy <cluster> <name> <role,role..> [seed]
+/// [--quiet]`: prints its address (plain tarpc: the RPC address; easy-rpc: the gossip
+/// address, to seed others with), serves on this thread until its stdin closes.
 pub fn server(args: &[String]) {
+    crate::procs::exit_on_stdin_close();
+    let quiet = args.iter().any(|a| a == "--quiet");
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     rt().block_on(async move {
-        match args.first().map(String::as_str) {
+        match args.first().copied() {
             Some("tarpc") => {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 println!("{}", listener.local_addr().unwrap());
@@ -110,17 +137,12 @@ pub fn server(args: &[String]) {
                 }
             }
             Some("easy") => {
-                let cluster = &args[1];
-                let name = &args[2];
-                let mut b = Node::builder()
-                    .cluster(cluster)
-                    .name(name)
-                    .listen("127.0.0.1:0")
-                    .secret(easy_rpc_tests::TEST_SECRET)
-                    .roles(["adder"])
-                    .serve(AdderImpl(name.clone()).serve());
-                if let Some(seed) = args.get(3) {
-                    b = b.seeds([seed.as_str()]);
+                let (cluster, name, roles) = (args[1], args[2], args[3]);
+                let mut b = node_builder(cluster, name, quiet)
+                    .roles(roles.split(','))
+                    .serve(AdderImpl(name.to_owned()).serve());
+                if let Some(seed) = args.get(4) {
+                    b = b.seeds([*seed]);
                 }
                 let node = b.start().await.unwrap();
                 println!("{}", node.gossip_addr());
@@ -131,124 +153,47 @@ pub fn server(args: &[String]) {
     });
 }
 
-struct Servers(Vec<Child>);
+/// One call of `add`, as a caller task of the benchmark makes it back to back.
+pub(crate) trait Caller: Clone + Send + Sync + 'static {
+    /// Calls `add(1, 2)` once and checks the answer.
+    fn call(&self) -> impl Future<Output = ()> + Send + '_;
+}
 
-impl Drop for Servers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+impl Caller for PlainAdderClient {
+    async fn call(&self) {
+        let r = self.add(tarpc::context::current(), 1, 2).await.unwrap();
+        assert_eq!(r, 3);
     }
 }
 
-fn spawn_server(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("rpc-server")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn server");
-    let mut line = String::new();
-    use std::io::BufRead;
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line.trim().to_owned())
-}
-
-/// Sequential calls for `secs`: (calls per second, p50 latency in µs).
-async fn sequential<F, Fut>(secs: f64, mut call: F) -> (f64, f64)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    for _ in 0..1000 {
-        call().await;
+impl Caller for easy_rpc::Any {
+    async fn call(&self) {
+        let r = self.add(1, 2).await.unwrap();
+        assert_eq!(r, 3);
     }
-    let mut lat = Vec::with_capacity(200_000);
-    let start = Instant::now();
-    while start.elapsed().as_secs_f64() < secs {
-        let t = Instant::now();
-        call().await;
-        lat.push(t.elapsed().as_nanos() as u64);
-    }
-    let rate = lat.len() as f64 / start.elapsed().as_secs_f64();
-    lat.sort_unstable();
-    (rate, lat[lat.len() / 2] as f64 / 1e3)
 }
 
-/// `inflight` concurrent loops for `secs`: calls per second.
-async fn concurrent<F, Fut>(secs: f64, inflight: usize, call: F) -> f64
-where
-    F: Fn() -> Fut + Clone,
-    Fut: Future<Output = ()>,
-{
-    let count = std::cell::Cell::new(0u64);
-    let start = Instant::now();
-    let loops = (0..inflight).map(|_| {
-        let call = call.clone();
-        let count = &count;
-        async move {
-            while start.elapsed().as_secs_f64() < secs {
-                call().await;
-                count.set(count.get() + 1);
-            }
-        }
-    });
-    futures::future::join_all(loops).await;
-    count.get() as f64 / start.elapsed().as_secs_f64()
+/// `all(role).add(1, 2)`, checked to answer from `nodes` nodes.
+pub(crate) async fn call_all(all: &easy_rpc::All, nodes: usize) {
+    let r = all.add(1, 2).await.unwrap();
+    assert_eq!(r.len(), nodes);
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// Runs `a` and `b` alternately `rounds` times each and returns the medians of each: the two
-/// sides see the same machine conditions, and one noisy second does not decide a ratio.
-async fn interleaved<A, B, FA, FB>(rounds: usize, mut a: A, mut b: B) -> ((f64, f64), (f64, f64))
-where
-    A: FnMut() -> FA,
-    B: FnMut() -> FB,
-    FA: Future<Output = (f64, f64)>,
-    FB: Future<Output = (f64, f64)>,
-{
-    let (mut a1, mut a2, mut b1, mut b2) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..rounds {
-        let (x, y) = a().await;
-        a1.push(x);
-        a2.push(y);
-        let (x, y) = b().await;
-        b1.push(x);
-        b2.push(y);
-    }
-    ((median(a1), median(a2)), (median(b1), median(b2)))
-}
-
-/// Allocations per call over `n` sequential calls.
-async fn allocs<F, Fut>(n: usize, mut call: F) -> f64
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    for _ in 0..100 {
-        call().await;
-    }
-    let region = Region::new(GLOBAL);
-    for _ in 0..n {
-        call().await;
-    }
-    region.change().allocations as f64 / n as f64
-}
-
-/// A naïve role-aware wrapper over plain tarpc: what one writes without a framework.
-struct Naive {
-    clients: Mutex<std::collections::HashMap<String, Vec<PlainAdderClient>>>,
+/// A naïve role-aware wrapper over plain tarpc, what one writes without a framework: a `Vec`
+/// of clients per role under a lock, cloned per call, a boxed future. Only its allocations
+/// per call are reported.
+#[derive(Clone)]
+pub(crate) struct Naive {
+    clients: std::sync::Arc<Mutex<std::collections::HashMap<String, Vec<PlainAdderClient>>>>,
 }
 
 impl Naive {
+    pub(crate) fn new(client: PlainAdderClient) -> Self {
+        Naive {
+            clients: std::sync::Arc::new(Mutex::new([("adder".to_string(), vec![client])].into())),
+        }
+    }
+
     fn add(
         &self,
         role: &str,
@@ -266,201 +211,17 @@ impl Naive {
     }
 }
 
-fn rand_index(n: usize) -> usize {
-    (Instant::now().elapsed().subsec_nanos() as usize) % n
+impl Caller for Naive {
+    fn call(&self) -> impl Future<Output = ()> + Send + '_ {
+        let f = self.add("adder", 1, 2);
+        async move {
+            assert_eq!(f.await.unwrap(), 3);
+        }
+    }
 }
 
-pub fn run(quick: bool, same_core: bool) {
-    if same_core {
-        // Pin this process (and so every child) to core 0, before any thread starts.
-        let ok = Command::new("taskset")
-            .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "taskset failed: install util-linux");
-    }
-    // Seconds per figure and side, split into interleaved rounds.
-    let secs = if quick { 1.5 } else { 5.0 };
-    rt().block_on(async move {
-        let cluster = format!("bench-rpc-{}", std::process::id());
-        let mut servers = Servers(Vec::new());
-        let (tarpc_child, tarpc_addr) = spawn_server(&["tarpc"]);
-        servers.0.push(tarpc_child);
-        let (first, seed) = spawn_server(&["easy", &cluster, "adder-0"]);
-        servers.0.push(first);
-
-        let addr: SocketAddr = tarpc_addr.parse().unwrap();
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        let transport = tarpc::serde_transport::new(
-            tokio_util::codec::Framed::new(stream, tokio_util::codec::LengthDelimitedCodec::new()),
-            Postcard::default(),
-        );
-        let mut cfg = tarpc::client::Config::default();
-        cfg.max_in_flight_requests = 100_000;
-        let plain = PlainAdderClient::new(cfg, transport).spawn();
-
-        let node = Node::builder()
-            .cluster(&cluster)
-            .name("bench-client")
-            .listen("127.0.0.1:0")
-            .secret(easy_rpc_tests::TEST_SECRET)
-            .seeds([seed.as_str()])
-            .start()
-            .await
-            .unwrap();
-        while node.nodes_with_role("adder").is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let any = node.any("adder");
-
-        println!(
-            "# easy-rpc figures\n\nplacement: {}; client and servers single-threaded tokio runtimes, separate processes, loopback TCP, postcard for both; {secs} s per figure and side, in alternating rounds (median)\n",
-            if same_core { "same core (taskset -c 0)" } else { "unpinned (2 vCPUs)" }
-        );
-        println!("| figure | plain tarpc | easy-rpc | ratio | goal |\n| --- | --- | --- | --- | --- |");
-
-        let rounds = if quick { 3 } else { 5 };
-        let secs = secs / rounds as f64;
-        let ((t_rate, t_p50), (e_rate, e_p50)) = interleaved(
-            rounds,
-            || {
-                sequential(secs, || {
-                    let p = plain.clone();
-                    async move {
-                        p.add(tarpc::context::current(), 1, 2).await.unwrap();
-                    }
-                })
-            },
-            || {
-                sequential(secs, || {
-                    let a = any.clone();
-                    async move {
-                        a.add(1, 2).await.unwrap();
-                    }
-                })
-            },
-        )
-        .await;
-        println!(
-            "| 1 in flight, calls/s | {t_rate:.0} | {e_rate:.0} | {:.2}x | >= 0.9x |",
-            e_rate / t_rate
-        );
-        println!(
-            "| 1 in flight, p50 latency | {t_p50:.1} µs | {e_p50:.1} µs | {:.2}x | <= 1.1x |",
-            e_p50 / t_p50
-        );
-
-        let ((t64, _), (e64, _)) = interleaved(
-            rounds,
-            || async {
-                let r = concurrent(secs, 64, || {
-                    let p = plain.clone();
-                    async move {
-                        p.add(tarpc::context::current(), 1, 2).await.unwrap();
-                    }
-                })
-                .await;
-                (r, 0.0)
-            },
-            || async {
-                let r = concurrent(secs, 64, || {
-                    let a = any.clone();
-                    async move {
-                        a.add(1, 2).await.unwrap();
-                    }
-                })
-                .await;
-                (r, 0.0)
-            },
-        )
-        .await;
-        println!(
-            "| 64 in flight, one server, calls/s | {t64:.0} | {e64:.0} | {:.2}x | >= 0.9x |",
-            e64 / t64
-        );
-
-        // Allocations per call, client side.
-        let t_alloc = allocs(10_000, || {
-            let p = plain.clone();
-            async move {
-                p.add(tarpc::context::current(), 1, 2).await.unwrap();
-            }
-        })
-        .await;
-        let naive = Naive {
-            clients: Mutex::new([("adder".to_string(), vec![plain.clone()])].into()),
-        };
-        let n_alloc = allocs(10_000, || {
-            let f = naive.add("adder", 1, 2);
-            async move {
-                f.await.unwrap();
-            }
-        })
-        .await;
-        let e_alloc = allocs(10_000, || {
-            let a = any.clone();
-            async move {
-                a.add(1, 2).await.unwrap();
-            }
-        })
-        .await;
-        println!(
-            "| allocations per call (client) | {t_alloc:.1} (naive role wrapper: {n_alloc:.1}) | {e_alloc:.1} | | < naive wrapper |"
-        );
-
-        // Four servers.
-        for i in 1..4 {
-            let (c, _) = spawn_server(&["easy", &cluster, &format!("adder-{i}"), &seed]);
-            servers.0.push(c);
-        }
-        while node.nodes_with_role("adder").len() < 4 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let e64x4 = concurrent(secs, 64, || {
-            let a = any.clone();
-            async move {
-                a.add(1, 2).await.unwrap();
-            }
-        })
-        .await;
-        println!(
-            "| any over 4 servers, 64 in flight, calls/s | {t64:.0} (1 server) | {e64x4:.0} | {:.2}x | >= 0.9x plain tarpc at 64 |",
-            e64x4 / t64
-        );
-
-        // Eight servers: all vs one any.
-        for i in 4..8 {
-            let (c, _) = spawn_server(&["easy", &cluster, &format!("adder-{i}"), &seed]);
-            servers.0.push(c);
-        }
-        while node.nodes_with_role("adder").len() < 8 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let all = node.all("adder");
-        let (_, all_p50) = sequential(secs, || {
-            let a = all.clone();
-            async move {
-                let r = a.add(1, 2).await;
-                assert_eq!(r.unwrap().len(), 8);
-            }
-        })
-        .await;
-        let (_, one_p50) = sequential(secs, || {
-            let a = any.clone();
-            async move {
-                a.add(1, 2).await.unwrap();
-            }
-        })
-        .await;
-        println!(
-            "| all over 8 servers, p50 | one any: {one_p50:.1} µs | {all_p50:.1} µs | {:.2}x | <= 3x one any |",
-            all_p50 / one_p50
-        );
-        node.kill();
-        drop(servers);
-    });
+fn rand_index(n: usize) -> usize {
+    (Instant::now().elapsed().subsec_nanos() as usize) % n
 }
 
 /// `bench codec`: encoding and decoding one request and one response of `add(i64, i64)` as

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Reproduces every figure of BENCHMARKS.md: builds the benchmark program in release mode, then
+# runs each part, printing the machine and each command before its output. Run it on an
+# otherwise idle machine; `--quick` passes fewer trials / shorter rounds to every part.
+#
+#   bench/run.sh [--quick] [PART...]     PART: cluster churn codec rpc instr (default: all)
+#
+# Needs taskset (util-linux) for `rpc`'s same-core placement and valgrind for `instr`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=()
+parts=()
+for a in "$@"; do
+    case "$a" in
+        --quick) quick=(--quick) ;;
+        cluster | churn | codec | rpc | instr) parts+=("$a") ;;
+        *) echo "usage: bench/run.sh [--quick] [cluster|churn|codec|rpc|instr]..." >&2; exit 2 ;;
+    esac
+done
+[ ${#parts[@]} -gt 0 ] || parts=(cluster churn codec rpc instr)
+
+echo "# machine"
+echo
+echo '```'
+uname -srm
+echo "cores: $(nproc)"
+grep -m1 'model name' /proc/cpuinfo || true
+free -h | sed -n 2p
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+rustc --version
+command -v valgrind >/dev/null && valgrind --version
+echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo '```'
+echo
+
+cargo build --release --locked -p easy-rpc-bench
+bench=target/release/bench
+
+for part in "${parts[@]}"; do
+    args=("$part")
+    case "$part" in
+        cluster | churn | rpc) args+=("${quick[@]}") ;;
+        instr) [ ${#quick[@]} -gt 0 ] && args+=(--calls 500) ;;
+    esac
+    echo
+    echo "## \`bench ${args[*]}\` ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+    echo
+    "$bench" "${args[@]}"
+done

@@ -1,0 +1,322 @@
+//! Instructions per call, counted by valgrind's callgrind: `bench instr`. Times vary with the
+//! machine's load; instruction counts do not (to a few per call), so they show the cost of the
+//! call path on a busy machine too, and `bench guard` can assert on them.
+//!
+//! Each figure is two runs of the same processes, one making `n` calls and one `3n`, after
+//! the same warm-up: the difference of the counts divided by `2n` is the cost of one call,
+//! start-up and tear-down cancel out. Client and server both run under callgrind (so that
+//! each sees the other at the speed it would natively, relative to itself), and only their
+//! main thread is counted: the client's main thread runs the caller tasks and tarpc's
+//! dispatch, and an easy-rpc client runs its node on another thread (`--node-thread`); every
+//! node uses a 30 s gossip interval, so that no gossip round falls inside a run. The two
+//! counted processes are pinned to one core (`BENCH_INSTR_CORE`, default 0; `none` leaves
+//! them unpinned), so that they take turns as they would natively.
+
+use std::path::{Path, PathBuf};
+
+use crate::procs::Proc;
+
+/// Plain tarpc or easy-rpc.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Imp {
+    Tarpc,
+    Easy,
+}
+
+/// Instructions per call of one client and its server.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PerCall {
+    pub(crate) client: f64,
+    pub(crate) server: f64,
+}
+
+/// Where the runs' callgrind files go: `BENCH_CALLGRIND_DIR` (kept, to be read with
+/// `callgrind_annotate`), else a temporary directory (only the counts kept).
+fn out_dir() -> PathBuf {
+    let dir = keep_dir().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("easy-rpc-bench-instr-{}", std::process::id()))
+    });
+    std::fs::create_dir_all(&dir).expect("create the callgrind output directory");
+    dir
+}
+
+fn keep_dir() -> Option<PathBuf> {
+    std::env::var_os("BENCH_CALLGRIND_DIR").map(PathBuf::from)
+}
+
+fn callgrind(out: &Path) -> Vec<String> {
+    // Client and server on one core take turns as they would natively, which makes the
+    // counts repeat more closely than when the two valgrind processes run side by side at
+    // speeds that vary with the machine's load.
+    let core = std::env::var("BENCH_INSTR_CORE").unwrap_or_else(|_| "0".to_owned());
+    let mut cmd = Vec::new();
+    if core != "none" {
+        cmd.extend(["taskset".to_owned(), "-c".to_owned(), core]);
+    }
+    cmd.extend(
+        ["valgrind", "--tool=callgrind", "--separate-threads=yes"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    cmd.push(format!("--callgrind-out-file={}", out.display()));
+    cmd
+}
+
+/// Whether `valgrind --tool=callgrind` can run here.
+pub(crate) fn available() -> bool {
+    std::process::Command::new("valgrind")
+        .args(["--tool=callgrind", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The instructions callgrind counted on the main thread of the process whose output file
+/// is `out` (with `--separate-threads=yes` callgrind writes `<out>-01` for it).
+fn main_thread_instructions(out: &Path) -> u64 {
+    let file = PathBuf::from(format!("{}-01", out.display()));
+    let text =
+        std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    let total = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no totals in {}", file.display()));
+    // The files are large; keep only the figure, unless asked to keep them.
+    if keep_dir().is_some() {
+        return total;
+    }
+    for entry in std::fs::read_dir(out.parent().expect("dir"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name();
+        if name
+            .to_string_lossy()
+            .starts_with(&*out.file_name().expect("name").to_string_lossy())
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    total
+}
+
+/// One run: a server (and `servers - 1` more easy-rpc servers, natively) and a client; the
+/// client makes `warm` calls, then the ones `cmd` asks for. With `measure_server`, the first
+/// server runs under callgrind too. Returns the main-thread counts of client and server.
+fn one_run(
+    imp: Imp,
+    servers: usize,
+    role: &str,
+    cmd: &str,
+    measure_server: bool,
+    label: &str,
+) -> (u64, Option<u64>) {
+    let dir = out_dir();
+    let client_out = dir.join(format!("{label}.client"));
+    let server_out = dir.join(format!("{label}.server"));
+    let server_prefix = if measure_server {
+        callgrind(&server_out)
+    } else {
+        Vec::new()
+    };
+    let cluster = format!("bench-instr-{}-{label}", std::process::id());
+    let mut others = Vec::new();
+    let (server, client_args) = match imp {
+        Imp::Tarpc => {
+            let (server, addr) =
+                Proc::spawn("tarpc server", &server_prefix, &["rpc-server", "tarpc"]);
+            (
+                server,
+                vec!["rpc-client".to_owned(), "tarpc".to_owned(), addr],
+            )
+        }
+        Imp::Easy => {
+            let (server, seed) = Proc::spawn(
+                "easy-rpc server 0",
+                &server_prefix,
+                &[
+                    "rpc-server",
+                    "easy",
+                    &cluster,
+                    "adder-0",
+                    "r1,r4,r8",
+                    "--quiet",
+                ],
+            );
+            for i in 1..servers {
+                let roles = if i < 4 { "r4,r8" } else { "r8" };
+                let name = format!("adder-{i}");
+                others.push(
+                    Proc::spawn(
+                        "easy-rpc server",
+                        &[],
+                        &[
+                            "rpc-server",
+                            "easy",
+                            &cluster,
+                            &name,
+                            roles,
+                            &seed,
+                            "--quiet",
+                        ],
+                    )
+                    .0,
+                );
+            }
+            let args = [
+                "rpc-client",
+                "easy",
+                &cluster,
+                &seed,
+                "--node-thread",
+                "--quiet",
+            ];
+            (server, args.iter().map(|s| s.to_string()).collect())
+        }
+    };
+    let client_args: Vec<&str> = client_args.iter().map(String::as_str).collect();
+    let (mut client, _) = Proc::spawn("client", &callgrind(&client_out), &client_args);
+    client.ask(&format!("wait {role} {servers}"));
+    // Warm-up: connections made, buffers grown, every server of the role reached.
+    let warm = if cmd.starts_with("count-all") {
+        format!("count-all {role} {servers} 50")
+    } else {
+        format!("count {role} 1 {}", 200 * servers)
+    };
+    client.ask(&warm);
+    client.ask(cmd);
+    client.finish();
+    let client_count = main_thread_instructions(&client_out);
+    let server_count = measure_server.then(|| {
+        server.finish();
+        main_thread_instructions(&server_out)
+    });
+    drop(others);
+    // Empty now, unless asked to keep the files.
+    let _ = std::fs::remove_dir(&dir);
+    (client_count, server_count)
+}
+
+/// Instructions per call of `any()` (easy-rpc, one server node) and of plain tarpc, client
+/// and server, `depth` caller tasks: for each, two runs of `n` and `3n` calls, the four runs
+/// alternating (easy-rpc, plain tarpc, easy-rpc, plain tarpc) so that both see the same
+/// machine.
+pub(crate) fn per_call_pair(depth: usize, n: u64) -> [PerCall; 2] {
+    let run = |imp: Imp, k: u64| {
+        let target = if imp == Imp::Easy { "r1" } else { "plain" };
+        let label = format!("{imp:?}-d{depth}-{k}n").to_lowercase();
+        let cmd = format!("count {target} {depth} {}", k * n);
+        let (c, s) = one_run(imp, 1, "r1", &cmd, true, &label);
+        (c, s.expect("server counted"))
+    };
+    let e1 = run(Imp::Easy, 1);
+    let t1 = run(Imp::Tarpc, 1);
+    let e3 = run(Imp::Easy, 3);
+    let t3 = run(Imp::Tarpc, 3);
+    let per = |a: u64, b: u64| (b as f64 - a as f64) / (2 * n) as f64;
+    [
+        PerCall {
+            client: per(e1.0, e3.0),
+            server: per(e1.1, e3.1),
+        },
+        PerCall {
+            client: per(t1.0, t3.0),
+            server: per(t1.1, t3.1),
+        },
+    ]
+}
+
+/// Client instructions per node-call: `all` over 8 nodes, and `any()` over the same 8.
+fn all_vs_any(n: u64) -> (f64, f64) {
+    let per = |cmd: &dyn Fn(u64) -> String, label: &str, calls_per: f64| {
+        let (a, _) = one_run(Imp::Easy, 8, "r8", &cmd(n), false, &format!("{label}-1n"));
+        let (b, _) = one_run(
+            Imp::Easy,
+            8,
+            "r8",
+            &cmd(3 * n),
+            false,
+            &format!("{label}-3n"),
+        );
+        (b as f64 - a as f64) / (2 * n) as f64 / calls_per
+    };
+    let all = per(&|k| format!("count-all r8 8 {k}"), "all8", 8.0);
+    let any = per(&|k| format!("count r8 1 {k}"), "any8", 1.0);
+    (all, any)
+}
+
+fn pct(ours: f64, base: f64) -> String {
+    format!("{:+.1} %", (ours / base - 1.0) * 100.0)
+}
+
+/// `bench instr [--calls N]`: the instruction figures as a Markdown table. With
+/// `BENCH_CALLGRIND_DIR=dir`, every run's callgrind files are kept there
+/// (`<imp>-d<depth>-<1|3>n.<client|server>-01`, the main thread's), to see where the
+/// instructions go: `callgrind_annotate dir/easy-d1-3n.client-01`.
+pub fn run(args: &[String]) {
+    assert!(
+        available(),
+        "bench instr needs valgrind (callgrind) on the PATH"
+    );
+    let n: u64 = args
+        .iter()
+        .position(|a| a == "--calls")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(2000);
+    println!("# Instructions per call (callgrind)\n");
+    println!("machine: {}\n", crate::procs::machine());
+    println!(
+        "method: client and server processes both under `valgrind --tool=callgrind \
+         --separate-threads=yes`, {}, main threads counted (the client's runs the caller tasks and \
+         tarpc's dispatch; an easy-rpc client's node runs on another thread); each figure is \
+         (count after {} calls - count after {n} calls) / {}, same warm-up before both; \
+         postcard on both sides; every node gossips every 30 s (no round inside a run).\n",
+        match std::env::var("BENCH_INSTR_CORE").as_deref() {
+            Ok("none") => "unpinned".to_owned(),
+            Ok(core) => format!("both pinned to core {core}"),
+            Err(_) => "both pinned to core 0".to_owned(),
+        },
+        3 * n,
+        2 * n
+    );
+    println!(
+        "| figure | plain tarpc | easy-rpc | easy-rpc over plain tarpc | goal |\n| --- | --- | --- | --- | --- |"
+    );
+    for depth in [1, 64] {
+        let [e, t] = per_call_pair(depth, n);
+        let (cg, sg) = if depth == 1 {
+            ("<= +5 %", "<= +3 %")
+        } else {
+            ("reported", "reported")
+        };
+        println!(
+            "| client instructions per call, {depth} in flight | {:.0} | {:.0} | {} | {cg} |",
+            t.client,
+            e.client,
+            pct(e.client, t.client)
+        );
+        println!(
+            "| server instructions per request, {depth} in flight | {:.0} | {:.0} | {} | {sg} |",
+            t.server,
+            e.server,
+            pct(e.server, t.server)
+        );
+    }
+    let (all, any) = all_vs_any(n / 4);
+    println!(
+        "| `all` over 8 nodes: client instructions per node-call vs one `any()` over the same 8 | `any()`: {any:.0} | `all`: {all:.0} per node | {:.2}x | <= 1.2x |",
+        all / any
+    );
+    match keep_dir() {
+        Some(dir) => println!("\ncallgrind files kept in {}", dir.display()),
+        None => {
+            let _ = std::fs::remove_dir_all(out_dir());
+        }
+    }
+}
