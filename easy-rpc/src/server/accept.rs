@@ -168,7 +168,15 @@ async fn connection(
         Ok(Ok(accepted)) => accepted,
         Ok(Err(HandshakeError::Rejected(reason))) => {
             state.rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%peer, "connection refused: {reason}");
+            // Strangers are counted, not logged one by one: a flood must not flood the log.
+            if matches!(
+                reason,
+                RejectReason::Unauthenticated | RejectReason::Malformed
+            ) {
+                tracing::debug!(%peer, "connection refused: {reason}");
+            } else {
+                tracing::info!(%peer, "connection refused: {reason}");
+            }
             return;
         }
         Ok(Err(HandshakeError::Io(e))) => {
@@ -178,7 +186,7 @@ async fn connection(
         }
         Err(_) => {
             state.rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%peer, "handshake timed out");
+            tracing::debug!(%peer, "handshake timed out");
             return;
         }
     };
