@@ -21,6 +21,7 @@ use cluster_helper::{Node, NodeBuilder};
 mod churn;
 mod client;
 mod guard;
+mod handshake;
 mod instr;
 mod procs;
 mod rpc;
@@ -43,11 +44,12 @@ fn main() {
         Some("instr") => instr::run(&args[1..]),
         Some("guard") => guard::run(&args[1..]),
         Some("codec") => rpc::codec(),
+        Some("handshake") => handshake::run(&args[1..]),
         Some("churn") => churn::run(quick),
         Some("work-server") => churn::server(&args[1..]),
         _ => {
             eprintln!(
-                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench instr [--calls N]\n       bench guard [--update] [--calls N] [--file PATH]\n       bench codec\n       bench churn [--quick]"
+                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench instr [--calls N]\n       bench guard [--update] [--calls N] [--file PATH]\n       bench codec\n       bench handshake [--quick]\n       bench churn [--quick]"
             );
             std::process::exit(2);
         }
