@@ -319,7 +319,10 @@ async fn an_easy_rpc_node_serves_on_its_gossip_port_number_by_default() {
     init_logs();
     let c = unique_cluster("lifecycle-sameport");
     let srv = server(&c, "srv", false).await;
-    assert_eq!(srv.rpc_addr().map(|a| a.port()), Some(srv.gossip_addr().port()));
+    assert_eq!(
+        srv.rpc_addr().map(|a| a.port()),
+        Some(srv.gossip_addr().port())
+    );
     // Without services, and from a default base Config: a listener all the same, so that it
     // can serve later.
     let later = builder(&c, "later")
