@@ -138,9 +138,10 @@ async fn the_key_rotates_under_load_with_no_failed_call_and_no_refused_packet() 
         ..Watch::default()
     }));
     {
-        let w = watch.lock().unwrap();
-        let (nodes, servers) = (w.nodes.clone(), w.servers.clone());
-        drop(w);
+        let (nodes, servers) = {
+            let w = watch.lock().unwrap();
+            (w.nodes.clone(), w.servers.clone())
+        };
         wait_until(Duration::from_secs(15), "every node sees s0..s2", || {
             all_see(&nodes, &servers)
         })
@@ -269,28 +270,29 @@ async fn the_key_rotates_under_load_with_no_failed_call_and_no_refused_packet() 
     );
     assert!(failures.is_empty(), "calls failed: {failures:#?}");
     assert!(calls > 200, "too little load to tell: {calls} calls");
-    let w = watch.lock().unwrap();
-    assert!(w.rounds > 100, "the watcher ran {} rounds", w.rounds);
-    // A rotation that broke gossip between two nodes would make one vanish from the other's
-    // registry for a failure-detector timeout (seconds) and count refused packets (checked
-    // below). What is tolerated: blips of a few watcher rounds, which happen the same with
-    // the keyring left alone on a busy machine (phi-accrual detection under CPU starvation).
-    if !w.gaps.is_empty() {
-        eprintln!(
-            "rotation: {} short gaps (longest {:?}): {:?}",
-            w.gaps.len(),
+    let nodes = {
+        let w = watch.lock().unwrap();
+        assert!(w.rounds > 100, "the watcher ran {} rounds", w.rounds);
+        // A rotation that broke gossip between two nodes would make one vanish from the other's
+        // registry for a failure-detector timeout (seconds) and count refused packets (checked
+        // below). What is tolerated: blips of a few watcher rounds, which happen the same with
+        // the keyring left alone on a busy machine (phi-accrual detection under CPU starvation).
+        if !w.gaps.is_empty() {
+            eprintln!(
+                "rotation: {} short gaps (longest {:?}): {:?}",
+                w.gaps.len(),
+                w.longest_gap,
+                w.gaps
+            );
+        }
+        assert!(
+            w.longest_gap < MAX_BLIP,
+            "a node missed a server for {:?}: {:?}",
             w.longest_gap,
             w.gaps
         );
-    }
-    assert!(
-        w.longest_gap < MAX_BLIP,
-        "a node missed a server for {:?}: {:?}",
-        w.longest_gap,
-        w.gaps
-    );
-    let nodes = w.nodes.clone();
-    drop(w);
+        w.nodes.clone()
+    };
     for n in &nodes {
         let stats = n.gossip_stats();
         assert_eq!(stats.packets_rejected, 0, "{}: {stats:?}", n.id());
