@@ -311,6 +311,58 @@ async fn duration_max_saturates_and_a_zero_timeout_is_refused_where_it_is_set() 
     srv.shutdown().await;
 }
 
+/// An easy-rpc node listens for RPC on its gossip port number unless told otherwise (a
+/// cluster-helper node alone binds no TCP port: see cluster-helper's sockets tests), also when
+/// it starts without services or from a base `Config` left at its defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_easy_rpc_node_serves_on_its_gossip_port_number_by_default() {
+    init_logs();
+    let c = unique_cluster("lifecycle-sameport");
+    let srv = server(&c, "srv", false).await;
+    assert_eq!(
+        srv.rpc_addr().map(|a| a.port()),
+        Some(srv.gossip_addr().port())
+    );
+    // Without services, and from a default base Config: a listener all the same, so that it
+    // can serve later.
+    let later = builder(&c, "later")
+        .config(easy_rpc::cluster_helper::Config::default())
+        .cluster(&c)
+        .name("later")
+        .listen("127.0.0.1:0")
+        .secret(easy_rpc_tests::TEST_SECRET)
+        .roles(["echo"])
+        .seeds([srv.gossip_addr().to_string()])
+        .default_node(false)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        later.rpc_addr().map(|a| a.port()),
+        Some(later.gossip_addr().port())
+    );
+    later.serve(EchoImpl("later".into()).serve()).await.unwrap();
+    wait_until(Duration::from_secs(5), "srv sees later serving", || {
+        srv.nodes_with_role("echo").len() == 2
+    })
+    .await;
+    assert_eq!(srv.all("echo").echo(1).await.unwrap().len(), 2);
+    let mut reached_later = false;
+    for i in 0..20 {
+        let (name, n) = srv
+            .any("echo")
+            .strategy(easy_rpc::Strategy::RoundRobin)
+            .echo(i)
+            .await
+            .unwrap();
+        assert_eq!(n, i);
+        reached_later |= name == "later";
+    }
+    assert!(reached_later, "no call reached the node that served later");
+    later.shutdown().await;
+    srv.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_an_rpc_listener_calls_and_is_never_picked() {
     init_logs();

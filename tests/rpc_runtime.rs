@@ -601,6 +601,7 @@ async fn retries_only_when_safe() {
         .gossip_interval(Duration::from_millis(100))
         .roles(["adder"])
         .services(["Adder"])
+        .rpc_listen(easy_rpc::cluster_helper::RpcListen::SamePort)
         .seeds([gw.gossip_addr().to_string()])
         .start()
         .await
@@ -946,6 +947,7 @@ async fn errors_keep_their_cause_and_say_whether_the_call_ran() {
         .gossip_interval(Duration::from_millis(100))
         .roles(["lonely"])
         .services(["Adder"])
+        .rpc_listen(easy_rpc::cluster_helper::RpcListen::SamePort)
         .seeds([gw.gossip_addr().to_string()])
         .start()
         .await

@@ -12,7 +12,7 @@ use crate::id::{Role, ServiceName, check_node_name, parse_cluster_name};
 use crate::node::Node;
 use crate::secret::{Secret, parse_secret};
 use crate::seed::Seed;
-use crate::settings::{Field, Merged, Settings, merge};
+use crate::settings::{Field, Merged, Settings, Source, merge};
 
 /// Builds and starts a [`Node`]. Every setting has a default; see [`Config`] for each one and the
 /// environment variable that sets it.
@@ -64,6 +64,8 @@ pub struct NodeBuilder {
     env: Settings,
     /// What the builder's methods set.
     code: Settings,
+    /// The RPC listener when no source sets one (see [`NodeBuilder::default_rpc_listen`]).
+    default_rpc_listen: Option<RpcListen>,
     /// The first invalid value given to a setter.
     error: Option<Error>,
 }
@@ -212,9 +214,32 @@ impl NodeBuilder {
         })
     }
 
-    /// Where the node accepts RPC connections.
+    /// Where the node accepts RPC connections. Without it (and without `CLUSTER_RPC_LISTEN`
+    /// or a base [`Config`] that sets it) a node binds no TCP port, unless the layer above
+    /// changed that default ([`default_rpc_listen`](NodeBuilder::default_rpc_listen)). A
+    /// program that serves RPC itself asks for a listener here and takes it with
+    /// [`Node::take_rpc_listener`].
     pub fn rpc_listen(mut self, rpc: RpcListen) -> Self {
         self.code.rpc_listen = Some(rpc);
+        self
+    }
+
+    /// The RPC listener the node gets when neither code, the environment nor the base
+    /// [`Config`] set one (a base whose `rpc_listen` is the default,
+    /// [`RpcListen::Disabled`], counts as unset). For an RPC layer built on this crate: it
+    /// makes [`RpcListen::SamePort`] the default of its nodes (easy-rpc does), while a
+    /// cluster-helper node alone binds no TCP port that nothing would accept on.
+    ///
+    /// ```
+    /// use cluster_helper::{NodeBuilder, RpcListen};
+    /// let layer = || NodeBuilder::new().default_rpc_listen(RpcListen::SamePort);
+    /// assert!(layer().has_rpc_listener());
+    /// assert!(!layer().rpc_listen(RpcListen::Disabled).has_rpc_listener());
+    /// let off = layer().from_vars([("CLUSTER_RPC_LISTEN", "off")]).unwrap();
+    /// assert!(!off.has_rpc_listener());
+    /// ```
+    pub fn default_rpc_listen(mut self, rpc: RpcListen) -> Self {
+        self.default_rpc_listen = Some(rpc);
         self
     }
 
@@ -332,15 +357,17 @@ impl NodeBuilder {
     }
 
     /// Whether the node this builder starts will accept RPC connections: `false` when the
-    /// settings (by the precedence rule) say [`RpcListen::Disabled`] (`CLUSTER_RPC_LISTEN=off`).
-    /// An RPC layer checks this before starting a node that must serve.
+    /// settings (by the precedence rule, then
+    /// [`default_rpc_listen`](NodeBuilder::default_rpc_listen)) say [`RpcListen::Disabled`]
+    /// (`CLUSTER_RPC_LISTEN=off`, or nothing set on a cluster-helper node). An RPC layer
+    /// checks this before starting a node that must serve.
     ///
     /// ```
     /// use cluster_helper::{NodeBuilder, RpcListen};
-    /// assert!(NodeBuilder::new().has_rpc_listener());
-    /// assert!(!NodeBuilder::new().rpc_listen(RpcListen::Disabled).has_rpc_listener());
-    /// let b = NodeBuilder::new().from_vars([("CLUSTER_RPC_LISTEN", "off")]).unwrap();
-    /// assert!(!b.has_rpc_listener());
+    /// assert!(!NodeBuilder::new().has_rpc_listener());
+    /// assert!(NodeBuilder::new().rpc_listen(RpcListen::SamePort).has_rpc_listener());
+    /// let b = NodeBuilder::new().from_vars([("CLUSTER_RPC_LISTEN", "same")]).unwrap();
+    /// assert!(b.has_rpc_listener());
     /// ```
     pub fn has_rpc_listener(&self) -> bool {
         !matches!(self.merged().config.rpc_listen, RpcListen::Disabled)
@@ -348,7 +375,14 @@ impl NodeBuilder {
 
     /// The configuration the node would start with, by the precedence rule.
     fn merged(&self) -> Merged {
-        merge(&self.base, &self.env, &self.code)
+        let mut m = merge(&self.base, &self.env, &self.code);
+        if let Some(rpc) = &self.default_rpc_listen
+            && m.origins.source(Field::RpcListen) == Source::Base
+            && m.config.rpc_listen == RpcListen::default()
+        {
+            m.config.rpc_listen = rpc.clone();
+        }
+        m
     }
 
     /// Merges the settings (see [`NodeBuilder`]), resolves host names in addresses (without
@@ -409,7 +443,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::settings::{Origins, Source};
+    use crate::settings::Origins;
 
     fn merged(b: &NodeBuilder) -> (Config, Origins, Vec<String>) {
         let m = b.merged();

@@ -17,16 +17,25 @@ use crate::settings::{Field, Origins};
 pub const DEFAULT_PORT: u16 = 7946;
 
 /// Where a node accepts RPC connections.
+///
+/// The default is [`Disabled`](RpcListen::Disabled): a cluster-helper node alone binds no TCP
+/// port, since nothing would accept on it. An RPC layer makes
+/// [`SamePort`](RpcListen::SamePort) its default (easy-rpc does, through
+/// [`NodeBuilder::default_rpc_listen`](crate::NodeBuilder::default_rpc_listen)), and a program
+/// that serves RPC itself from [`Node::take_rpc_listener`](crate::Node::take_rpc_listener)
+/// asks for one ([`NodeBuilder::rpc_listen`](crate::NodeBuilder::rpc_listen) or
+/// `CLUSTER_RPC_LISTEN`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum RpcListen {
     /// A TCP listener on the gossip address's IP and port number (one port number per node,
-    /// TCP and UDP). The default.
-    #[default]
+    /// TCP and UDP). The default of easy-rpc nodes.
     SamePort,
     /// A TCP listener on this address (port 0 picks a free port).
     Addr(Address),
-    /// No RPC listener: the node only takes part in membership.
+    /// No RPC listener: the node binds no TCP port and only takes part in membership (or
+    /// makes calls). The default of a cluster-helper node.
+    #[default]
     Disabled,
 }
 
@@ -95,7 +104,12 @@ pub struct Config {
     /// port 0, or a bare IP in the variable, takes the bound gossip port). Default: the listen
     /// address if it is specific, else the address the hostname resolves to, else 127.0.0.1.
     pub advertise: Option<Address>,
-    /// The RPC (TCP) listener (`CLUSTER_RPC_LISTEN`: `same`, an address, or `off`).
+    /// The RPC (TCP) listener (`CLUSTER_RPC_LISTEN`: `same`, an address, or `off`). Default:
+    /// [`RpcListen::Disabled`] (no TCP port) for a cluster-helper node, unless the layer that
+    /// starts it sets another default with
+    /// [`NodeBuilder::default_rpc_listen`](crate::NodeBuilder::default_rpc_listen): an
+    /// easy-rpc node listens on the gossip port number ([`RpcListen::SamePort`]) unless code,
+    /// the environment or the base `Config` say otherwise.
     pub rpc_listen: RpcListen,
     /// The RPC address peers use (`CLUSTER_RPC_ADVERTISE`; port 0 takes the RPC listener's
     /// port). Default: the advertised gossip IP with the RPC listener's port.
@@ -157,7 +171,7 @@ impl Default for Config {
             seeds: Vec::new(),
             listen: Address::Ip(SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))),
             advertise: None,
-            rpc_listen: RpcListen::SamePort,
+            rpc_listen: RpcListen::Disabled,
             rpc_advertise: None,
             secrets: Vec::new(),
             insecure: false,

@@ -186,27 +186,64 @@ mod tests {
     #[tokio::test]
     async fn a_gossip_only_node_binds_no_tcp_port() {
         let secret = Secret::generate();
-        let start = |rpc: RpcListen| {
+        let builder = || {
             Node::builder()
                 .cluster("sockets-test")
                 .listen("127.0.0.1:0")
                 .secret_key(secret.clone())
-                .rpc_listen(rpc)
-                .start()
         };
-        // Control: with an RPC listener, the same port number is open over TCP.
-        let serving = start(RpcListen::SamePort).await.unwrap();
+        // Control: asked for an RPC listener, the same port number is open over TCP.
+        let serving = builder()
+            .rpc_listen(RpcListen::SamePort)
+            .start()
+            .await
+            .unwrap();
         assert!(serving.rpc_addr().is_some());
         assert!(tcp_open(serving.gossip_addr()).await);
         serving.shutdown().await;
 
-        let gossip_only = start(RpcListen::Disabled).await.unwrap();
-        assert_eq!(gossip_only.rpc_addr(), None);
-        assert!(gossip_only.take_rpc_listener().is_none());
-        assert!(
-            !tcp_open(gossip_only.gossip_addr()).await,
-            "a gossip-only node accepts TCP connections on its port"
+        // Explicitly without one, and by default (nothing set: no RPC layer takes a listener).
+        for gossip_only in [
+            builder().rpc_listen(RpcListen::Disabled),
+            builder(),
+            builder().config(crate::Config::default()),
+        ] {
+            let gossip_only = gossip_only.start().await.unwrap();
+            assert_eq!(gossip_only.rpc_addr(), None);
+            assert!(gossip_only.take_rpc_listener().is_none());
+            assert!(
+                !tcp_open(gossip_only.gossip_addr()).await,
+                "a gossip-only node accepts TCP connections on its port"
+            );
+            gossip_only.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_layer_default_applies_only_when_nothing_sets_the_listener() {
+        let secret = Secret::generate();
+        let layer = || {
+            Node::builder()
+                .cluster("sockets-test")
+                .listen("127.0.0.1:0")
+                .secret_key(secret.clone())
+                .default_rpc_listen(RpcListen::SamePort)
+        };
+        let serving = layer().start().await.unwrap();
+        assert_eq!(
+            serving.rpc_addr().map(|a| a.port()),
+            Some(serving.gossip_addr().port())
         );
-        gossip_only.shutdown().await;
+        assert!(serving.take_rpc_listener().is_some());
+        serving.shutdown().await;
+        for off in [
+            layer().rpc_listen(RpcListen::Disabled),
+            layer().from_vars([("CLUSTER_RPC_LISTEN", "off")]).unwrap(),
+        ] {
+            let off = off.start().await.unwrap();
+            assert_eq!(off.rpc_addr(), None);
+            assert!(!tcp_open(off.gossip_addr()).await);
+            off.shutdown().await;
+        }
     }
 }

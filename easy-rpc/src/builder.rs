@@ -30,7 +30,7 @@ use crate::server::{Served, ServerLimits};
 /// # Ok(()) }
 /// ```
 #[must_use = "a builder does nothing until .start() is awaited"]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NodeBuilder {
     cluster: cluster_helper::NodeBuilder,
     services: Vec<Served>,
@@ -52,6 +52,22 @@ macro_rules! forward {
             }
         )*
     };
+}
+
+impl Default for NodeBuilder {
+    /// Default settings: as [`cluster_helper::NodeBuilder`]'s, except that the node listens
+    /// for RPC on its gossip port number ([`RpcListen::SamePort`]) unless code, the
+    /// environment or the base [`Config`] set [`rpc_listen`](NodeBuilder::rpc_listen).
+    fn default() -> Self {
+        NodeBuilder {
+            cluster: cluster_helper::NodeBuilder::new().default_rpc_listen(RpcListen::SamePort),
+            services: Vec::new(),
+            options: ClientOptions::default(),
+            default: None,
+            limits: None,
+            env_limits: None,
+        }
+    }
 }
 
 impl NodeBuilder {
@@ -133,8 +149,9 @@ impl NodeBuilder {
         /// How far a gossip packet's timestamp may be from this node's clock (the clock-skew
         /// allowance, default 10 s).
         fn gossip_max_packet_age(age: Duration);
-        /// Where the node accepts RPC connections; [`RpcListen::Disabled`] for a node that
-        /// only makes calls (it then cannot serve).
+        /// Where the node accepts RPC connections (default: the gossip port number,
+        /// [`RpcListen::SamePort`]); [`RpcListen::Disabled`] for a node that only makes calls
+        /// (it then cannot serve).
         fn rpc_listen(rpc: RpcListen);
         /// How often the node gossips.
         fn gossip_interval(interval: Duration);
@@ -159,6 +176,9 @@ impl NodeBuilder {
     /// The base configuration: the environment and the other setters apply over it. Its
     /// `services` are ignored: an easy-rpc node advertises exactly the services it serves
     /// ([`serve`](NodeBuilder::serve)), so that callers never pick it for one it does not.
+    /// Its `rpc_listen` left at the default ([`RpcListen::Disabled`]) counts as unset: the
+    /// node listens on its gossip port number; a node that only calls says so with
+    /// [`rpc_listen`](NodeBuilder::rpc_listen) or `CLUSTER_RPC_LISTEN=off`.
     pub fn config(mut self, mut config: Config) -> Self {
         config.services.clear();
         self.cluster = self.cluster.config(config);
