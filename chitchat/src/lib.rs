@@ -22,6 +22,11 @@ mod types;
 pub mod __fuzz {
     use crate::{Chitchat, ChitchatMessage};
 
+    /// The message that opens a gossip round with a peer (for the seed corpus).
+    pub fn syn(chitchat: &Chitchat) -> ChitchatMessage {
+        chitchat.create_syn_message()
+    }
+
     /// Processes `msg` as one received from a peer (the reply, if any, is returned).
     pub fn process_message(chitchat: &mut Chitchat, msg: ChitchatMessage) -> Option<ChitchatMessage> {
         chitchat.process_message(msg)

@@ -9,15 +9,16 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chitchat::{
-    Chitchat, ChitchatConfig, ChitchatEnvelope, ChitchatId, FailureDetectorConfig,
-    ProtocolVersion,
+    Chitchat, ChitchatConfig, ChitchatEnvelope, ChitchatId, ChitchatMessage,
+    FailureDetectorConfig, ProtocolVersion,
 };
 
 use crate::address::Address;
 use crate::error::Error;
-use crate::id::{NodeId, check_node_name};
+use crate::id::{NodeId, Role, ServiceName, check_node_name};
+use crate::local::LocalState;
 use crate::keyring::Keyring;
-use crate::member::Member;
+use crate::member::{Member, NodeStatus};
 use crate::secret::Secret;
 use crate::seed::{Seed, parse_seed_list};
 use crate::settings::Settings;
@@ -108,10 +109,15 @@ impl Gossip {
 
 /// A chitchat state as a node runs it (this node's gossip settings), with no peers yet.
 pub fn chitchat() -> Chitchat {
-    let addr = SocketAddr::from(([127, 0, 0, 1], 7946));
+    node("fuzz-0", 7946, Vec::new())
+}
+
+/// A chitchat state named `name`, on port `port`, holding `kvs`.
+fn node(name: &str, port: u16, kvs: Vec<(String, String)>) -> Chitchat {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let interval = Duration::from_millis(500);
     let config = ChitchatConfig {
-        chitchat_id: ChitchatId::new("fuzz-0", 1, addr),
+        chitchat_id: ChitchatId::new(name, 1, addr),
         cluster_id: CLUSTER.to_owned(),
         gossip_interval: interval,
         listen_addr: addr,
@@ -129,7 +135,41 @@ pub fn chitchat() -> Chitchat {
         protocol_version: ProtocolVersion::V1,
     };
     let (_seeds_tx, seeds) = tokio::sync::watch::channel(HashSet::new());
-    Chitchat::with_chitchat_id_and_seeds(config, seeds, Vec::new())
+    Chitchat::with_chitchat_id_and_seeds(config, seeds, kvs)
+}
+
+/// Messages of one gossip round (syn, syn-ack, ack) between a node with roles, services and
+/// an RPC address and [`chitchat`]'s, and a bad-cluster answer, as their plaintexts (for the
+/// seed corpus).
+pub fn sample_messages() -> Vec<Vec<u8>> {
+    let local = LocalState {
+        roles: ["billing", "audit", "db/primary"]
+            .into_iter()
+            .map(|r| Role::new(r).expect("a role"))
+            .collect(),
+        services: ["Billing", "Audit"]
+            .into_iter()
+            .map(|s| ServiceName::new(s).expect("a service name"))
+            .collect(),
+        status: NodeStatus::Serving,
+    };
+    let rpc = SocketAddr::from(([127, 0, 0, 1], 7000));
+    let mut peer = node("peer-1", 7947, local.initial_kvs(Some(rpc)));
+    let mut ours = chitchat();
+    let seal = |message: ChitchatMessage| {
+        let envelope = ChitchatEnvelope {
+            version: ProtocolVersion::V1,
+            message,
+        };
+        (envelope.serialize_to_vec(), envelope.message)
+    };
+    let (syn, message) = seal(chitchat::__fuzz::syn(&peer));
+    let reply = chitchat::__fuzz::process_message(&mut ours, message).expect("a syn-ack");
+    let (syn_ack, message) = seal(reply);
+    let reply = chitchat::__fuzz::process_message(&mut peer, message).expect("an ack");
+    let (ack, _) = seal(reply);
+    let (bad_cluster, _) = seal(ChitchatMessage::BadCluster);
+    vec![syn, syn_ack, ack, bad_cluster]
 }
 
 /// Processes a received message in `chitchat` as the node's gossip loop does, then reads
