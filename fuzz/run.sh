@@ -17,7 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-all=(gossip_packet gossip_message handshake_server handshake_client rpc_frame config)
+all=(gossip_packet gossip_message handshake_server handshake_client handshake_server_key
+    handshake_client_key rpc_frame config)
 runs=10000000
 smoke=0
 targets=()
@@ -51,7 +52,7 @@ max_len() {
     case "$1" in
         gossip_packet) echo 8192 ;;
         gossip_message) echo 8192 ;;
-        handshake_server | handshake_client) echo 4096 ;;
+        handshake_server | handshake_client | handshake_server_key | handshake_client_key) echo 4096 ;;
         rpc_frame) echo 8192 ;;
         config) echo 2048 ;;
     esac

@@ -138,11 +138,7 @@ fn handshake() {
     };
     // Strangers: garbage, another version, a frame over the limit, a first message made
     // with another key.
-    let stranger = |name: &str, bytes: &[u8]| {
-        let mut s = vec![0u8];
-        s.extend_from_slice(bytes);
-        write("handshake_server", name, &s);
-    };
+    let stranger = |name: &str, bytes: &[u8]| write("handshake_server", name, bytes);
     stranger("http", b"GET / HTTP/1.1\r\n\r\n");
     stranger("version", b"ERPC\x00\x02");
     let mut big = preamble.to_vec();
@@ -156,61 +152,57 @@ fn handshake() {
 
     // Authenticated clients: calls, an unknown service, a bad record, a frame over records.
     let reqs = requests();
-    let mut s = vec![1u8];
+    let mut s = Vec::new();
     push_chunk(&mut s, 0, SERVICE.as_bytes());
     for r in &reqs {
         push_chunk(&mut s, 1, r);
     }
-    write("handshake_server", "calls", &s);
-    let mut s = vec![1u8];
+    write("handshake_server_key", "calls", &s);
+    let mut s = Vec::new();
     push_chunk(&mut s, 0, b"Nope");
-    write("handshake_server", "unknown-service", &s);
-    let mut s = vec![1u8];
+    write("handshake_server_key", "unknown-service", &s);
+    let mut s = Vec::new();
     push_chunk(&mut s, 0, &[0xff, 0xfe]);
-    write("handshake_server", "not-utf8", &s);
-    let mut s = vec![1u8];
+    write("handshake_server_key", "not-utf8", &s);
+    let mut s = Vec::new();
     push_chunk(&mut s, 1, &reqs[0]);
     push_chunk(&mut s, 2, &[0, 40, 1, 2, 3]);
-    write("handshake_server", "bad-record", &s);
-    let mut s = vec![1u8];
+    write("handshake_server_key", "bad-record", &s);
+    let mut s = Vec::new();
     let (a, b) = reqs[1].split_at(7);
     push_chunk(&mut s, 1, a);
     push_chunk(&mut s, 1, b);
-    write("handshake_server", "split-frame", &s);
+    write("handshake_server_key", "split-frame", &s);
 
     // The client: stranger servers, then servers that hold the key.
-    let client_stranger = |name: &str, bytes: &[u8]| {
-        let mut s = vec![0u8];
-        s.extend_from_slice(bytes);
-        write("handshake_client", name, &s);
-    };
+    let client_stranger = |name: &str, bytes: &[u8]| write("handshake_client", name, bytes);
     client_stranger("http", b"HTTP/1.1 400 Bad Request\r\n\r\n");
     client_stranger("version", b"ERPC\x00\x09");
     client_stranger("garbage-frame", &framed(&[0x55; 60]));
     let resps = responses();
-    let mut s = vec![1u8];
+    let mut s = Vec::new();
     push_chunk(&mut s, 0, &rpc::accept_verdict());
     for r in &resps {
         push_chunk(&mut s, 1, r);
     }
-    write("handshake_client", "replies", &s);
+    write("handshake_client_key", "replies", &s);
     // Reject(UnknownService { service }), Reject(Leaving), garbage.
     for (name, verdict) in [
         ("reject-unknown", &[1u8, 0, 4, b'N', b'o', b'p', b'e'][..]),
         ("reject-1", &[1, 1][..]),
         ("verdict-garbage", &[7, 7, 7][..]),
     ] {
-        let mut s = vec![1u8];
+        let mut s = Vec::new();
         push_chunk(&mut s, 0, verdict);
-        write("handshake_client", name, &s);
+        write("handshake_client_key", name, &s);
     }
-    let mut s = vec![1u8];
+    let mut s = Vec::new();
     push_chunk(&mut s, 3, &2u16.to_be_bytes());
-    write("handshake_client", "other-version", &s);
-    let mut s = vec![1u8];
+    write("handshake_client_key", "other-version", &s);
+    let mut s = Vec::new();
     push_chunk(&mut s, 1, &resps[0]);
     push_chunk(&mut s, 2, &[0xff; 20]);
-    write("handshake_client", "bad-record", &s);
+    write("handshake_client_key", "bad-record", &s);
 }
 
 fn rpc_frames() {
