@@ -28,7 +28,10 @@ pub mod __fuzz {
     }
 
     /// Processes `msg` as one received from a peer (the reply, if any, is returned).
-    pub fn process_message(chitchat: &mut Chitchat, msg: ChitchatMessage) -> Option<ChitchatMessage> {
+    pub fn process_message(
+        chitchat: &mut Chitchat,
+        msg: ChitchatMessage,
+    ) -> Option<ChitchatMessage> {
         chitchat.process_message(msg)
     }
 }

@@ -9,15 +9,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chitchat::{
-    Chitchat, ChitchatConfig, ChitchatEnvelope, ChitchatId, ChitchatMessage,
-    FailureDetectorConfig, ProtocolVersion,
+    Chitchat, ChitchatConfig, ChitchatEnvelope, ChitchatId, ChitchatMessage, FailureDetectorConfig,
+    ProtocolVersion,
 };
 
 use crate::address::Address;
 use crate::error::Error;
 use crate::id::{NodeId, Role, ServiceName, check_node_name};
-use crate::local::LocalState;
 use crate::keyring::Keyring;
+use crate::local::LocalState;
 use crate::member::{Member, NodeStatus};
 use crate::secret::Secret;
 use crate::seed::{Seed, parse_seed_list};
@@ -204,7 +204,10 @@ pub fn process(chitchat: &mut Chitchat, envelope: ChitchatEnvelope) -> usize {
 /// [`Secret::parse`]; a secret that parses shows the same secret in base64 and in hex.
 pub fn parse_secret(text: &str) -> Result<Secret, Error> {
     let secret = Secret::parse(text)?;
-    assert_eq!(Secret::parse(&secret.to_base64()).ok().as_ref(), Some(&secret));
+    assert_eq!(
+        Secret::parse(&secret.to_base64()).ok().as_ref(),
+        Some(&secret)
+    );
     assert_eq!(Secret::parse(&secret.to_hex()).ok().as_ref(), Some(&secret));
     Ok(secret)
 }

@@ -113,10 +113,11 @@ pub async fn read_requests<S: ServiceDef>(
 ) -> (usize, Option<io::Error>) {
     let budget = Arc::new(FrameBudget::new(budget));
     let framed = Framed::new(io, FrameCodec::new(max_frame, budget.clone()));
-    let mut transport = tokio_serde::Framed::<_, ClientMessage<S::Req>, Response<Reply<S::Resp>>, _>::new(
-        framed,
-        ServerCodec::<S::Req, Reply<S::Resp>>::default(),
-    );
+    let mut transport =
+        tokio_serde::Framed::<_, ClientMessage<S::Req>, Response<Reply<S::Resp>>, _>::new(
+            framed,
+            ServerCodec::<S::Req, Reply<S::Resp>>::default(),
+        );
     let mut n = 0;
     let end = loop {
         match transport.next().await {
@@ -132,7 +133,11 @@ pub async fn read_requests<S: ServiceDef>(
         }
     };
     drop(transport);
-    assert_eq!(budget.used(), 0, "a closed connection gives its budget back");
+    assert_eq!(
+        budget.used(),
+        0,
+        "a closed connection gives its budget back"
+    );
     (n, end)
 }
 
@@ -144,15 +149,11 @@ pub async fn read_responses<S: ServiceDef>(
     max_frame: usize,
 ) -> (usize, Option<io::Error>) {
     let framed = Framed::new(io, framing(max_frame));
-    let mut transport = tokio_serde::Framed::<
-        _,
-        Response<Reply<S::Resp>>,
-        ClientMessage<Arc<S::Req>>,
-        _,
-    >::new(
-        framed,
-        Postcard::<Response<Reply<S::Resp>>, ClientMessage<Arc<S::Req>>>::default(),
-    );
+    let mut transport =
+        tokio_serde::Framed::<_, Response<Reply<S::Resp>>, ClientMessage<Arc<S::Req>>, _>::new(
+            framed,
+            Postcard::<Response<Reply<S::Resp>>, ClientMessage<Arc<S::Req>>>::default(),
+        );
     let mut n = 0;
     loop {
         match transport.next().await {

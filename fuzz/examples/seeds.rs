@@ -225,20 +225,35 @@ fn rpc_frames() {
     let resps = responses();
     write("rpc_frame", "requests", &chunked(0, &reqs, false));
     write("rpc_frame", "requests-split", &chunked(0, &reqs, true));
-    write("rpc_frame", "requests-small-budget", &chunked(2 << 4, &reqs, true));
-    write("rpc_frame", "requests-small-limit", &chunked(2 << 1, &reqs, false));
+    write(
+        "rpc_frame",
+        "requests-small-budget",
+        &chunked(2 << 4, &reqs, true),
+    );
+    write(
+        "rpc_frame",
+        "requests-small-limit",
+        &chunked(2 << 1, &reqs, false),
+    );
     write("rpc_frame", "responses", &chunked(1, &resps, false));
-    write("rpc_frame", "responses-split", &chunked(1 | 5 << 1, &resps, true));
+    write(
+        "rpc_frame",
+        "responses-split",
+        &chunked(1 | 5 << 1, &resps, true),
+    );
     let mut s = chunked(0, &reqs[..1], false);
     push_chunk(&mut s, 1, &[0, 30, 9, 9, 9]);
     write("rpc_frame", "raw-after-record", &s);
     // A deadline of u64::MAX seconds.
     let mut hostile = vec![0u8];
     hostile.extend_from_slice(&postcard::to_stdvec(&std::time::Duration::MAX).unwrap());
-    let (_, rest) =
-        postcard::take_from_bytes::<(u8, std::time::Duration)>(&reqs[0][4..]).unwrap();
+    let (_, rest) = postcard::take_from_bytes::<(u8, std::time::Duration)>(&reqs[0][4..]).unwrap();
     hostile.extend_from_slice(rest);
-    write("rpc_frame", "huge-deadline", &chunked(0, &[frame(&hostile)], false));
+    write(
+        "rpc_frame",
+        "huge-deadline",
+        &chunked(0, &[frame(&hostile)], false),
+    );
 }
 
 fn config() {
@@ -286,7 +301,10 @@ fn config() {
              bare=fd00::7\naddress=[::]:0\n"
                 .to_owned(),
         ),
-        ("seed-list", "10.0.0.1:7946,dns:billing.ns.svc:7946".to_owned()),
+        (
+            "seed-list",
+            "10.0.0.1:7946,dns:billing.ns.svc:7946".to_owned(),
+        ),
         ("secret-base64", secret.to_base64()),
     ];
     for (name, text) in seeds {

@@ -34,10 +34,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Some(content) = vars.get("CLUSTER_SECRET_FILE") {
-        let path = std::env::temp_dir().join(format!(
-            "easy-rpc-fuzz-secret-{}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("easy-rpc-fuzz-secret-{}", std::process::id()));
         std::fs::write(&path, content.replace("\\n", "\n")).expect("write the secret file");
         vars.insert(
             "CLUSTER_SECRET_FILE".to_owned(),

@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
     let packet = g.seal(1, 0, 0, data);
     let Some(envelope) = g.receive(&packet) else {
         let c = g.counts();
-        assert_eq!(c.rejected, 1, "an authentic, fresh datagram is only refused as unreadable");
+        assert_eq!(
+            c.rejected, 1,
+            "an authentic, fresh datagram is only refused as unreadable"
+        );
         return;
     };
     let mut state = chitchat();

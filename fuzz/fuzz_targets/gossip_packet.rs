@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else {
         return;
     };
-    let max_senders = if first == 0 { 4096 } else { 1 + usize::from(first % 8) };
+    let max_senders = if first == 0 {
+        4096
+    } else {
+        1 + usize::from(first % 8)
+    };
     let mut g = Gossip::new(max_senders);
     // Sealed datagrams, and whether each was admitted (fresh and new) when first received.
     let mut sealed: Vec<(Vec<u8>, bool)> = Vec::new();
@@ -71,7 +75,10 @@ fuzz_target!(|data: &[u8]| {
                 if admitted && senders.len() <= max_senders {
                     assert!(!got, "a replayed datagram was accepted");
                     let after = g.counts();
-                    assert_eq!(after.replayed + after.stale, before.replayed + before.stale + 1);
+                    assert_eq!(
+                        after.replayed + after.stale,
+                        before.replayed + before.stale + 1
+                    );
                 }
             }
             _ => {
@@ -97,6 +104,10 @@ fn receive(g: &mut Gossip, packet: &[u8]) -> bool {
     let total = |c: Counts| c.received + c.rejected + c.stale + c.replayed;
     let before = total(g.counts());
     let got = g.receive(packet).is_some();
-    assert_eq!(total(g.counts()), before + 1, "a datagram counted other than once");
+    assert_eq!(
+        total(g.counts()),
+        before + 1,
+        "a datagram counted other than once"
+    );
     got
 }

@@ -8,8 +8,8 @@
 
 #![no_main]
 
-use easy_rpc::RejectReason;
 use easy_rpc::__fuzz::{self as f, PSK};
+use easy_rpc::RejectReason;
 use easy_rpc_fuzz::{BillingService, SERVICE, chunks, run};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
@@ -24,10 +24,9 @@ fn server(input: &[u8]) {
         .find(|c| c.kind == 0)
         .map_or(&accept[..], |c| c.body);
     let ours = u16::from_be_bytes([f::preamble()[4], f::preamble()[5]]);
-    let version = chunks
-        .iter()
-        .find(|c| c.kind == 3)
-        .map_or(ours, |c| easy_rpc_fuzz::be_u64(&c.body[..c.body.len().min(2)]) as u16);
+    let version = chunks.iter().find(|c| c.kind == 3).map_or(ours, |c| {
+        easy_rpc_fuzz::be_u64(&c.body[..c.body.len().min(2)]) as u16
+    });
     run(async {
         let (client, mut peer) = duplex(1 << 20);
         let client = f::handshake_client(client, &PSK, SERVICE);
@@ -40,7 +39,9 @@ fn server(input: &[u8]) {
             peer.read_exact(&mut msg1).await.unwrap();
             let mut hs = f::noise(&PSK, false);
             let mut payload = vec![0u8; len];
-            let n = hs.read_message(&msg1, &mut payload).expect("the client's msg1 opens");
+            let n = hs
+                .read_message(&msg1, &mut payload)
+                .expect("the client's msg1 opens");
             assert_eq!(&payload[..n], SERVICE.as_bytes());
             let mut wire = f::preamble().to_vec();
             wire[4..].copy_from_slice(&version.to_be_bytes());

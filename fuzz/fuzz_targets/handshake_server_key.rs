@@ -50,7 +50,9 @@ fn client(input: &[u8]) {
         let mut msg2 = vec![0u8; len];
         peer.read_exact(&mut msg2).await.unwrap();
         let mut verdict = vec![0u8; len];
-        let v = hs.read_message(&msg2, &mut verdict).expect("the answer opens");
+        let v = hs
+            .read_message(&msg2, &mut verdict)
+            .expect("the answer opens");
         let accepted = verdict[..v] == f::accept_verdict()[..];
         assert_eq!(accepted, r.is_ok());
         let Ok((name, sealed)) = r else {
