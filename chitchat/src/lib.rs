@@ -15,6 +15,27 @@ mod state;
 pub mod transport;
 mod types;
 
+/// Entry points for the fuzz targets of easy-rpc's `fuzz/` crate (feature `fuzzing`); not
+/// part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    use crate::{Chitchat, ChitchatMessage};
+
+    /// The message that opens a gossip round with a peer (for the seed corpus).
+    pub fn syn(chitchat: &Chitchat) -> ChitchatMessage {
+        chitchat.create_syn_message()
+    }
+
+    /// Processes `msg` as one received from a peer (the reply, if any, is returned).
+    pub fn process_message(
+        chitchat: &mut Chitchat,
+        msg: ChitchatMessage,
+    ) -> Option<ChitchatMessage> {
+        chitchat.process_message(msg)
+    }
+}
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::iter::once;
 use std::net::SocketAddr;

@@ -85,12 +85,9 @@ pub(crate) struct ReplayGuard {
 }
 
 impl ReplayGuard {
-    /// A guard for packets at most `max_age` old.
-    pub(crate) fn new(max_age: Duration) -> ReplayGuard {
-        ReplayGuard::with_capacity(max_age, MAX_SENDERS)
-    }
-
-    fn with_capacity(max_age: Duration, max_senders: usize) -> ReplayGuard {
+    /// A guard for packets at most `max_age` old, tracking at most `max_senders` senders
+    /// ([`MAX_SENDERS`] for a node).
+    pub(crate) fn with_capacity(max_age: Duration, max_senders: usize) -> ReplayGuard {
         ReplayGuard {
             senders: HashMap::new(),
             forget_after: max_age.saturating_mul(2),

@@ -30,7 +30,7 @@ use tokio::sync::Mutex;
 use zeroize::Zeroize;
 
 use crate::keyring::Keyring;
-use crate::replay::ReplayGuard;
+use crate::replay::{MAX_SENDERS, ReplayGuard};
 
 const HEADER: [u8; 4] = *b"ERG\x02";
 const NONCE_LEN: usize = 24;
@@ -134,10 +134,13 @@ impl Transport for SecureTransport {
 
 /// What the nonce of an authentic packet says about its sender.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Origin {
-    sender: u64,
-    sent_ms: u64,
-    counter: u64,
+pub(crate) struct Origin {
+    /// The sender's id, random at each start.
+    pub(crate) sender: u64,
+    /// The sender's clock, unix milliseconds.
+    pub(crate) sent_ms: u64,
+    /// The sender's packet counter.
+    pub(crate) counter: u64,
 }
 
 impl Origin {
@@ -164,7 +167,7 @@ impl Origin {
 }
 
 /// This machine's clock in unix milliseconds (0 before 1970).
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -179,88 +182,76 @@ struct SecureSocket {
     sender: u64,
     /// The counter of the next packet sent.
     next_counter: u64,
+    freshness: Freshness,
+}
+
+/// Seals `plaintext` with the first key of `keyring`, stamped with `origin`.
+pub(crate) fn seal_packet(
+    keyring: &Keyring,
+    origin: Origin,
+    plaintext: &[u8],
+) -> anyhow::Result<Vec<u8>> {
+    let nonce = origin.nonce();
+    let ring = keyring.load();
+    let sealed = ring.gossip[0]
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad: &HEADER,
+            },
+        )
+        .map_err(|_| anyhow::anyhow!("gossip packet encryption failed"))?;
+    let mut packet = Vec::with_capacity(HEADER.len() + NONCE_LEN + sealed.len());
+    packet.extend_from_slice(&HEADER);
+    packet.extend_from_slice(&nonce);
+    packet.extend_from_slice(&sealed);
+    Ok(packet)
+}
+
+/// Authenticates and decrypts one datagram with each key of `keyring` in turn; `None` if it
+/// is not a valid packet of ours.
+pub(crate) fn open_packet(keyring: &Keyring, packet: &[u8]) -> Option<(Origin, Vec<u8>)> {
+    if packet.len() < HEADER.len() + NONCE_LEN + TAG_LEN || packet[..HEADER.len()] != HEADER {
+        return None;
+    }
+    let (nonce, sealed) = packet[HEADER.len()..].split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
+    let ring = keyring.load();
+    ring.gossip.iter().find_map(|cipher| {
+        let plaintext = cipher
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &HEADER,
+                },
+            )
+            .ok()?;
+        Some((Origin::from_nonce(&nonce), plaintext))
+    })
+}
+
+/// The checks of an authentic packet's origin: not stale, not a replay.
+#[derive(Debug)]
+pub(crate) struct Freshness {
+    counters: Arc<Counters>,
     max_age_ms: u64,
     replay: ReplayGuard,
 }
 
-impl SecureSocket {
-    fn new(
-        socket: tokio::net::UdpSocket,
-        keyring: Arc<Keyring>,
-        counters: Arc<Counters>,
-        max_age: Duration,
-    ) -> SecureSocket {
-        let mut id = [0u8; 8];
-        rand::fill(&mut id[..]);
-        SecureSocket {
-            socket,
-            keyring,
-            buf_recv: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
+impl Freshness {
+    /// Packets at most `max_age` from this node's clock; at most `max_senders` tracked.
+    pub(crate) fn new(counters: Arc<Counters>, max_age: Duration, max_senders: usize) -> Self {
+        Freshness {
             counters,
-            sender: u64::from_be_bytes(id),
-            next_counter: 0,
             max_age_ms: u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX),
-            replay: ReplayGuard::new(max_age),
+            replay: ReplayGuard::with_capacity(max_age, max_senders),
         }
-    }
-
-    /// Seals `plaintext` with the first key of the keyring, stamped with this sender's id,
-    /// clock and next counter.
-    fn seal(&mut self, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
-        self.seal_at(unix_ms(), plaintext)
-    }
-
-    /// [`seal`](SecureSocket::seal) with the given sender clock.
-    fn seal_at(&mut self, sent_ms: u64, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let origin = Origin {
-            sender: self.sender,
-            sent_ms,
-            counter: self.next_counter,
-        };
-        self.next_counter += 1;
-        let nonce = origin.nonce();
-        let ring = self.keyring.load();
-        let sealed = ring.gossip[0]
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &HEADER,
-                },
-            )
-            .map_err(|_| anyhow::anyhow!("gossip packet encryption failed"))?;
-        let mut packet = Vec::with_capacity(HEADER.len() + NONCE_LEN + sealed.len());
-        packet.extend_from_slice(&HEADER);
-        packet.extend_from_slice(&nonce);
-        packet.extend_from_slice(&sealed);
-        Ok(packet)
-    }
-
-    /// Authenticates and decrypts one datagram with each key of the keyring in turn; `None` if
-    /// it is not a valid packet of ours.
-    fn open(&self, packet: &[u8]) -> Option<(Origin, Vec<u8>)> {
-        if packet.len() < HEADER.len() + NONCE_LEN + TAG_LEN || packet[..HEADER.len()] != HEADER {
-            return None;
-        }
-        let (nonce, sealed) = packet[HEADER.len()..].split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
-        let ring = self.keyring.load();
-        ring.gossip.iter().find_map(|cipher| {
-            let plaintext = cipher
-                .decrypt(
-                    &XNonce::from(nonce),
-                    Payload {
-                        msg: sealed,
-                        aad: &HEADER,
-                    },
-                )
-                .ok()?;
-            Some((Origin::from_nonce(&nonce), plaintext))
-        })
     }
 
     /// Whether an authentic packet is fresh: not stale, not a replay. Counts what it drops.
-    fn admit(&mut self, origin: Origin, from: SocketAddr, len: usize) -> bool {
+    pub(crate) fn admit(&mut self, origin: Origin, from: SocketAddr, len: usize) -> bool {
         if unix_ms().abs_diff(origin.sent_ms) > self.max_age_ms {
             drop_packet(
                 &self.counters.packets_stale,
@@ -279,6 +270,44 @@ impl SecureSocket {
             return false;
         }
         true
+    }
+}
+
+impl SecureSocket {
+    fn new(
+        socket: tokio::net::UdpSocket,
+        keyring: Arc<Keyring>,
+        counters: Arc<Counters>,
+        max_age: Duration,
+    ) -> SecureSocket {
+        let mut id = [0u8; 8];
+        rand::fill(&mut id[..]);
+        SecureSocket {
+            socket,
+            keyring,
+            buf_recv: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
+            counters: counters.clone(),
+            sender: u64::from_be_bytes(id),
+            next_counter: 0,
+            freshness: Freshness::new(counters.clone(), max_age, MAX_SENDERS),
+        }
+    }
+
+    /// Seals `plaintext` with the first key of the keyring, stamped with this sender's id,
+    /// clock and next counter.
+    fn seal(&mut self, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
+        self.seal_at(unix_ms(), plaintext)
+    }
+
+    /// [`seal`](SecureSocket::seal) with the given sender clock.
+    fn seal_at(&mut self, sent_ms: u64, plaintext: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let origin = Origin {
+            sender: self.sender,
+            sent_ms,
+            counter: self.next_counter,
+        };
+        self.next_counter += 1;
+        seal_packet(&self.keyring, origin, plaintext)
     }
 }
 
@@ -332,42 +361,63 @@ impl Socket for SecureSocket {
                 }
                 Err(err) => return Err(err).context("gossip socket failed"),
             };
-            let Some((origin, plaintext)) = self.open(&self.buf_recv[..len]) else {
-                drop_packet(
-                    &self.counters.packets_rejected,
+            let packet = &self.buf_recv[..len];
+            if let Some(envelope) = receive_packet(
+                &self.keyring,
+                &mut self.freshness,
+                &self.counters,
+                packet,
+                from_addr,
+            ) {
+                return Ok(RecvOutcome {
                     from_addr,
-                    len,
-                    "not authenticated with this cluster's keys",
-                );
-                continue;
-            };
-            if !self.admit(origin, from_addr, len) {
-                continue;
+                    envelope,
+                    num_bytes_received: len,
+                });
             }
-            match ChitchatEnvelope::deserialize(&mut &plaintext[..]) {
-                Ok(envelope) => {
-                    self.counters
-                        .packets_received
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.counters
-                        .bytes_received
-                        .fetch_add(len as u64, Ordering::Relaxed);
-                    return Ok(RecvOutcome {
-                        from_addr,
-                        envelope,
-                        num_bytes_received: len,
-                    });
-                }
-                Err(err) => {
-                    // Authentic but unreadable: a peer with an incompatible protocol version.
-                    drop_packet(
-                        &self.counters.packets_rejected,
-                        from_addr,
-                        len,
-                        &format!("unreadable gossip message: {err}"),
-                    );
-                }
-            }
+        }
+    }
+}
+
+/// What becomes of one datagram from `from`: the chitchat message it carries if it is
+/// authentic, fresh and readable; otherwise it is dropped and counted.
+pub(crate) fn receive_packet(
+    keyring: &Keyring,
+    freshness: &mut Freshness,
+    counters: &Counters,
+    packet: &[u8],
+    from: SocketAddr,
+) -> Option<ChitchatEnvelope> {
+    let len = packet.len();
+    let Some((origin, plaintext)) = open_packet(keyring, packet) else {
+        drop_packet(
+            &counters.packets_rejected,
+            from,
+            len,
+            "not authenticated with this cluster's keys",
+        );
+        return None;
+    };
+    if !freshness.admit(origin, from, len) {
+        return None;
+    }
+    match ChitchatEnvelope::deserialize(&mut &plaintext[..]) {
+        Ok(envelope) => {
+            counters.packets_received.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bytes_received
+                .fetch_add(len as u64, Ordering::Relaxed);
+            Some(envelope)
+        }
+        Err(err) => {
+            // Authentic but unreadable: a peer with an incompatible protocol version.
+            drop_packet(
+                &counters.packets_rejected,
+                from,
+                len,
+                &format!("unreadable gossip message: {err}"),
+            );
+            None
         }
     }
 }

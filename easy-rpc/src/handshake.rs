@@ -49,7 +49,7 @@ const MAX_HANDSHAKE_FRAME: usize = 1024;
 
 /// The server's answer, inside msg2 (so only an authenticated client reads it).
 #[derive(Serialize, Deserialize)]
-enum Verdict {
+pub(crate) enum Verdict {
     Accept,
     Reject(RejectReason),
 }
@@ -92,7 +92,7 @@ async fn read_frame(
     Ok(Some(len))
 }
 
-fn preamble() -> [u8; 6] {
+pub(crate) fn preamble() -> [u8; 6] {
     let mut p = [0u8; 6];
     p[..4].copy_from_slice(&MAGIC);
     p[4..].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());

@@ -116,6 +116,12 @@ mod server;
 mod service;
 mod target;
 
+/// Entry points for the fuzz targets (feature `fuzzing`); not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
+
 pub use builder::NodeBuilder;
 pub use client::{KeyHasher, RouteKey};
 pub use cluster_helper::{self, NodeId};

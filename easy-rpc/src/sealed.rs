@@ -84,7 +84,7 @@ impl Buf {
 }
 
 /// A stream whose bytes are sealed in records with a connection's Noise transport keys.
-pub(crate) struct Sealed<S> {
+pub struct Sealed<S> {
     io: S,
     noise: snow::TransportState,
     /// Plaintext written and not yet sealed (at most one record's worth).
@@ -138,6 +138,13 @@ impl<S> Sealed<S> {
             eof: false,
             broken: false,
         }
+    }
+
+    /// The stream and the transport keys back (for the fuzz targets, which reuse a session's
+    /// keys across runs instead of paying a handshake for each).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn into_parts(self) -> (S, snow::TransportState) {
+        (self.io, self.noise)
     }
 
     /// Seals what was written since the last record into a new record.
