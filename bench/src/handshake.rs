@@ -42,7 +42,14 @@ pub fn run(args: &[String]) {
     let (_server, addr) = Proc::spawn(
         "handshake server",
         &[],
-        &["rpc-server", "easy", &cluster, "hs-server", "adder", "--quiet"],
+        &[
+            "rpc-server",
+            "easy",
+            &cluster,
+            "hs-server",
+            "adder",
+            "--quiet",
+        ],
     );
     let addr: SocketAddr = addr.trim().parse().expect("server address");
     let secret: cluster_helper::Secret = crate::secret::secret().parse().expect("secret");
