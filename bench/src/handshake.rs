@@ -24,16 +24,6 @@ where
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 0 {
-        (v[m - 1] + v[m]) / 2.0
-    } else {
-        v[m]
-    }
-}
-
 /// `bench handshake [--quick]`.
 pub fn run(args: &[String]) {
     let quick = args.iter().any(|a| a == "--quick");
@@ -87,7 +77,7 @@ pub fn run(args: &[String]) {
             );
         }
     });
-    let (t, n) = (median(tcp), median(noise));
+    let (t, n) = (crate::timing::median(tcp), crate::timing::median(noise));
     println!(
         "One connection at a time from one client process to a node in a process of its own \
          (loopback, unpinned), {rounds} alternating rounds of {secs} s, median:\n"
