@@ -14,7 +14,7 @@
 //!   ═══════════ sealed records, both ways (see sealed.rs) ═══════════
 //! ```
 //!
-//! The Noise protocol is `Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s`, with the prologue
+//! The Noise protocol is `Noise_NNpsk0_25519_AESGCM_BLAKE2s`, with the prologue
 //! `"easy-rpc"` and the protocol version (see noise.rs). Only a peer holding a key of the server's ring can
 //! make a msg1 the server opens, and only the server that opened it can make a msg2 the
 //! client opens: a stranger, whatever it sends (a wrong secret, a wrong cluster name,
@@ -42,7 +42,7 @@ use crate::sealed::Sealed;
 ///   typed answer, no longer a tarpc error with a marker string).
 /// - 3: a Noise `NNpsk0` handshake with the cluster key as pre-shared key replaces the
 ///   HMAC challenge and proof; the cluster name is no longer sent; every byte after the
-///   handshake is sealed (ChaCha20-Poly1305 records with keys fresh to the connection).
+///   handshake is sealed (AES-256-GCM records with keys fresh to the connection).
 pub const PROTOCOL_VERSION: u16 = 3;
 const MAGIC: [u8; 4] = *b"ERPC";
 const MAX_HANDSHAKE_FRAME: usize = 1024;

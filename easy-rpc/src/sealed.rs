@@ -1,6 +1,6 @@
 //! The record layer after the handshake: every byte in both directions travels in records
-//! sealed with the connection's Noise transport keys (ChaCha20-Poly1305, fresh per
-//! connection, forward secret).
+//! sealed with the connection's Noise transport keys (AES-256-GCM, fresh per connection,
+//! forward secret).
 //!
 //! ```text
 //! record = [u16 length, big-endian][Noise transport message: ciphertext + 16-byte tag]
