@@ -100,3 +100,108 @@ async fn calls_through_the_default_node() {
     server.shutdown().await;
     client.shutdown().await;
 }
+
+/// A second service, to call through the same target handle as [`Clock`].
+#[easy_rpc::service]
+pub trait Echo {
+    /// Returns its argument.
+    async fn echo(s: String) -> String;
+}
+
+struct EchoImpl;
+
+impl Echo for EchoImpl {
+    async fn echo(&self, s: String) -> String {
+        s
+    }
+}
+
+/// A target handle resolves its role's node set once and keeps it: a kept handle serves two
+/// services in turn, and follows the role's membership (a node that joins is reached through
+/// the handle made before it joined; a node that leaves is no longer called).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_handle_serves_two_services_and_follows_membership() {
+    init_logs();
+    let c = unique_cluster("handle");
+    let start = |name: &'static str, seeds: Vec<String>, serve: bool| {
+        let c = c.clone();
+        async move {
+            let mut b = Node::builder()
+                .cluster(&c)
+                .name(name)
+                .listen("127.0.0.1:0")
+                .secret(easy_rpc_tests::TEST_SECRET)
+                .gossip_interval(Duration::from_millis(100))
+                // Not the process's default node: the other test's calls go through its own.
+                .default_node(false)
+                .seeds(seeds);
+            if serve {
+                b = b
+                    .roles(["clock"])
+                    .serve(ClockImpl.serve())
+                    .serve(EchoImpl.serve());
+            }
+            b.start().await.unwrap()
+        }
+    };
+    let client = start("client", vec![], false).await;
+    let seed = vec![client.gossip_addr().to_string()];
+    let a = start("a", seed.clone(), true).await;
+    wait_until(Duration::from_secs(5), "client sees a", || {
+        client.nodes_with_role("clock").len() == 1
+    })
+    .await;
+
+    let any = client.any("clock");
+    let all = client.all("clock");
+    for i in 0..20 {
+        assert_eq!(any.fast().await.unwrap(), 7);
+        assert_eq!(any.echo(format!("m{i}")).await.unwrap(), format!("m{i}"));
+        let nodes: Vec<_> = all.echo("x".into()).await.unwrap();
+        assert_eq!(nodes.len(), 1);
+    }
+
+    let b = start("b", seed, true).await;
+    wait_until(Duration::from_secs(5), "client sees b", || {
+        client.nodes_with_role("clock").len() == 2
+    })
+    .await;
+    for service in ["clock", "echo"] {
+        let answered: Vec<_> = if service == "clock" {
+            all.fast()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect()
+        } else {
+            all.echo("y".into())
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect()
+        };
+        assert_eq!(answered, vec![a.id().clone(), b.id().clone()], "{service}");
+    }
+
+    a.shutdown().await;
+    wait_until(Duration::from_secs(10), "client sees a leave", || {
+        client.nodes_with_role("clock").len() == 1
+    })
+    .await;
+    for _ in 0..20 {
+        assert_eq!(any.fast().await.unwrap(), 7);
+        assert_eq!(any.echo("z".into()).await.unwrap(), "z");
+    }
+    let answered: Vec<_> = all
+        .fast()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(answered, vec![b.id().clone()]);
+    b.shutdown().await;
+    client.shutdown().await;
+}

@@ -429,6 +429,23 @@ impl Registry {
         self.shared.current.load().members().cloned().collect()
     }
 
+    /// The version of the current snapshot ([`Snapshot::version`]), without taking the
+    /// snapshot: a cheap check for "has anything changed since version v?".
+    ///
+    /// ```
+    /// # fn f(registry: &cluster_helper::Registry) {
+    /// let seen = registry.version();
+    /// // ... later: rebuild what was derived from the registry only if it changed.
+    /// if registry.version() != seen {
+    ///     let snapshot = registry.snapshot();
+    /// #   let _ = snapshot;
+    /// }
+    /// # }
+    /// ```
+    pub fn version(&self) -> u64 {
+        self.shared.current.load().version()
+    }
+
     /// The current snapshot: one consistent view for several reads.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.current.load_full()

@@ -70,7 +70,12 @@ impl Rpc {
 
     /// Milliseconds since the node started: the clock of down marks and latency estimates.
     pub(crate) fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.ms_at(Instant::now())
+    }
+
+    /// [`now_ms`](Self::now_ms) at `t`, a time read earlier.
+    pub(crate) fn ms_at(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Whether the node has shut down.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cluster_helper::NodeId;
 
-use crate::client::{KeyHasher, Route, RouteKey, call_endpoint, call_one};
+use crate::client::{KeyHasher, Route, RouteKey, SetCache, call_endpoint, call_one};
 use crate::error::{NotRunReason, RejectReason, RpcError};
 use crate::options::Strategy;
 use crate::runtime::Rpc;
@@ -80,15 +80,18 @@ fn running(rpc: &Option<Arc<Rpc>>) -> Result<&Arc<Rpc>, RpcError<crate::Never>> 
     }
 }
 
-/// A call's deadline: the first of the target's timeout, the method's, the node's default,
-/// and the deadline of the request being served (when the call is made inside a handler).
-fn deadline_for(rpc: &Rpc, method: &MethodInfo, per_call: Option<Duration>) -> Instant {
+/// When a call is made (the one clock read of its first attempt) and its deadline: the first
+/// of the target's timeout, the method's, the node's default, and the deadline of the request
+/// being served (when the call is made inside a handler).
+fn deadline_for(rpc: &Rpc, method: &MethodInfo, per_call: Option<Duration>) -> (Instant, Instant) {
     let timeout = per_call.or(method.timeout).unwrap_or(rpc.options.timeout);
-    let own = crate::deadline::after(Instant::now(), timeout);
-    match crate::context::deadline() {
+    let now = Instant::now();
+    let own = crate::deadline::after(now, timeout);
+    let deadline = match crate::context::deadline() {
         Some(inherited) => own.min(inherited),
         None => own,
-    }
+    };
+    (now, deadline)
 }
 
 /// Checks a timeout given to a target.
@@ -150,6 +153,8 @@ pub struct Any {
     role: Arc<str>,
     strategy: Option<Strategy>,
     timeout: Option<Duration>,
+    /// The role's set of nodes, resolved on the first call (shared by clones).
+    set: Arc<SetCache>,
 }
 
 impl Any {
@@ -159,6 +164,7 @@ impl Any {
             role: role.into(),
             strategy: None,
             timeout: None,
+            set: Arc::default(),
         }
     }
 
@@ -204,13 +210,14 @@ impl Any {
                 Some(key) => Route::Key(key),
                 None => Route::Balanced(self.strategy.unwrap_or(rpc.options.strategy)),
             };
-            let deadline = deadline_for(rpc, method, self.timeout);
-            (rpc.clone(), route, deadline)
+            let (now, deadline) = deadline_for(rpc, method, self.timeout);
+            let set = self.set.get::<S>(rpc, &self.role);
+            (rpc.clone(), set, route, now, deadline)
         });
-        let role = self.role.clone();
         async move {
-            let (rpc, route, deadline) = call.map_err(RpcError::into_remote)?;
-            let (node, resp) = call_one::<S>(rpc, role, route, method, Arc::new(req), deadline)
+            let (rpc, set, route, now, deadline) = call.map_err(RpcError::into_remote)?;
+            let req = Arc::new(req);
+            let (node, resp) = call_one::<S>(rpc, set, route, method, req, now, deadline)
                 .await
                 .map_err(RpcError::into_remote)?;
             finish(node, method, extract(resp))
@@ -290,8 +297,8 @@ impl ByKey {
     /// (and a node runs to ask).
     pub fn owner<S: ServiceDef>(&self) -> Option<NodeId> {
         let rpc = running(&self.any.rpc).ok()?;
-        let set = rpc.roles.get::<S>(&self.any.role);
-        set.pick(rpc, Route::Key(self.key), &[])
+        let set = self.any.set.get::<S>(rpc, &self.any.role);
+        set.pick(rpc, Route::Key(self.key), &[], Instant::now())
             .map(|e| e.node().clone())
     }
 }
@@ -386,12 +393,14 @@ impl Target for All {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let call = running(&self.any.rpc)
-            .map(|rpc| (rpc.clone(), deadline_for(rpc, method, self.any.timeout)));
-        let role = self.any.role.clone();
+        let call = running(&self.any.rpc).map(|rpc| {
+            let (now, deadline) = deadline_for(rpc, method, self.any.timeout);
+            let set = self.any.set.get::<S>(rpc, &self.any.role);
+            (rpc.clone(), set, now, deadline)
+        });
         async move {
-            let (rpc, deadline) = call.map_err(RpcError::into_remote)?;
-            let endpoints = rpc.roles.get::<S>(&role).all(&rpc);
+            let (rpc, set, now, deadline) = call.map_err(RpcError::into_remote)?;
+            let endpoints = set.all(&rpc);
             let req = Arc::new(req);
             let calls = endpoints.into_iter().map(|endpoint| {
                 let rpc = rpc.clone();
@@ -399,7 +408,7 @@ impl Target for All {
                 async move {
                     let node = endpoint.node().clone();
                     let result =
-                        match call_endpoint::<S>(rpc, endpoint, method, req, deadline).await {
+                        match call_endpoint::<S>(rpc, endpoint, method, req, now, deadline).await {
                             Ok(resp) => finish(node.clone(), method, extract(resp)),
                             // It left the role between the snapshot and the call: not a member
                             // any more, so no entry (and nothing ran).

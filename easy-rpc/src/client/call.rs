@@ -9,36 +9,42 @@ use cluster_helper::NodeId;
 use super::endpoint::Endpoint;
 use super::pick::Route;
 use super::retry::{Next, Outcome, Retry};
+use super::role_set::RoleSet;
 use crate::error::{Never, RpcError};
 use crate::runtime::Rpc;
 use crate::service::{MethodInfo, ServiceDef};
 
-/// Sends one call to one node of `role` picked by `route`, rerouting calls that never ran and
-/// retrying idempotent ones after a lost connection.
+/// Sends one call to one node of `set`'s role picked by `route`, rerouting calls that never
+/// ran and retrying idempotent ones after a lost connection. `now` is when the call was made
+/// (the first attempt reads no clock of its own before sending).
 pub(crate) async fn call_one<S: ServiceDef>(
     rpc: Arc<Rpc>,
-    role: Arc<str>,
+    set: Arc<RoleSet<S>>,
     route: Route,
     method: &'static MethodInfo,
     req: Arc<S::Req>,
+    now: Instant,
     deadline: Instant,
 ) -> Result<(NodeId, S::Resp), RpcError<Never>> {
-    let set = rpc.roles.get::<S>(&role);
+    let mut now = now;
     let mut tried: Vec<NodeId> = Vec::new();
     let mut retry = Retry::new(&rpc.options, method.idempotent);
     let mut last: Option<RpcError<Never>> = None;
     loop {
-        let Some(endpoint) = set.pick(&rpc, route, &tried) else {
+        let Some(endpoint) = set.pick(&rpc, route, &tried, now) else {
             return Err(last.unwrap_or_else(|| RpcError::NoNodeForRole {
-                role: role.to_string(),
+                role: set.role().to_string(),
                 service: S::NAME,
             }));
         };
-        let error = match endpoint.send(&rpc, method, req.clone(), deadline).await {
+        let error = match endpoint
+            .send(&rpc, method, req.clone(), now, deadline)
+            .await
+        {
             Ok(resp) => return Ok((endpoint.node().clone(), resp)),
             Err(error) => error,
         };
-        let now = Instant::now();
+        now = Instant::now();
         let next = retry.next(Outcome::of(&error), now, deadline);
         if next == Next::Stop {
             return Err(error);
@@ -46,31 +52,39 @@ pub(crate) async fn call_one<S: ServiceDef>(
         tried.push(endpoint.node().clone());
         if let Next::Retry(pause) = next {
             // A retry goes to another node: with none left, waiting the backoff is pointless.
-            if set.pick(&rpc, route, &tried).is_none() {
+            if set.pick(&rpc, route, &tried, now).is_none() {
                 return Err(error);
             }
-            tokio::time::sleep_until(crate::deadline::after(now, pause).into()).await;
+            let until = crate::deadline::after(now, pause);
+            tokio::time::sleep_until(until.into()).await;
+            now = Instant::now();
         }
         last = Some(error);
     }
 }
 
 /// Sends one call to one given endpoint (each node's call of `all`), sending an idempotent
-/// call once more after a lost connection.
+/// call once more after a lost connection. `now` is when the call was made.
 pub(crate) async fn call_endpoint<S: ServiceDef>(
     rpc: Arc<Rpc>,
     endpoint: Arc<Endpoint<S>>,
     method: &'static MethodInfo,
     req: Arc<S::Req>,
+    now: Instant,
     deadline: Instant,
 ) -> Result<S::Resp, RpcError<Never>> {
     let mut retry = Retry::same_node(method.idempotent);
+    let mut now = now;
     loop {
-        let error = match endpoint.send(&rpc, method, req.clone(), deadline).await {
+        let error = match endpoint
+            .send(&rpc, method, req.clone(), now, deadline)
+            .await
+        {
             Ok(resp) => return Ok(resp),
             Err(error) => error,
         };
-        match retry.next(Outcome::of(&error), Instant::now(), deadline) {
+        now = Instant::now();
+        match retry.next(Outcome::of(&error), now, deadline) {
             Next::Stop => return Err(error),
             Next::Reroute | Next::Retry(_) => {}
         }

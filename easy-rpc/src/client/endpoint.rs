@@ -106,18 +106,19 @@ impl<S: ServiceDef> Endpoint<S> {
         }
     }
 
-    /// A connected channel: the pooled one, or a new connection (one at a time per endpoint:
-    /// concurrent callers wait for the same attempt instead of each connecting).
+    /// A connected channel: the pooled one (borrowed: the connection's `Arc`, not a clone of
+    /// tarpc's channel), or a new connection (one at a time per endpoint: concurrent callers
+    /// wait for the same attempt instead of each connecting).
     async fn channel(
         &self,
         rpc: &Rpc,
         method: &'static str,
         deadline: Instant,
-    ) -> Result<Channel<S>, RpcError<Never>> {
-        if let Some(c) = self.conn.load().as_ref()
+    ) -> Result<Arc<Conn<S>>, RpcError<Never>> {
+        if let Some(c) = self.conn.load_full()
             && c.alive.load(Ordering::Acquire)
         {
-            return Ok(c.channel.clone());
+            return Ok(c);
         }
         let timed_out = |what: String| {
             let e = std::io::Error::new(std::io::ErrorKind::TimedOut, what.clone());
@@ -129,10 +130,10 @@ impl<S: ServiceDef> Endpoint<S> {
             .map_err(|_| {
                 timed_out("the call's deadline passed while another call was connecting".into())
             })?;
-        if let Some(c) = self.conn.load().as_ref()
+        if let Some(c) = self.conn.load_full()
             && c.alive.load(Ordering::Acquire)
         {
-            return Ok(c.channel.clone());
+            return Ok(c);
         }
         if self.failed_connects.load(Ordering::Acquire) != failed_before {
             // The attempt this call waited for failed: one failure is news enough, and a
@@ -155,9 +156,9 @@ impl<S: ServiceDef> Endpoint<S> {
         .await;
         match result {
             Ok(Ok(conn)) => {
-                let channel = conn.channel.clone();
-                self.conn.store(Some(Arc::new(conn)));
-                Ok(channel)
+                let conn = Arc::new(conn);
+                self.conn.store(Some(conn.clone()));
+                Ok(conn)
             }
             Ok(Err(e)) => {
                 self.failed_connects.fetch_add(1, Ordering::AcqRel);
@@ -223,26 +224,30 @@ impl<S: ServiceDef> Endpoint<S> {
         })
     }
 
-    /// One attempt: connect if needed, send, wait for the answer until `deadline`.
+    /// One attempt, started at `started` (a time the caller read): connect if needed, send,
+    /// wait for the answer until `deadline`.
     pub(crate) async fn send(
         &self,
         rpc: &Rpc,
         method: &'static MethodInfo,
         req: Arc<S::Req>,
+        started: Instant,
         deadline: Instant,
     ) -> Result<S::Resp, RpcError<Never>> {
         let _pending = self.peer.pending.start();
-        let channel = self.channel(rpc, method.name, deadline).await?;
+        let conn = self.channel(rpc, method.name, deadline).await?;
         let mut ctx = tarpc::context::current();
         ctx.deadline = deadline;
-        let started = Instant::now();
         // tarpc's dispatch enforces the deadline (and tells the server to stop at it).
-        let sent = channel.call(ctx, req).await;
+        let sent = conn.channel.call(ctx, req).await;
         let node = || self.node().clone();
         match sent {
             Ok(Reply::Ok(resp)) => {
                 if rpc.options.strategy == Strategy::P2cPeakEwma || self.peer.ewma.is_measured() {
-                    self.peer.ewma.observe(rpc.now_ms(), started.elapsed());
+                    let now = Instant::now();
+                    self.peer
+                        .ewma
+                        .observe(rpc.ms_at(now), now.saturating_duration_since(started));
                 }
                 Ok(resp)
             }

@@ -5,7 +5,8 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use cluster_helper::NodeId;
@@ -50,13 +51,20 @@ impl<S: ServiceDef> RoleSet<S> {
         }
     }
 
-    /// The endpoints at the registry's current version.
-    fn current(&self, rpc: &Rpc) -> Arc<Cached<S>> {
-        let snapshot = rpc.registry.snapshot();
-        let cached = self.cached.load_full();
-        if cached.version == snapshot.version() {
+    /// The role.
+    pub(crate) fn role(&self) -> &Arc<str> {
+        &self.role
+    }
+
+    /// The endpoints at the registry's current version: two atomic loads when it has not
+    /// changed (no reference count touched), a rebuild when it has.
+    fn current(&self, rpc: &Rpc) -> arc_swap::Guard<Arc<Cached<S>>> {
+        let cached = self.cached.load();
+        if cached.version == rpc.registry.version() {
             return cached;
         }
+        drop(cached);
+        let snapshot = rpc.registry.snapshot();
         let me = &rpc.id;
         let endpoints = snapshot
             .nodes_with_role(&self.role)
@@ -67,12 +75,11 @@ impl<S: ServiceDef> RoleSet<S> {
                     .map(|addr| rpc.pool.endpoint::<S>(&m.id, addr, m.id == *me))
             })
             .collect();
-        let fresh = Arc::new(Cached {
+        self.cached.store(Arc::new(Cached {
             version: snapshot.version(),
             endpoints,
-        });
-        self.cached.store(fresh.clone());
-        fresh
+        }));
+        self.cached.load()
     }
 
     /// Every endpoint, for `all`.
@@ -80,19 +87,25 @@ impl<S: ServiceDef> RoleSet<S> {
         self.current(rpc).endpoints.clone()
     }
 
-    /// Picks one endpoint not in `tried` by `route` (see [`pick`]).
+    /// Picks one endpoint not in `tried` by `route` (see [`pick`]), at `now` (a time the
+    /// caller read already: picking reads no clock). A role of one node costs no draw and no
+    /// load comparison: that node is the pick, down or not, as [`pick`] would choose.
     pub(crate) fn pick(
         &self,
         rpc: &Rpc,
         route: Route,
         tried: &[NodeId],
+        now: Instant,
     ) -> Option<Arc<Endpoint<S>>> {
         let cached = self.current(rpc);
+        if let [only] = cached.endpoints.as_slice() {
+            return (!tried.contains(only.node())).then(|| only.clone());
+        }
         pick(
             &cached.endpoints,
             route,
             tried,
-            rpc.now_ms(),
+            rpc.ms_at(now),
             &mut ThreadRandom,
             &self.next,
         )
@@ -138,5 +151,37 @@ impl RoleSets {
             .clone()
             .downcast()
             .expect("the key holds the role set's service type")
+    }
+}
+
+/// The role set a target handle resolved on its first call, kept for the next ones (shared by
+/// its clones): no lock and no hash per call. It holds the set of the first service called
+/// through the handle; a handle used for several services looks the others up in
+/// [`RoleSets`] on each call.
+#[derive(Default)]
+pub(crate) struct SetCache(OnceLock<(TypeId, Erased)>);
+
+impl std::fmt::Debug for SetCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetCache")
+            .field("resolved", &self.0.get().is_some())
+            .finish()
+    }
+}
+
+impl SetCache {
+    /// The nodes of `role` that serve `S`, from this cache or from `rpc`'s role sets.
+    pub(crate) fn get<S: ServiceDef>(&self, rpc: &Rpc, role: &Arc<str>) -> Arc<RoleSet<S>> {
+        if let Some((service, set)) = self.0.get()
+            && *service == TypeId::of::<S>()
+        {
+            return set
+                .clone()
+                .downcast()
+                .expect("the cache holds the role set of its service type");
+        }
+        let set = rpc.roles.get::<S>(role);
+        let _ = self.0.set((TypeId::of::<S>(), set.clone() as Erased));
+        set
     }
 }
