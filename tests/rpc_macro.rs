@@ -205,3 +205,70 @@ async fn a_kept_handle_serves_two_services_and_follows_membership() {
     b.shutdown().await;
     client.shutdown().await;
 }
+
+/// A service whose answers can be made as large as wanted.
+#[easy_rpc::service]
+pub trait Blob {
+    /// `n` bytes.
+    async fn blob(n: u32) -> Vec<u8>;
+}
+
+struct BlobImpl;
+
+impl Blob for BlobImpl {
+    async fn blob(&self, n: u32) -> Vec<u8> {
+        vec![7; n as usize]
+    }
+}
+
+/// An answer over the server's frame limit fails that call only, saying why: the connection
+/// and the calls after it on it go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_over_the_frame_limit_fails_that_call_only() {
+    init_logs();
+    let c = unique_cluster("bigreply");
+    let limit = 64 * 1024;
+    let node = |name: &'static str| {
+        Node::builder()
+            .cluster(&c)
+            .name(name)
+            .listen("127.0.0.1:0")
+            .secret(easy_rpc_tests::TEST_SECRET)
+            .gossip_interval(Duration::from_millis(100))
+            .default_node(false)
+    };
+    let server = node("server")
+        .roles(["blob"])
+        .serve(BlobImpl.serve())
+        .server_limits(easy_rpc::ServerLimits::default().max_frame(limit))
+        .start()
+        .await
+        .unwrap();
+    let client = node("client")
+        .seeds([server.gossip_addr().to_string()])
+        .start()
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(5), "client sees the server", || {
+        client.nodes_with_role("blob").len() == 1
+    })
+    .await;
+    let blob = client.any("blob");
+    assert_eq!(blob.blob(1000).await.unwrap().len(), 1000);
+    for _ in 0..3 {
+        let e = blob.blob(limit as u32 + 1).await.unwrap_err();
+        match &e {
+            RpcError::Server { reason, .. } => {
+                assert!(reason.contains("over the frame limit"), "{reason}")
+            }
+            other => panic!("expected a server error, got {other}"),
+        }
+        assert!(!e.never_reached_server(), "it ran: {e}");
+        assert_eq!(blob.blob(10).await.unwrap(), vec![7; 10]);
+    }
+    let stats = server.server_stats();
+    assert_eq!(stats.accepted, 1, "one connection all along: {stats:?}");
+    assert_eq!(stats.open, 1, "{stats:?}");
+    client.shutdown().await;
+    server.shutdown().await;
+}

@@ -17,6 +17,7 @@ use tarpc::{ClientMessage, Response};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 use crate::deadline::MAX_TIMEOUT;
+use crate::reply::Reply;
 use crate::server::FrameBudget;
 
 /// The bytes of a frame's header: its length, a big-endian u32 (tokio-util's
@@ -60,14 +61,25 @@ impl<Item, SinkItem: Serialize> tokio_serde::Serializer<SinkItem> for Postcard<I
 }
 
 /// The server's codec: reads requests (`ClientMessage<Req>`), writes responses
-/// (`Response<Resp>`), like [`Postcard`], but first caps the deadline a request carries at
-/// [`MAX_TIMEOUT`]: tarpc turns it into `Instant::now() + deadline` and puts it in a timer
-/// wheel that holds about two years, both of which would panic on a peer's huge value.
-pub(crate) struct ServerCodec<Req, Resp>(Items<ClientMessage<Req>, Response<Resp>>);
+/// (`Response<Reply<R>>`), like [`Postcard`], but
+/// - first caps the deadline a request carries at [`MAX_TIMEOUT`]: tarpc turns it into
+///   `Instant::now() + deadline` and puts it in a timer wheel that holds about two years, both
+///   of which would panic on a peer's huge value;
+/// - answers a response that would not fit the frame limit with [`Reply::Failed`] saying so,
+///   for that request only: the framing would refuse it, which would end the connection and
+///   every call on it.
+pub(crate) struct ServerCodec<Req, Resp> {
+    max_frame: usize,
+    items: Items<ClientMessage<Req>, Response<Resp>>,
+}
 
-impl<Req, Resp> Default for ServerCodec<Req, Resp> {
-    fn default() -> Self {
-        ServerCodec(PhantomData)
+impl<Req, Resp> ServerCodec<Req, Resp> {
+    /// A codec whose responses fit frames of `max_frame` bytes.
+    pub(crate) fn new(max_frame: usize) -> Self {
+        ServerCodec {
+            max_frame,
+            items: PhantomData,
+        }
     }
 }
 
@@ -82,11 +94,24 @@ impl<Req: DeserializeOwned, Resp> tokio_serde::Deserializer<ClientMessage<Req>>
     }
 }
 
-impl<Req, Resp: Serialize> tokio_serde::Serializer<Response<Resp>> for ServerCodec<Req, Resp> {
+impl<Req, R: Serialize> tokio_serde::Serializer<Response<Reply<R>>> for ServerCodec<Req, Reply<R>> {
     type Error = io::Error;
 
-    fn serialize(self: Pin<&mut Self>, item: &Response<Resp>) -> Result<Bytes, io::Error> {
-        postcard::to_stdvec(item)
+    fn serialize(self: Pin<&mut Self>, item: &Response<Reply<R>>) -> Result<Bytes, io::Error> {
+        let bytes =
+            postcard::to_stdvec(item).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if bytes.len() <= self.max_frame {
+            return Ok(Bytes::from(bytes));
+        }
+        let failed = Response::<Reply<R>> {
+            request_id: item.request_id,
+            message: Ok(Reply::Failed(format!(
+                "the response ({} bytes) is over the frame limit ({} bytes)",
+                bytes.len(),
+                self.max_frame
+            ))),
+        };
+        postcard::to_stdvec(&failed)
             .map(Bytes::from)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
@@ -265,9 +290,33 @@ mod tests {
     }
 
     fn decode(frame: &[u8]) -> ClientMessage<u32> {
-        let mut codec = ServerCodec::<u32, ()>::default();
+        let mut codec = ServerCodec::<u32, Reply<()>>::new(1024);
         tokio_serde::Deserializer::deserialize(Pin::new(&mut codec), &BytesMut::from(frame))
             .unwrap()
+    }
+
+    #[test]
+    fn a_response_over_the_frame_limit_becomes_a_failure_of_that_request() {
+        let mut codec = ServerCodec::<u32, Reply<Vec<u8>>>::new(100);
+        let mut encode = |n: usize| {
+            let response = Response {
+                request_id: 42,
+                message: Ok(Reply::Ok(vec![1u8; n])),
+            };
+            let bytes =
+                tokio_serde::Serializer::serialize(Pin::new(&mut codec), &response).unwrap();
+            assert!(bytes.len() <= 100, "{} bytes", bytes.len());
+            postcard::from_bytes::<Response<Reply<Vec<u8>>>>(&bytes).unwrap()
+        };
+        let small = encode(50);
+        assert_eq!(small.request_id, 42);
+        assert!(matches!(small.message, Ok(Reply::Ok(v)) if v == vec![1u8; 50]));
+        let big = encode(101);
+        assert_eq!(big.request_id, 42, "the answer is still that request's");
+        match big.message {
+            Ok(Reply::Failed(why)) => assert!(why.contains("over the frame limit"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

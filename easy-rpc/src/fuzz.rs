@@ -116,7 +116,7 @@ pub async fn read_requests<S: ServiceDef>(
     let mut transport =
         tokio_serde::Framed::<_, ClientMessage<S::Req>, Response<Reply<S::Resp>>, _>::new(
             framed,
-            ServerCodec::<S::Req, Reply<S::Resp>>::default(),
+            ServerCodec::<S::Req, Reply<S::Resp>>::new(max_frame),
         );
     let mut n = 0;
     let end = loop {

@@ -187,8 +187,11 @@ impl<S: ServiceDef, H: Handler<S>> ServeConnection for TypedServer<S, H> {
             }),
             _service: PhantomData,
         };
-        let transport =
-            tokio_serde::Framed::new(framed, ServerCodec::<S::Req, Reply<S::Resp>>::default());
+        let max_frame = serve.conn.state.bounds.limits.max_frame;
+        let transport = tokio_serde::Framed::new(
+            framed,
+            ServerCodec::<S::Req, Reply<S::Resp>>::new(max_frame),
+        );
         async move {
             BaseChannel::with_defaults(transport)
                 .execute(serve)
