@@ -54,6 +54,14 @@ pub(crate) enum Verdict {
     Reject(RejectReason),
 }
 
+/// The length a verdict is padded to, for a first message whose payload (the service name)
+/// has `service_len` bytes: the longest verdict (`UnknownService` naming that service: two
+/// variant tags, a length of at most 3 bytes, the name) fits. At most what msg2 can carry
+/// (the frame limit less the ephemeral key and the tag).
+fn padded_verdict_len(service_len: usize) -> usize {
+    (service_len + 5).min(MAX_HANDSHAKE_FRAME - 32 - 16)
+}
+
 /// Why a handshake failed.
 #[derive(Debug)]
 pub(crate) enum HandshakeError {
@@ -174,6 +182,13 @@ pub(crate) enum Admission {
     Reject(RejectReason),
 }
 
+#[cfg(test)]
+impl Admission {
+    fn is_accept(&self) -> bool {
+        matches!(self, Admission::Accept)
+    }
+}
+
 /// The server side. `keys` are tried in order on the client's first message; `admit` is asked
 /// about the service once the client has proved one of them. Returns the service name and
 /// the sealed stream on success. On failure an authenticated client has been told why; a
@@ -220,7 +235,11 @@ pub(crate) async fn server<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(_) => Verdict::Accept,
         Err(r) => Verdict::Reject(r.clone()),
     };
-    let body = postcard::to_stdvec(&answer).map_err(|_| rejected(RejectReason::Malformed))?;
+    let mut body = postcard::to_stdvec(&answer).map_err(|_| rejected(RejectReason::Malformed))?;
+    // Every verdict to the same first message has the same length (the client's decoder
+    // ignores the zeros after it): whoever replays a recorded first message cannot tell an
+    // accept from a refusal, or one refusal from another, by msg2's size.
+    body.resize(body.len().max(padded_verdict_len(n)), 0);
     let n = hs
         .write_message(&body, &mut msg)
         .map_err(|_| rejected(RejectReason::Malformed))?;
@@ -349,6 +368,60 @@ mod tests {
         assert!(matches!(
             c,
             Err(HandshakeError::Rejected(RejectReason::Unauthenticated))
+        ));
+    }
+
+    /// The server's msg2 for `service`, with `admission`, as bytes on the wire (after the
+    /// preamble): what anyone who replays a recorded first message sees.
+    async fn msg2_for(service: &str, admission: Admission) -> Vec<u8> {
+        let mut hs = handshake_state(&[1; 32], true);
+        let mut m = [0u8; 1024];
+        let n = hs.write_message(service.as_bytes(), &mut m).unwrap();
+        let mut first = preamble().to_vec();
+        frame(&mut first, &m[..n]);
+        let (mut a, b) = tokio::io::duplex(4096);
+        a.write_all(&first).await.unwrap();
+        let accepted = admission.is_accept();
+        let s = tokio::spawn(async move { server(b, &[[1; 32]], |_| admission).await });
+        let mut got = Vec::new();
+        if accepted {
+            // An accepted connection stays open: read the preamble and msg2's frame.
+            let mut head = [0u8; 8];
+            a.read_exact(&mut head).await.unwrap();
+            let len = usize::from(u16::from_be_bytes([head[6], head[7]]));
+            got.resize(len, 0);
+            a.read_exact(&mut got).await.unwrap();
+            got.splice(0..0, head[6..].iter().copied());
+        } else {
+            a.read_to_end(&mut got).await.unwrap();
+            got.drain(..6);
+        }
+        drop(a);
+        let _ = s.await.unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn every_verdict_to_one_first_message_has_the_same_length() {
+        for service in ["Billing", "S", "a-rather-long-service-name:with/separators"] {
+            let accept = msg2_for(service, Admission::Accept).await;
+            let leaving = msg2_for(service, Admission::Reject(RejectReason::Leaving)).await;
+            let unknown = msg2_for(
+                service,
+                Admission::Reject(RejectReason::UnknownService {
+                    service: service.to_owned(),
+                }),
+            )
+            .await;
+            assert_eq!(accept.len(), leaving.len(), "{service}");
+            assert_eq!(accept.len(), unknown.len(), "{service}");
+            assert_ne!(accept, leaving, "sealed differently");
+        }
+        // The longest verdict still fits: a refusal naming the service it was asked for.
+        let (c, _) = run([1; 32], &[[1; 32]], &"n".repeat(900)).await;
+        assert!(matches!(
+            c,
+            Err(HandshakeError::Rejected(RejectReason::UnknownService { ref service })) if service.len() == 900
         ));
     }
 
