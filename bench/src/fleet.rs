@@ -5,7 +5,8 @@
 //!
 //! - `STARTED <name> <gossip-addr> <t>` once started;
 //! - `UP <name> <t>`, `LEAVING <name> <t>`, `DOWN <name> <t>` for each node event;
-//! - `STATS <gossip bytes sent> <gossip bytes received> <t>` every second.
+//! - `STATS <gossip bytes sent> <gossip bytes received> <gossip packets sent> <t>` every
+//!   second.
 //!
 //! SIGTERM makes it leave gracefully; SIGKILL is a crash. A [`Fleet`] holds the processes
 //! and everything they printed.
@@ -65,7 +66,13 @@ pub(crate) fn node_main() {
                 },
                 _ = tick.tick() => {
                     let s = node.gossip_stats();
-                    println!("STATS {} {} {}", s.bytes_sent, s.bytes_received, now_us());
+                    println!(
+                        "STATS {} {} {} {}",
+                        s.bytes_sent,
+                        s.bytes_received,
+                        s.packets_sent,
+                        now_us()
+                    );
                 }
                 _ = &mut signal => break,
             }
@@ -327,13 +334,14 @@ impl Fleet {
         let _ = self.procs[i].child.wait();
     }
 
-    /// Gossip bytes sent and received per second per live node between two `STATS` lines about
-    /// `secs` apart (waits for them).
-    pub(crate) fn gossip_rate(&self, secs: u64) -> (f64, f64) {
+    /// Gossip bytes sent, bytes received and packets sent per second per live node, between
+    /// two `STATS` lines about `secs` apart (waits for them).
+    pub(crate) fn gossip_rate(&self, secs: u64) -> (f64, f64, f64) {
         let t0 = now_us();
         std::thread::sleep(Duration::from_secs(secs) + Duration::from_millis(1100));
         let mut sent = 0.0;
         let mut recv = 0.0;
+        let mut packets = 0.0;
         let mut n = 0;
         for p in self.live() {
             let stats: Vec<Line> = p
@@ -351,10 +359,11 @@ impl Fleet {
             let dt = (b.at_us - a.at_us) as f64 / 1e6;
             sent += (num(b, 0) - num(a, 0)) / dt;
             recv += (num(b, 1) - num(a, 1)) / dt;
+            packets += (num(b, 2) - num(a, 2)) / dt;
             n += 1;
         }
         let n = f64::from(n.max(1));
-        (sent / n, recv / n)
+        (sent / n, recv / n, packets / n)
     }
 
     /// Mean resident memory of the live node processes, in bytes.

@@ -46,24 +46,24 @@ pub fn run(args: &[String]) {
         crate::procs::machine()
     );
     let procs = list(args, "--procs", "10,25,50,100");
-    if !procs.is_empty() {
+    if procs.iter().any(|&n| n >= 2) {
         println!(
-            "| processes N | formed (all see all) | join seen by all p50 / max | crash seen down by all p50 / max | gossip sent per node | received per node | RSS per process |\n| --- | --- | --- | --- | --- | --- | --- |"
+            "| processes N | formed (all see all) | join seen by all p50 / max | crash seen down by all p50 / max | gossip sent per node | received per node | packets sent per node | bytes per packet | RSS per process |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
         );
-        for n in procs {
+        for n in procs.into_iter().filter(|&n| n >= 2) {
             processes(n, secs, trials);
         }
     }
     let nodes = list(args, "--nodes", "100,250,500,1000");
-    if !nodes.is_empty() {
+    if nodes.iter().any(|&n| n >= 2) {
         println!(
-            "\n| in-process N | formed (all see all) | join seen by all | crash dropped by all | gossip sent per node | received per node | memory per node |\n| --- | --- | --- | --- | --- | --- | --- |"
+            "\n| in-process N | formed (all see all) | join seen by all | crash dropped by all | gossip sent per node | received per node | packets sent per node | bytes per packet | memory per node |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
         );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .expect("runtime");
-        for n in nodes {
+        for n in nodes.into_iter().filter(|&n| n >= 2) {
             rt.block_on(in_process(n, secs));
         }
     }
@@ -85,12 +85,12 @@ fn processes(n: usize, secs: u64, trials: usize) {
         fleet.spawn(&[], &format!("p{i:03}"), "127.0.0.1:0");
     }
     let Some(_) = fleet.converge(Duration::from_secs(300)) else {
-        println!("| {n} | not within 300 s | | | | | |");
+        println!("| {n} | not within 300 s | | | | | | | |");
         return;
     };
     let formed = t0.elapsed();
     let bound = Duration::from_secs(60);
-    let (sent, recv) = fleet.gossip_rate(secs);
+    let (sent, recv, packets) = fleet.gossip_rate(secs);
     let rss = fleet.mean_rss();
     let (mut joins, mut crashes) = (Vec::new(), Vec::new());
     for t in 0..trials {
@@ -108,12 +108,14 @@ fn processes(n: usize, secs: u64, trials: usize) {
         fleet.reap(j, Duration::from_secs(10));
     }
     println!(
-        "| {n} | {:.1} s | {} | {} | {:.1} KB/s | {:.1} KB/s | {:.1} MB |",
+        "| {n} | {:.1} s | {} | {} | {:.1} KB/s | {:.1} KB/s | {:.1} /s | {:.0} B | {:.1} MB |",
         formed.as_secs_f64(),
         p50_max(joins),
         p50_max(crashes),
         sent / 1e3,
         recv / 1e3,
+        packets,
+        sent / packets.max(1e-9),
         rss / 1e6
     );
     fleet.kill_all();
@@ -186,7 +188,7 @@ async fn in_process(n: usize, secs: u64) {
     let Some(_) = formed else {
         let seen: Vec<usize> = nodes.iter().map(|x| x.nodes_with_role("m").len()).collect();
         println!(
-            "| {n} | not within {within:?} (min seen {:?}) | | | | | |",
+            "| {n} | not within {within:?} (min seen {:?}) | | | | | | | |",
             seen.iter().min()
         );
         for x in &nodes {
@@ -197,6 +199,7 @@ async fn in_process(n: usize, secs: u64) {
     let formed = t0.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sent0: u64 = nodes.iter().map(|x| x.gossip_stats().bytes_sent).sum();
+    let packets0: u64 = nodes.iter().map(|x| x.gossip_stats().packets_sent).sum();
     let recv0: u64 = nodes.iter().map(|x| x.gossip_stats().bytes_received).sum();
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs)).await;
@@ -206,6 +209,11 @@ async fn in_process(n: usize, secs: u64) {
         .map(|x| x.gossip_stats().bytes_sent)
         .sum::<u64>()
         - sent0;
+    let packets = nodes
+        .iter()
+        .map(|x| x.gossip_stats().packets_sent)
+        .sum::<u64>()
+        - packets0;
     let recv = nodes
         .iter()
         .map(|x| x.gossip_stats().bytes_received)
@@ -237,12 +245,14 @@ async fn in_process(n: usize, secs: u64) {
     let show =
         |d: Option<Duration>| d.map_or("> 120 s".into(), |d| format!("{:.2} s", d.as_secs_f64()));
     println!(
-        "| {n} | {:.1} s | {} | {} | {:.1} KB/s | {:.1} KB/s | {:.0} KB |",
+        "| {n} | {:.1} s | {} | {} | {:.1} KB/s | {:.1} KB/s | {:.1} /s | {:.0} B | {:.0} KB |",
         formed.as_secs_f64(),
         show(join),
         show(crash),
         sent as f64 / el / n as f64 / 1e3,
         recv as f64 / el / n as f64 / 1e3,
+        packets as f64 / el / n as f64,
+        sent as f64 / packets.max(1) as f64,
         mem / 1e3
     );
     for x in &nodes {
