@@ -25,8 +25,10 @@ pub(crate) fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// `bench net-node`: one node from the environment, printing its registry's events.
+/// `bench net-node`: one node from the environment, printing its registry's events. It exits
+/// when its stdin closes (the parent died).
 pub(crate) fn node_main() {
+    crate::procs::exit_on_stdin_close();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -93,6 +95,8 @@ pub(crate) struct Line {
 pub(crate) struct Proc {
     pub(crate) name: String,
     child: Child,
+    /// Held open: the process exits when it closes.
+    _stdin: Option<std::process::ChildStdin>,
     lines: Arc<Mutex<Vec<Line>>>,
     /// When it was spawned (microseconds since the epoch).
     pub(crate) spawned_us: u64,
@@ -126,6 +130,20 @@ impl Proc {
                 l.kind == kind && l.at_us >= since_us && l.args.first().is_some_and(|a| a == about)
             })
             .map(|l| l.at_us)
+    }
+
+    /// CPU time (user + system) the process has used, in seconds.
+    pub(crate) fn cpu_secs(&self) -> f64 {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .ok()
+            .and_then(|s| {
+                // Fields after the command name (which is in parentheses).
+                let rest = s.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+                Some(ticks as f64 / 100.0)
+            })
+            .unwrap_or(0.0)
     }
 
     /// Resident memory, in bytes.
@@ -177,7 +195,7 @@ impl Fleet {
             .env("CLUSTER_NODE_NAME", name)
             .env("CLUSTER_LISTEN", listen)
             .env("CLUSTER_SECRET", crate::secret::secret())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(if std::env::var_os("BENCH_VERBOSE").is_some() {
                 Stdio::inherit()
@@ -190,6 +208,7 @@ impl Fleet {
         let spawned_us = now_us();
         let mut child = cmd.spawn().expect("spawn net-node");
         let out = child.stdout.take().expect("stdout");
+        let stdin = child.stdin.take();
         let lines: Arc<Mutex<Vec<Line>>> = Arc::default();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn({
@@ -224,6 +243,7 @@ impl Fleet {
         self.procs.push(Proc {
             name: name.to_owned(),
             child,
+            _stdin: stdin,
             lines,
             spawned_us,
             alive: true,
@@ -335,10 +355,16 @@ impl Fleet {
     }
 
     /// Gossip bytes sent, bytes received and packets sent per second per live node, between
-    /// two `STATS` lines about `secs` apart (waits for them).
-    pub(crate) fn gossip_rate(&self, secs: u64) -> (f64, f64, f64) {
+    /// two `STATS` lines about `secs` apart (waits for them), and the CPU share (1.0 = one
+    /// core) each node process used meanwhile.
+    pub(crate) fn gossip_rate(&self, secs: u64) -> (f64, f64, f64, f64) {
         let t0 = now_us();
+        let cpu0: f64 = self.live().map(Proc::cpu_secs).sum();
+        let wall = Instant::now();
         std::thread::sleep(Duration::from_secs(secs) + Duration::from_millis(1100));
+        let cpu = (self.live().map(Proc::cpu_secs).sum::<f64>() - cpu0)
+            / wall.elapsed().as_secs_f64()
+            / self.live().count().max(1) as f64;
         let mut sent = 0.0;
         let mut recv = 0.0;
         let mut packets = 0.0;
@@ -363,7 +389,7 @@ impl Fleet {
             n += 1;
         }
         let n = f64::from(n.max(1));
-        (sent / n, recv / n, packets / n)
+        (sent / n, recv / n, packets / n, cpu)
     }
 
     /// Mean resident memory of the live node processes, in bytes.

@@ -48,7 +48,7 @@ pub fn run(args: &[String]) {
     let procs = list(args, "--procs", "10,25,50,100");
     if procs.iter().any(|&n| n >= 2) {
         println!(
-            "| processes N | formed (all see all) | join seen by all p50 / max | crash seen down by all p50 / max | gossip sent per node | received per node | packets sent per node | bytes per packet | RSS per process |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+            "| processes N | formed (all see all) | join seen by all p50 / max | crash seen down by all p50 / max | gossip sent per node | received per node | packets sent per node | bytes per packet | CPU per process | RSS per process |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
         );
         for n in procs.into_iter().filter(|&n| n >= 2) {
             processes(n, secs, trials);
@@ -85,12 +85,12 @@ fn processes(n: usize, secs: u64, trials: usize) {
         fleet.spawn(&[], &format!("p{i:03}"), "127.0.0.1:0");
     }
     let Some(_) = fleet.converge(Duration::from_secs(300)) else {
-        println!("| {n} | not within 300 s | | | | | | | |");
+        println!("| {n} | not within 300 s | | | | | | | | |");
         return;
     };
     let formed = t0.elapsed();
     let bound = Duration::from_secs(60);
-    let (sent, recv, packets) = fleet.gossip_rate(secs);
+    let (sent, recv, packets, cpu) = fleet.gossip_rate(secs);
     let rss = fleet.mean_rss();
     let (mut joins, mut crashes) = (Vec::new(), Vec::new());
     for t in 0..trials {
@@ -108,7 +108,7 @@ fn processes(n: usize, secs: u64, trials: usize) {
         fleet.reap(j, Duration::from_secs(10));
     }
     println!(
-        "| {n} | {:.1} s | {} | {} | {:.1} KB/s | {:.1} KB/s | {:.1} /s | {:.0} B | {:.1} MB |",
+        "| {n} | {:.1} s | {} | {} | {:.1} KB/s | {:.1} KB/s | {:.1} /s | {:.0} B | {:.1} % | {:.1} MB |",
         formed.as_secs_f64(),
         p50_max(joins),
         p50_max(crashes),
@@ -116,6 +116,7 @@ fn processes(n: usize, secs: u64, trials: usize) {
         recv / 1e3,
         packets,
         sent / packets.max(1e-9),
+        cpu * 100.0,
         rss / 1e6
     );
     fleet.kill_all();
