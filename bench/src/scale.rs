@@ -181,7 +181,7 @@ async fn in_process(n: usize, secs: u64) {
                 .expect("start"),
         );
     }
-    let within = Duration::from_secs(600);
+    let within = Duration::from_secs(180);
     let formed = wait(within, || {
         nodes.iter().all(|x| x.nodes_with_role("m").len() == n)
     })
