@@ -315,17 +315,17 @@ impl Fleet {
     }
 
     /// `DOWN` lines about live nodes printed by live nodes since `since_us`, as
-    /// `(observer, node)`.
-    pub(crate) fn false_downs(&self, since_us: u64) -> Vec<(String, String)> {
+    /// `(observer, node, when)`.
+    pub(crate) fn false_downs(&self, since_us: u64) -> Vec<(String, String, u64)> {
         let live: std::collections::HashSet<&str> = self.live().map(|p| p.name.as_str()).collect();
         self.live()
             .flat_map(|p| {
                 p.lines("DOWN")
                     .into_iter()
                     .filter(|l| l.at_us >= since_us)
-                    .filter_map(|l| l.args.first().cloned())
-                    .filter(|n| live.contains(n.as_str()))
-                    .map(|n| (p.name.clone(), n))
+                    .filter_map(|l| Some((l.args.first()?.clone(), l.at_us)))
+                    .filter(|(n, _)| live.contains(n.as_str()))
+                    .map(|(n, at)| (p.name.clone(), n, at))
                     .collect::<Vec<_>>()
             })
             .collect()
@@ -406,4 +406,35 @@ impl Fleet {
             p.alive = false;
         }
     }
+}
+
+/// What false downs say: `(observer stalls, downs in them, other downs)`. An observer that
+/// declares at least `stall` nodes down within two seconds was itself stalled (starved of CPU,
+/// or cut off): everyone's heartbeats stopped reaching it at once. The other downs are single
+/// nodes missed by one observer, which is what loss on the links would cause.
+pub(crate) fn classify(downs: &[(String, String, u64)], stall: usize) -> (usize, usize, usize) {
+    let mut by_observer: std::collections::BTreeMap<&str, Vec<u64>> = Default::default();
+    for (o, _, at) in downs {
+        by_observer.entry(o.as_str()).or_default().push(*at);
+    }
+    let (mut stalls, mut in_stalls, mut other) = (0, 0, 0);
+    for times in by_observer.values_mut() {
+        times.sort_unstable();
+        let mut i = 0;
+        while i < times.len() {
+            let mut j = i;
+            while j + 1 < times.len() && times[j + 1] - times[i] <= 2_000_000 {
+                j += 1;
+            }
+            let burst = j - i + 1;
+            if burst >= stall {
+                stalls += 1;
+                in_stalls += burst;
+            } else {
+                other += burst;
+            }
+            i = j + 1;
+        }
+    }
+    (stalls, in_stalls, other)
 }

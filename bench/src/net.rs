@@ -154,16 +154,15 @@ fn one(nodes: usize, loss: f64, trials: usize, minutes: f64) {
         "| {loss} % | crash (SIGKILL) seen down by all | {} |",
         pct(crashes)
     );
+    let (stalls, in_stalls, other) = crate::fleet::classify(&downs, 5);
     println!(
-        "| {loss} % | live nodes declared down in {minutes} min ({} observers) | {} | | | {} |",
+        "| {loss} % | live nodes declared down in {minutes} min ({} observers) | {} | | | {stalls} observer stalls ({in_stalls} downs), {other} single downs |",
         nodes - 1,
         downs.len(),
-        if downs.is_empty() {
-            String::new()
-        } else {
-            format!("{downs:?}")
-        }
     );
+    for (o, n, at) in downs.iter().take(20) {
+        eprintln!("false down: {o} declared {n} down at {at} us");
+    }
     eprintln!(
         "net {loss} %: {missed} trials not seen by all within {bound:?}; switch {stats:?}, drop rate {:.2} %",
         100.0 * stats.dropped as f64 / (stats.dropped + stats.delivered).max(1) as f64
@@ -196,8 +195,9 @@ fn asymmetric(nodes: usize, rates: &[f64]) {
         let downs = fleet.false_downs(t0);
         net.impair_all(Impairment::netem(2.0, 1.0, 0.0));
         let healed = fleet.converge(Duration::from_secs(60));
+        let (stalls, _, other) = crate::fleet::classify(&downs, 5);
         println!(
-            "| {rate} % | {} | {} |",
+            "| {rate} % | {} ({stalls} observer bursts, {other} single) | {} |",
             downs.len(),
             healed.map_or("not within 60 s".into(), |d| format!(
                 "{:.1} s",
