@@ -3,9 +3,13 @@
 # runs each part, printing the machine and each command before its output. Run it on an
 # otherwise idle machine; `--quick` passes fewer trials / shorter rounds to every part.
 #
-#   bench/run.sh [--quick] [PART...]     PART: cluster churn codec rpc instr (default: all)
+#   bench/run.sh [--quick] [PART...]     PART: cluster churn codec rpc instr net scale
+#                                        (default: all)
 #
-# Needs taskset (util-linux) for `rpc`'s same-core placement and valgrind for `instr`.
+# Needs taskset (util-linux) for `rpc`'s same-core placement, valgrind for `instr`, and root
+# with iproute2 for `net` (network namespaces). `net` runs about 4 minutes per loss rate plus
+# its quiet window (`--minutes`, 0.5 by default, 0.1 with --quick); `scale` needs many cores
+# for its larger N (see bench/src/scale.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,11 +18,11 @@ parts=()
 for a in "$@"; do
     case "$a" in
         --quick) quick=(--quick) ;;
-        cluster | churn | codec | rpc | instr) parts+=("$a") ;;
-        *) echo "usage: bench/run.sh [--quick] [cluster|churn|codec|rpc|instr]..." >&2; exit 2 ;;
+        cluster | churn | codec | rpc | instr | net | scale) parts+=("$a") ;;
+        *) echo "usage: bench/run.sh [--quick] [cluster|churn|codec|rpc|instr|net|scale]..." >&2; exit 2 ;;
     esac
 done
-[ ${#parts[@]} -gt 0 ] || parts=(cluster churn codec rpc instr)
+[ ${#parts[@]} -gt 0 ] || parts=(cluster churn codec rpc instr net scale)
 
 echo "# machine"
 echo
@@ -42,6 +46,8 @@ for part in "${parts[@]}"; do
     case "$part" in
         cluster | churn | rpc) args+=("${quick[@]}") ;;
         instr) [ ${#quick[@]} -gt 0 ] && args+=(--calls 500) ;;
+        net) [ ${#quick[@]} -gt 0 ] && args+=(--trials 2 --minutes 0.1) ;;
+        scale) [ ${#quick[@]} -gt 0 ] && args+=(--procs 10,25 --nodes 25,50 --trials 1) ;;
     esac
     echo
     echo "## \`bench ${args[*]}\` ($(date -u +%Y-%m-%dT%H:%M:%SZ))"

@@ -9,6 +9,8 @@
 //! cargo run --release -p easy-rpc-bench -- guard                # fails if client instructions grew
 //! cargo run --release -p easy-rpc-bench -- codec                # the wire codec
 //! cargo run --release -p easy-rpc-bench -- churn                # calls under churn
+//! cargo run --release -p easy-rpc-bench -- net                  # membership over lossy links (root)
+//! cargo run --release -p easy-rpc-bench -- scale                # growth with the number of nodes
 //! ```
 //!
 //! `bench/run.sh` runs them all; `bench/guard.sh` builds and runs the guard.
@@ -20,11 +22,14 @@ use cluster_helper::{Node, NodeBuilder};
 
 mod churn;
 mod client;
+mod fleet;
 mod guard;
 mod handshake;
 mod instr;
+mod net;
 mod procs;
 mod rpc;
+mod scale;
 mod secret;
 mod timing;
 
@@ -47,9 +52,12 @@ fn main() {
         Some("handshake") => handshake::run(&args[1..]),
         Some("churn") => churn::run(quick),
         Some("work-server") => churn::server(&args[1..]),
+        Some("net") => net::run(&args[1..]),
+        Some("scale") => scale::run(&args[1..]),
+        Some("net-node") => fleet::node_main(),
         _ => {
             eprintln!(
-                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench instr [--calls N]\n       bench guard [--update] [--calls N] [--file PATH]\n       bench codec\n       bench handshake [--quick]\n       bench churn [--quick]"
+                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench instr [--calls N]\n       bench guard [--update] [--calls N] [--file PATH]\n       bench codec\n       bench handshake [--quick]\n       bench churn [--quick]\n       bench net [--nodes N] [--loss 0,1,5] [--trials T] [--minutes M] [--asymmetric]\n       bench scale [--procs 10,25,50,100] [--nodes 100,250,500,1000] [--secs S] [--trials T]"
             );
             std::process::exit(2);
         }

@@ -3,12 +3,14 @@
 //! stdout and takes commands on stdin:
 //!
 //! - out `STARTED <node-id> <gossip-addr>`, `READY <node-id>`, `TABLE <role>=<name>,<name> ...`
-//!   (serving nodes per role, names sorted, roles sorted) on every registry change, `LEFT`.
+//!   (serving nodes per role, names sorted, roles sorted) on every registry change, `LEFT`;
+//!   `UP <name>`, `LEAVING <name>`, `DOWN <name>` for each `NodeUp`, `NodeLeaving`, `NodeDown`
+//!   event (`LAGGED <n>` if it missed events).
 //! - in `add <role>`, `remove <role>`, `leave`.
 //!
 //! On a bad configuration it prints the error on stderr and exits with status 2.
 
-use cluster_helper::{Node, shutdown_signal};
+use cluster_helper::{ClusterEvent, EventsError, Node, shutdown_signal};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::main(flavor = "current_thread")]
@@ -28,6 +30,7 @@ async fn main() {
     println!("STARTED {} {}", node.id(), node.gossip_addr());
     let mut ready_printed = false;
     let mut watch = node.registry().watch();
+    let mut events = node.events();
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut last = String::new();
@@ -46,6 +49,14 @@ async fn main() {
         }
         tokio::select! {
             changed = watch.changed() => if changed.is_err() { break },
+            event = events.recv() => match event {
+                Ok(ClusterEvent::NodeUp(m)) => println!("UP {}", m.id.name()),
+                Ok(ClusterEvent::NodeLeaving(m)) => println!("LEAVING {}", m.id.name()),
+                Ok(ClusterEvent::NodeDown(m)) => println!("DOWN {}", m.id.name()),
+                Ok(_) => {}
+                Err(EventsError::Lagged(n)) => println!("LAGGED {n}"),
+                Err(_) => break,
+            },
             _ = node.ready(), if !ready_printed => {}
             line = stdin.next_line(), if stdin_open => match line {
                 Ok(Some(cmd)) => {

@@ -3,12 +3,14 @@
 //! - [`churn`]: the fault suite's service, and load that counts every outcome.
 //! - [`cluster`]: starting test nodes on loopback and waiting for conditions.
 //! - [`process`]: nodes as real OS processes (the `cluster_node` binary).
-//! - [`netns`]: test hosts in network namespaces, for partitions.
+//! - [`netns`]: test hosts in network namespaces, for partitions and lossy, slow links.
+//! - [`netem`]: the user-space switch that delays, jitters and drops frames between hosts.
 //! - [`dns`]: a real, in-process DNS server on loopback whose records tests can change (the
 //!   `easy-rpc-test-dns` crate).
 
 pub mod churn;
 pub mod cluster;
+pub mod netem;
 pub mod netns;
 pub mod process;
 
