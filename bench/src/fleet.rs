@@ -12,7 +12,7 @@
 //! and everything they printed.
 
 use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -181,27 +181,12 @@ impl Fleet {
     /// Starts node `name` listening on `listen` (`ip:0`), through `prefix` (e.g. `ip netns
     /// exec host`), seeded with the first node; waits for its `STARTED` line. Returns its index.
     pub(crate) fn spawn(&mut self, prefix: &[String], name: &str, listen: &str) -> usize {
-        let exe = std::env::current_exe().expect("exe");
-        let mut cmd = match prefix.split_first() {
-            Some((p, rest)) => {
-                let mut c = Command::new(p);
-                c.args(rest).arg(exe);
-                c
-            }
-            None => Command::new(exe),
-        };
+        let mut cmd = crate::procs::command(prefix);
         cmd.arg("net-node")
             .env("CLUSTER_NAME", &self.cluster)
             .env("CLUSTER_NODE_NAME", name)
             .env("CLUSTER_LISTEN", listen)
-            .env("CLUSTER_SECRET", crate::secret::secret())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("BENCH_VERBOSE").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            });
+            .env("CLUSTER_SECRET", crate::secret::secret());
         if let Some(seed) = &self.seed {
             cmd.env("CLUSTER_SEEDS", seed);
         }

@@ -12,29 +12,36 @@ pub(crate) struct Proc {
     out: BufReader<ChildStdout>,
 }
 
+/// `prefix... <this program>` with the cluster secret in its environment, stdin and stdout
+/// piped, stderr inherited under `BENCH_VERBOSE` (else discarded): how every benchmark process
+/// is started.
+pub(crate) fn command(prefix: &[String]) -> Command {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.env(crate::secret::VAR, crate::secret::secret())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(if std::env::var_os("BENCH_VERBOSE").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        });
+    cmd
+}
+
 impl Proc {
     /// Starts `prefix... <this program> args...` (the prefix is e.g. `taskset -c 0`) and waits
     /// for its first line, which it returns with the process.
     pub(crate) fn spawn(name: &str, prefix: &[String], args: &[&str]) -> (Proc, String) {
-        let exe = std::env::current_exe().expect("current exe");
-        let mut cmd = match prefix.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(exe);
-                c
-            }
-            None => Command::new(exe),
-        };
-        let mut child = cmd
+        let mut child = command(prefix)
             .args(args)
-            .env(crate::secret::VAR, crate::secret::secret())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("BENCH_VERBOSE").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name} ({prefix:?}): {e}"));
         let stdin = child.stdin.take();
