@@ -10,7 +10,7 @@
 
 use easy_rpc::__fuzz::{self as f, PSK};
 use easy_rpc::RejectReason;
-use easy_rpc_fuzz::{BillingService, SERVICE, chunks, run};
+use easy_rpc_fuzz::{BillingService, SERVICE, chunks, run, sealed_tail};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
@@ -50,22 +50,7 @@ fn server(input: &[u8]) {
             let n = hs.write_message(verdict, &mut msg2).unwrap_or(0);
             wire.extend_from_slice(&(n as u16).to_be_bytes());
             wire.extend_from_slice(&msg2[..n]);
-            let mut out = f::sealed(wire, hs.into_transport_mode().unwrap());
-            for c in &chunks {
-                match c.kind {
-                    1 => {
-                        out.write_all(c.body).await.unwrap();
-                        out.flush().await.unwrap();
-                    }
-                    2 => {
-                        let (mut wire, keys) = f::unseal(out);
-                        wire.extend_from_slice(c.body);
-                        out = f::sealed(wire, keys);
-                    }
-                    _ => {}
-                }
-            }
-            let (wire, _) = f::unseal(out);
+            let wire = sealed_tail(wire, hs.into_transport_mode().unwrap(), &chunks).await;
             peer.write_all(&wire).await.unwrap();
             peer.shutdown().await.unwrap();
             peer

@@ -8,7 +8,7 @@
 #![no_main]
 
 use easy_rpc::__fuzz::{self as f, PSK};
-use easy_rpc_fuzz::{BillingService, SERVICE, chunks, run};
+use easy_rpc_fuzz::{BillingService, SERVICE, chunks, run, sealed_tail};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
@@ -55,29 +55,14 @@ fn client(input: &[u8]) {
             .expect("the answer opens");
         // The verdict is padded with zeros to a length fixed by the first message.
         let accept = f::accept_verdict();
-        let accepted = verdict[..v].starts_with(&accept)
-            && verdict[accept.len()..v].iter().all(|&b| b == 0);
+        let accepted =
+            verdict[..v].starts_with(&accept) && verdict[accept.len()..v].iter().all(|&b| b == 0);
         assert_eq!(accepted, r.is_ok());
         let Ok((name, sealed)) = r else {
             return;
         };
         assert_eq!(name.as_bytes(), service);
-        let mut out = f::sealed(Vec::new(), hs.into_transport_mode().unwrap());
-        for c in &chunks {
-            match c.kind {
-                1 => {
-                    out.write_all(c.body).await.unwrap();
-                    out.flush().await.unwrap();
-                }
-                2 => {
-                    let (mut wire, keys) = f::unseal(out);
-                    wire.extend_from_slice(c.body);
-                    out = f::sealed(wire, keys);
-                }
-                _ => {}
-            }
-        }
-        let (wire, _) = f::unseal(out);
+        let wire = sealed_tail(Vec::new(), hs.into_transport_mode().unwrap(), &chunks).await;
         peer.write_all(&wire).await.unwrap();
         peer.shutdown().await.unwrap();
         let _ = f::read_requests::<BillingService>(sealed, 4 << 20, 64 << 20).await;

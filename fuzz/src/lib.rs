@@ -92,6 +92,34 @@ pub fn chunks(mut data: &[u8], kinds: u8) -> Vec<Chunk<'_>> {
     out
 }
 
+/// What follows a handshake in the `*_key` targets: `wire` (bytes already on the wire), then
+/// each chunk of kind 1 as a record sealed with `keys`, each chunk of kind 2 as raw bytes, in
+/// input order. Returns the bytes to write to the peer.
+pub async fn sealed_tail(
+    wire: Vec<u8>,
+    keys: snow::TransportState,
+    chunks: &[Chunk<'_>],
+) -> Vec<u8> {
+    use easy_rpc::__fuzz as f;
+    use tokio::io::AsyncWriteExt;
+    let mut out = f::sealed(wire, keys);
+    for c in chunks {
+        match c.kind {
+            1 => {
+                out.write_all(c.body).await.unwrap();
+                out.flush().await.unwrap();
+            }
+            2 => {
+                let (mut wire, keys) = f::unseal(out);
+                wire.extend_from_slice(c.body);
+                out = f::sealed(wire, keys);
+            }
+            _ => {}
+        }
+    }
+    f::unseal(out).0
+}
+
 /// Appends a chunk (for the seeds).
 pub fn push_chunk(out: &mut Vec<u8>, kind: u8, body: &[u8]) {
     out.push(kind);
