@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use easy_rpc::{Node, RpcError};
-use easy_rpc_tests::cluster::{init_logs, unique_cluster, wait_until};
+use easy_rpc_tests::cluster::{init_logs, rpc_builder, unique_cluster, wait_until};
 
 /// A service with a per-method deadline.
 #[easy_rpc::service]
@@ -126,15 +126,7 @@ async fn a_kept_handle_serves_two_services_and_follows_membership() {
     let start = |name: &'static str, seeds: Vec<String>, serve: bool| {
         let c = c.clone();
         async move {
-            let mut b = Node::builder()
-                .cluster(&c)
-                .name(name)
-                .listen("127.0.0.1:0")
-                .secret(easy_rpc_tests::TEST_SECRET)
-                .gossip_interval(Duration::from_millis(100))
-                // Not the process's default node: the other test's calls go through its own.
-                .default_node(false)
-                .seeds(seeds);
+            let mut b = rpc_builder(&c, name).seeds(seeds);
             if serve {
                 b = b
                     .roles(["clock"])
@@ -228,15 +220,7 @@ async fn an_answer_over_the_frame_limit_fails_that_call_only() {
     init_logs();
     let c = unique_cluster("bigreply");
     let limit = 64 * 1024;
-    let node = |name: &'static str| {
-        Node::builder()
-            .cluster(&c)
-            .name(name)
-            .listen("127.0.0.1:0")
-            .secret(easy_rpc_tests::TEST_SECRET)
-            .gossip_interval(Duration::from_millis(100))
-            .default_node(false)
-    };
+    let node = |name: &'static str| rpc_builder(&c, name);
     let server = node("server")
         .roles(["blob"])
         .serve(BlobImpl.serve())

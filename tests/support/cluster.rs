@@ -33,6 +33,19 @@ pub fn builder(cluster: &str, name: &str) -> NodeBuilder {
         .join_timeout(Duration::from_secs(3))
 }
 
+/// An easy-rpc node builder for a test: cluster `cluster`, name `name`, loopback port 0,
+/// secret [`TEST_SECRET`], fast gossip, and not the process's default node (so that tests
+/// running in parallel never call through each other's nodes).
+pub fn rpc_builder(cluster: &str, name: &str) -> easy_rpc::NodeBuilder {
+    easy_rpc::Node::builder()
+        .cluster(cluster)
+        .name(name)
+        .listen("127.0.0.1:0")
+        .secret(TEST_SECRET)
+        .gossip_interval(TEST_GOSSIP)
+        .default_node(false)
+}
+
 /// Starts a node with `roles`, seeded with `seeds` (nodes already running).
 pub async fn start(cluster: &str, name: &str, roles: &[&str], seeds: &[&Node]) -> Node {
     builder(cluster, name)
