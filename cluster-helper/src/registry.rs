@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -302,6 +303,9 @@ struct Shared {
     /// Serializes writers (diff + swap + send); readers never take it.
     write: std::sync::Mutex<Option<Instant>>,
     current: ArcSwap<Snapshot>,
+    /// `current`'s version, stored after it: one atomic load for [`Registry::version`], which
+    /// callers poll per call.
+    version: AtomicU64,
     events: broadcast::Sender<ClusterEvent>,
     snapshots: watch::Sender<Arc<Snapshot>>,
     every_snapshot: broadcast::Sender<Arc<Snapshot>>,
@@ -317,6 +321,7 @@ impl Registry {
                 me,
                 write: std::sync::Mutex::new(None),
                 current: ArcSwap::new(empty.clone()),
+                version: AtomicU64::new(0),
                 events: broadcast::channel(EVENT_CAPACITY).0,
                 snapshots: watch::channel(empty).0,
                 every_snapshot: broadcast::channel(SNAPSHOT_CAPACITY).0,
@@ -378,6 +383,7 @@ impl Registry {
         }
         let new = Arc::new(new);
         self.shared.current.store(new.clone());
+        self.shared.version.store(new.version, Ordering::Release);
         self.shared.snapshots.send_replace(new.clone());
         // Err only means nobody is subscribed.
         let _ = self.shared.every_snapshot.send(new);
@@ -430,7 +436,9 @@ impl Registry {
     }
 
     /// The version of the current snapshot ([`Snapshot::version`]), without taking the
-    /// snapshot: a cheap check for "has anything changed since version v?".
+    /// snapshot: a cheap check (one atomic load) for "has anything changed since version v?".
+    /// While a new snapshot is being published it may trail [`Registry::snapshot`]'s version
+    /// for a moment; it is never ahead of it.
     ///
     /// ```
     /// # fn f(registry: &cluster_helper::Registry) {
@@ -443,7 +451,7 @@ impl Registry {
     /// # }
     /// ```
     pub fn version(&self) -> u64 {
-        self.shared.current.load().version()
+        self.shared.version.load(Ordering::Acquire)
     }
 
     /// The current snapshot: one consistent view for several reads.

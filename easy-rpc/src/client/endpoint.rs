@@ -106,20 +106,26 @@ impl<S: ServiceDef> Endpoint<S> {
         }
     }
 
-    /// A connected channel: the pooled one (borrowed: the connection's `Arc`, not a clone of
-    /// tarpc's channel), or a new connection (one at a time per endpoint: concurrent callers
-    /// wait for the same attempt instead of each connecting).
-    async fn channel(
+    /// The pooled connection, if it is alive (borrowed: the connection's `Arc`, not a clone of
+    /// tarpc's channel).
+    fn pooled(&self) -> Option<Arc<Conn<S>>> {
+        self.conn
+            .load_full()
+            .filter(|c| c.alive.load(Ordering::Acquire))
+    }
+
+    /// A new connection (one at a time per endpoint: concurrent callers wait for the same
+    /// attempt instead of each connecting), or the one another call made meanwhile.
+    ///
+    /// The caller boxes this future: connecting (TCP, handshake, timeouts) needs far more
+    /// state than a call, and inline it would make every call's future as large, to be
+    /// copied whenever the call future moves.
+    async fn reconnect(
         &self,
         rpc: &Rpc,
         method: &'static str,
         deadline: Instant,
     ) -> Result<Arc<Conn<S>>, RpcError<Never>> {
-        if let Some(c) = self.conn.load_full()
-            && c.alive.load(Ordering::Acquire)
-        {
-            return Ok(c);
-        }
         let timed_out = |what: String| {
             let e = std::io::Error::new(std::io::ErrorKind::TimedOut, what.clone());
             self.unreachable(method, what, e)
@@ -130,9 +136,7 @@ impl<S: ServiceDef> Endpoint<S> {
             .map_err(|_| {
                 timed_out("the call's deadline passed while another call was connecting".into())
             })?;
-        if let Some(c) = self.conn.load_full()
-            && c.alive.load(Ordering::Acquire)
-        {
+        if let Some(c) = self.pooled() {
             return Ok(c);
         }
         if self.failed_connects.load(Ordering::Acquire) != failed_before {
@@ -235,9 +239,11 @@ impl<S: ServiceDef> Endpoint<S> {
         deadline: Instant,
     ) -> Result<S::Resp, RpcError<Never>> {
         let _pending = self.peer.pending.start();
-        let conn = self.channel(rpc, method.name, deadline).await?;
-        let mut ctx = tarpc::context::current();
-        ctx.deadline = deadline;
+        let conn = match self.pooled() {
+            Some(conn) => conn,
+            None => Box::pin(self.reconnect(rpc, method.name, deadline)).await?,
+        };
+        let ctx = call_context(deadline);
         // tarpc's dispatch enforces the deadline (and tells the server to stop at it).
         let sent = conn.channel.call(ctx, req).await;
         let node = || self.node().clone();
@@ -289,6 +295,25 @@ impl<S: ServiceDef> Endpoint<S> {
             }
         }
     }
+}
+
+/// tarpc's context for a call with `deadline`.
+///
+/// `tarpc::context::current()` would look up the caller's span for its trace context, and read
+/// the clock for a default deadline that the call replaces. Both are wasted: tarpc's
+/// `Channel::call` takes the trace context from the current span itself, and only when there
+/// is none (no OpenTelemetry layer) makes a child of the context's, which `current()` would
+/// have left at the default too. So every call starts from one copy of a context with the
+/// default trace context.
+fn call_context(deadline: Instant) -> tarpc::context::Context {
+    static BLANK: std::sync::OnceLock<tarpc::context::Context> = std::sync::OnceLock::new();
+    let mut ctx = *BLANK.get_or_init(|| {
+        let mut ctx = tarpc::context::current();
+        ctx.trace_context = tarpc::trace::Context::default();
+        ctx
+    });
+    ctx.deadline = deadline;
+    ctx
 }
 
 /// Whether tarpc failed because a message could not be encoded or decoded (the codec's
