@@ -43,18 +43,22 @@ struct Buf {
 }
 
 impl Buf {
+    #[inline]
     fn len(&self) -> usize {
         self.end - self.start
     }
 
+    #[inline]
     fn is_empty(&self) -> bool {
         self.start == self.end
     }
 
+    #[inline]
     fn bytes(&self) -> &[u8] {
         &self.data[self.start..self.end]
     }
 
+    #[inline]
     fn consume(&mut self, n: usize) {
         self.start += n;
         if self.start == self.end {
@@ -64,20 +68,27 @@ impl Buf {
     }
 
     /// At least `n` writable bytes at the end (moving the content to the front, or growing).
+    #[inline]
     fn spare(&mut self, n: usize) -> &mut [u8] {
         if self.data.len() - self.end < n {
-            if self.start > 0 {
-                self.data.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            if self.data.len() - self.end < n {
-                self.data.resize(self.end + n, 0);
-            }
+            self.make_room(n);
         }
         &mut self.data[self.end..]
     }
 
+    #[cold]
+    fn make_room(&mut self, n: usize) {
+        if self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.data.len() - self.end < n {
+            self.data.resize(self.end + n, 0);
+        }
+    }
+
+    #[inline]
     fn commit(&mut self, n: usize) {
         self.end += n;
     }
