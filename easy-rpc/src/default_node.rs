@@ -8,7 +8,7 @@ use arc_swap::ArcSwapOption;
 
 use crate::client::RouteKey;
 use crate::runtime::Rpc;
-use crate::target::{All, Any, ByKey};
+use crate::target::{All, Any, ByKey, To};
 
 /// The process's default node.
 static DEFAULT: ArcSwapOption<Rpc> = ArcSwapOption::const_empty();
@@ -68,4 +68,21 @@ pub fn all(role: &str) -> All {
 /// default node. See [`any`].
 pub fn by_key(role: &str, key: impl RouteKey) -> ByKey {
     ByKey::new(current(), role, key)
+}
+
+/// Calls to one given node (by name or by id), through the process's default node. See
+/// [`Node::to`](crate::Node::to) and [`any`].
+pub fn to<'a>(node: impl Into<cluster_helper::NodeRef<'a>>) -> To {
+    To::new(current(), vec![node.into().into()])
+}
+
+/// Calls to one of the given nodes (by name or by id), through the process's default node.
+/// See [`Node::to_any_of`](crate::Node::to_any_of) and [`any`].
+pub fn to_any_of<'a, N: Into<cluster_helper::NodeRef<'a>>>(
+    nodes: impl IntoIterator<Item = N>,
+) -> To {
+    To::new(
+        current(),
+        nodes.into_iter().map(|n| n.into().into()).collect(),
+    )
 }

@@ -165,6 +165,16 @@ pub enum RpcError<E = Never> {
         /// The service asked for.
         service: &'static str,
     },
+    /// None of the nodes a direct target names ([`Node::to`](crate::Node::to),
+    /// [`Node::to_any_of`](crate::Node::to_any_of)) is a serving member that serves the
+    /// service (right now): it is gone, has not joined yet, is leaving, or does not serve it.
+    /// Nothing was sent.
+    NodeNotFound {
+        /// The node (or the nodes, comma-separated) as the target names them.
+        node: String,
+        /// The service asked for.
+        service: &'static str,
+    },
     /// The node could not be reached: the connection was refused, failed or timed out, or
     /// the connection broke during the handshake. The request was never sent (calls to
     /// `any` and `by_key` have already tried other nodes).
@@ -262,7 +272,7 @@ impl<E> RpcError<E> {
     pub fn node(&self) -> Option<&NodeId> {
         match self {
             RpcError::NotRunning { node } => node.as_ref(),
-            RpcError::NoNodeForRole { .. } => None,
+            RpcError::NoNodeForRole { .. } | RpcError::NodeNotFound { .. } => None,
             RpcError::Unreachable { node, .. }
             | RpcError::Rejected { node, .. }
             | RpcError::NotRun { node, .. }
@@ -276,7 +286,8 @@ impl<E> RpcError<E> {
 
     /// Whether the call provably never reached the method on a server, so that sending it to
     /// another node cannot run it twice: [`NotRunning`](RpcError::NotRunning),
-    /// [`NoNodeForRole`](RpcError::NoNodeForRole), [`Unreachable`](RpcError::Unreachable),
+    /// [`NoNodeForRole`](RpcError::NoNodeForRole), [`NodeNotFound`](RpcError::NodeNotFound),
+    /// [`Unreachable`](RpcError::Unreachable),
     /// [`Rejected`](RpcError::Rejected) and [`NotRun`](RpcError::NotRun).
     ///
     /// These are exactly the failures that `any` and `by_key` send to another node by
@@ -288,6 +299,7 @@ impl<E> RpcError<E> {
             self,
             RpcError::NotRunning { .. }
                 | RpcError::NoNodeForRole { .. }
+                | RpcError::NodeNotFound { .. }
                 | RpcError::Unreachable { .. }
                 | RpcError::Rejected { .. }
                 | RpcError::NotRun { .. }
@@ -299,6 +311,7 @@ impl<E> RpcError<E> {
         match self {
             RpcError::NotRunning { node } => RpcError::NotRunning { node },
             RpcError::NoNodeForRole { role, service } => RpcError::NoNodeForRole { role, service },
+            RpcError::NodeNotFound { node, service } => RpcError::NodeNotFound { node, service },
             RpcError::Unreachable {
                 node,
                 method,
@@ -388,6 +401,9 @@ impl<E: fmt::Display> fmt::Display for RpcError<E> {
             }
             RpcError::NoNodeForRole { role, service } => {
                 write!(f, "no serving node has role {role:?} and serves {service}")
+            }
+            RpcError::NodeNotFound { node, service } => {
+                write!(f, "no serving node {node} serves {service}")
             }
             RpcError::Unreachable {
                 node,

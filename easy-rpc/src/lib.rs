@@ -124,8 +124,8 @@ pub mod __fuzz;
 
 pub use builder::NodeBuilder;
 pub use client::{KeyHasher, RouteKey};
-pub use cluster_helper::{self, NodeId};
-pub use default_node::{all, any, by_key};
+pub use cluster_helper::{self, NodeId, NodeRef};
+pub use default_node::{all, any, by_key, to, to_any_of};
 pub use easy_rpc_macros::service;
 pub use error::{Error, Never, NotRunReason, RejectReason, RpcError};
 pub use handshake::PROTOCOL_VERSION;
@@ -133,7 +133,7 @@ pub use node::Node;
 pub use options::{ClientOptions, Strategy};
 pub use server::{RefusedConnections, Served, ServerLimits, ServerStats};
 pub use service::{Handler, MethodInfo, ServiceDef};
-pub use target::{All, AllResults, Any, ByKey, CallResult, Target};
+pub use target::{All, AllResults, Any, ByKey, CallResult, Target, To};
 
 /// What generated code needs; not part of the API.
 #[doc(hidden)]

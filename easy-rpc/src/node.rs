@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::options::ClientOptions;
 use crate::runtime::Rpc;
 use crate::server::{Served, ServerLimits, ServerStats, accept_loop};
-use crate::target::{All, Any, ByKey};
+use crate::target::{All, Any, ByKey, To};
 
 /// A running node that serves services and calls other nodes by role.
 ///
@@ -351,6 +351,24 @@ impl Node {
     /// Calls to the node of `role` that owns `key` (see [`RouteKey`]).
     pub fn by_key(&self, role: &str, key: impl RouteKey) -> ByKey {
         ByKey::new(Some(self.inner.rpc.clone()), role, key)
+    }
+
+    /// Calls to one given node: by name (whichever incarnation the registry holds, so it
+    /// follows the node across restarts) or by [`NodeId`] (that incarnation only). See [`To`].
+    pub fn to<'a>(&self, node: impl Into<cluster_helper::NodeRef<'a>>) -> To {
+        To::new(Some(self.inner.rpc.clone()), vec![node.into().into()])
+    }
+
+    /// Calls to one of the given nodes (by name or by id), chosen as [`any`](Self::any)
+    /// chooses among a role's nodes. See [`To`].
+    pub fn to_any_of<'a, N: Into<cluster_helper::NodeRef<'a>>>(
+        &self,
+        nodes: impl IntoIterator<Item = N>,
+    ) -> To {
+        To::new(
+            Some(self.inner.rpc.clone()),
+            nodes.into_iter().map(|n| n.into().into()).collect(),
+        )
     }
 
     /// Makes this node the process's default node (for [`any`](crate::any),

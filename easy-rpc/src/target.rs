@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use cluster_helper::NodeId;
 
-use crate::client::{KeyHasher, Route, RouteKey, SetCache, call_endpoint, call_one};
+use crate::client::{
+    KeyHasher, Listed, Route, RouteKey, SetCache, Source, call_endpoint, call_one,
+};
 use crate::error::{NotRunReason, RejectReason, RpcError};
 use crate::options::Strategy;
 use crate::runtime::Rpc;
@@ -150,7 +152,8 @@ fn finish<T, E>(
 #[must_use = "a target does nothing until a method is called on it"]
 pub struct Any {
     rpc: Option<Arc<Rpc>>,
-    role: Arc<str>,
+    /// A role (a direct target's `Any` holds its list of nodes instead).
+    source: Source,
     strategy: Option<Strategy>,
     timeout: Option<Duration>,
     /// The role's set of nodes, resolved on the first call (shared by clones).
@@ -159,9 +162,13 @@ pub struct Any {
 
 impl Any {
     pub(crate) fn new(rpc: Option<Arc<Rpc>>, role: &str) -> Self {
+        Any::of(rpc, Source::Role(role.into()))
+    }
+
+    fn of(rpc: Option<Arc<Rpc>>, source: Source) -> Self {
         Any {
             rpc,
-            role: role.into(),
+            source,
             strategy: None,
             timeout: None,
             set: Arc::default(),
@@ -187,7 +194,11 @@ impl Any {
 
     /// The role calls go to.
     pub fn role(&self) -> &str {
-        &self.role
+        match &self.source {
+            Source::Role(role) => role,
+            // Only a direct target's inner `Any` has a list, and it does not show its role.
+            Source::Nodes(_) => "",
+        }
     }
 
     /// Sends one call by `route` (rendezvous on a key if given, else the target's strategy).
@@ -211,7 +222,7 @@ impl Any {
                 None => Route::Balanced(self.strategy.unwrap_or(rpc.options.strategy)),
             };
             let (now, deadline) = deadline_for(rpc, method, self.timeout);
-            let set = self.set.get::<S>(rpc, &self.role);
+            let set = self.set.get::<S>(rpc, &self.source);
             (rpc.clone(), set, route, now, deadline)
         });
         async move {
@@ -290,14 +301,14 @@ impl ByKey {
 
     /// The role calls go to.
     pub fn role(&self) -> &str {
-        &self.any.role
+        self.any.role()
     }
 
     /// The node that owns the key now, if the role has a serving node that serves service `S`
     /// (and a node runs to ask).
     pub fn owner<S: ServiceDef>(&self) -> Option<NodeId> {
         let rpc = running(&self.any.rpc).ok()?;
-        let set = self.any.set.get::<S>(rpc, &self.any.role);
+        let set = self.any.set.get::<S>(rpc, &self.any.source);
         set.pick(rpc, Route::Key(self.key), &[], Instant::now())
             .map(|e| e.node().clone())
     }
@@ -373,7 +384,7 @@ impl All {
 
     /// The role calls go to.
     pub fn role(&self) -> &str {
-        &self.any.role
+        self.any.role()
     }
 }
 
@@ -395,7 +406,7 @@ impl Target for All {
     {
         let call = running(&self.any.rpc).map(|rpc| {
             let (now, deadline) = deadline_for(rpc, method, self.any.timeout);
-            let set = self.any.set.get::<S>(rpc, &self.any.role);
+            let set = self.any.set.get::<S>(rpc, &self.any.source);
             (rpc.clone(), set, now, deadline)
         });
         async move {
@@ -440,7 +451,7 @@ impl std::fmt::Debug for Any {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Any")
             .field("node", &self.rpc.as_ref().map(|r| &r.id))
-            .field("role", &self.role)
+            .field("role", &self.role())
             .field("strategy", &self.strategy)
             .field("timeout", &self.timeout)
             .finish()
@@ -451,7 +462,7 @@ impl std::fmt::Debug for ByKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ByKey")
             .field("node", &self.any.rpc.as_ref().map(|r| &r.id))
-            .field("role", &self.any.role)
+            .field("role", &self.any.role())
             .field("key_hash", &format_args!("{:#018x}", self.key))
             .field("timeout", &self.any.timeout)
             .finish()
@@ -462,7 +473,107 @@ impl std::fmt::Debug for All {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("All")
             .field("node", &self.any.rpc.as_ref().map(|r| &r.id))
-            .field("role", &self.any.role)
+            .field("role", &self.any.role())
+            .field("timeout", &self.any.timeout)
+            .finish()
+    }
+}
+
+/// Calls go to one given node, or to one of a given list of nodes: from
+/// [`Node::to`](crate::Node::to), [`Node::to_any_of`](crate::Node::to_any_of),
+/// [`to`](crate::to) or [`to_any_of`](crate::to_any_of).
+///
+/// A node named by name is whichever incarnation of that name the registry holds, so a
+/// restarted node (a new incarnation) is the same target; a node named by id is that
+/// incarnation only. At each call, the named nodes that are serving members and serve the
+/// service are the candidates: with none, the call fails at once with
+/// [`RpcError::NodeNotFound`] (nothing is sent). Over several nodes a call goes to one of them
+/// as [`Any`] does (the node's [`Strategy`], or [`To::strategy`]) and is sent to another of
+/// them when it did not run. Over one node, a call that did not run fails.
+///
+/// ```no_run
+/// # #[easy_rpc::service]
+/// # pub trait Billing {
+/// #     #[easy_rpc(idempotent)]
+/// #     async fn balance(account: String) -> u64;
+/// # }
+/// # async fn example(node: easy_rpc::Node) -> Result<(), easy_rpc::Error> {
+/// use easy_rpc::RpcError;
+///
+/// // One node, by name: it follows the node across restarts.
+/// let cents = node.to("billing-0").balance("acct-1".into()).await?;
+/// // One of these two.
+/// let cents = node.to_any_of(["billing-0", "billing-1"]).balance("acct-1".into()).await?;
+/// match node.to("billing-9").balance("acct-1".into()).await {
+///     Err(RpcError::NodeNotFound { node, .. }) => println!("{node} is not serving"),
+///     other => println!("{other:?}"),
+/// }
+/// # let _ = cents;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use = "a target does nothing until a method is called on it"]
+pub struct To {
+    any: Any,
+}
+
+impl To {
+    pub(crate) fn new(rpc: Option<Arc<Rpc>>, nodes: Vec<Listed>) -> Self {
+        To {
+            any: Any::of(rpc, Source::Nodes(nodes.into())),
+        }
+    }
+
+    /// The deadline of calls made through this target. See [`Any::timeout`].
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is zero.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.any.timeout = Some(checked(timeout));
+        self
+    }
+
+    /// How to choose among the listed nodes (overrides the node's default).
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.any.strategy = Some(strategy);
+        self
+    }
+
+    /// The nodes calls go to, as given (names, or ids written as `name#incarnation`).
+    pub fn nodes(&self) -> Vec<String> {
+        match &self.any.source {
+            Source::Nodes(list) => list.iter().map(ToString::to_string).collect(),
+            Source::Role(_) => Vec::new(),
+        }
+    }
+}
+
+impl sealed::Sealed for To {}
+
+impl Target for To {
+    type Output<T: Send + 'static, E: Send + 'static> = CallResult<T, E>;
+
+    fn __call<S, T, E>(
+        &self,
+        method: &'static MethodInfo,
+        req: S::Req,
+        extract: fn(S::Resp) -> Option<Result<T, E>>,
+    ) -> impl Future<Output = Self::Output<T, E>> + Send + 'static
+    where
+        S: ServiceDef,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        self.any.routed::<S, T, E>(None, method, req, extract)
+    }
+}
+
+impl std::fmt::Debug for To {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("To")
+            .field("node", &self.any.rpc.as_ref().map(|r| &r.id))
+            .field("nodes", &self.nodes())
             .field("timeout", &self.any.timeout)
             .finish()
     }

@@ -32,10 +32,7 @@ pub(crate) async fn call_one<S: ServiceDef>(
     let mut last: Option<RpcError<Never>> = None;
     loop {
         let Some(endpoint) = set.pick(&rpc, route, &tried, now) else {
-            return Err(last.unwrap_or_else(|| RpcError::NoNodeForRole {
-                role: set.role().to_string(),
-                service: S::NAME,
-            }));
+            return Err(last.unwrap_or_else(|| set.source().none_error(S::NAME)));
         };
         let error = match endpoint
             .send(&rpc, method, req.clone(), now, deadline)

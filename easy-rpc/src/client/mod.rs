@@ -22,4 +22,4 @@ pub(crate) use call::{call_endpoint, call_one};
 pub use key::{KeyHasher, RouteKey};
 pub(crate) use pick::Route;
 pub(crate) use pool::Pool;
-pub(crate) use role_set::{RoleSets, SetCache};
+pub(crate) use role_set::{Listed, RoleSets, SetCache, Source};

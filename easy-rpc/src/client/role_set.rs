@@ -1,6 +1,6 @@
-//! The nodes of one role that serve one service, as endpoints: rebuilt only when the
-//! registry's snapshot version changes (one atomic load per call otherwise), so picking reads
-//! a plain slice.
+//! The nodes of one role (or of an explicit list, for direct targets) that serve one service,
+//! as endpoints: rebuilt only when the registry's snapshot version changes (one atomic load per
+//! call otherwise), so picking reads a plain slice.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -8,12 +8,91 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
-use cluster_helper::NodeId;
+use cluster_helper::{Member, NodeId, NodeRef, NodeStatus, Snapshot};
 
 use super::endpoint::Endpoint;
 use super::pick::{Route, ThreadRandom, pick};
+use crate::error::{Never, RpcError};
 use crate::runtime::Rpc;
 use crate::service::ServiceDef;
+
+/// Where a set's nodes come from.
+#[derive(Clone, Debug)]
+pub(crate) enum Source {
+    /// The serving nodes that have this role.
+    Role(Arc<str>),
+    /// These nodes, each if it is a serving member (by id: that incarnation only; by name:
+    /// whichever incarnation the registry holds, so a restarted node is the same target).
+    Nodes(Arc<[Listed]>),
+}
+
+/// One node of a [`Source::Nodes`] list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Listed {
+    Id(NodeId),
+    Name(Arc<str>),
+}
+
+impl From<NodeRef<'_>> for Listed {
+    fn from(node: NodeRef<'_>) -> Self {
+        match node {
+            NodeRef::Id(id) => Listed::Id(id.clone()),
+            NodeRef::Name(name) => Listed::Name(name.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Listed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listed::Id(id) => write!(f, "{id}"),
+            Listed::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl Source {
+    /// The members this source names in `snapshot`, in its order (a node listed twice once).
+    fn members(&self, snapshot: &Snapshot) -> Vec<Arc<Member>> {
+        match self {
+            Source::Role(role) => snapshot.nodes_with_role(role).iter().cloned().collect(),
+            Source::Nodes(list) => {
+                let mut members: Vec<Arc<Member>> = Vec::with_capacity(list.len());
+                for listed in list.iter() {
+                    let member = match listed {
+                        Listed::Id(id) => snapshot.member(id),
+                        Listed::Name(name) => snapshot.member_by_name(name),
+                    };
+                    if let Some(m) = member
+                        && m.status == NodeStatus::Serving
+                        && !members.iter().any(|seen| seen.id == m.id)
+                    {
+                        members.push(m.clone());
+                    }
+                }
+                members
+            }
+        }
+    }
+
+    /// The error of a call that found none of this source's nodes.
+    pub(crate) fn none_error(&self, service: &'static str) -> RpcError<Never> {
+        match self {
+            Source::Role(role) => RpcError::NoNodeForRole {
+                role: role.to_string(),
+                service,
+            },
+            Source::Nodes(list) => RpcError::NodeNotFound {
+                node: list
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                service,
+            },
+        }
+    }
+}
 
 /// The endpoints of a role at one registry version.
 struct Cached<S: ServiceDef> {
@@ -23,7 +102,7 @@ struct Cached<S: ServiceDef> {
 
 /// The serving nodes of one role that serve service `S`.
 pub(crate) struct RoleSet<S: ServiceDef> {
-    role: Arc<str>,
+    source: Source,
     /// A lock, not an `ArcSwap`: it is rewritten only when the registry changes, and a call
     /// holds the uncontended read lock only while it picks (no `await`), which costs fewer
     /// instructions than an arc-swap guard.
@@ -35,16 +114,16 @@ pub(crate) struct RoleSet<S: ServiceDef> {
 impl<S: ServiceDef> std::fmt::Debug for RoleSet<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RoleSet")
-            .field("role", &self.role)
+            .field("source", &self.source)
             .field("service", &S::NAME)
             .finish_non_exhaustive()
     }
 }
 
 impl<S: ServiceDef> RoleSet<S> {
-    fn new(role: Arc<str>) -> Self {
+    pub(crate) fn new(source: Source) -> Self {
         RoleSet {
-            role,
+            source,
             cached: RwLock::new(Cached {
                 version: u64::MAX,
                 endpoints: Vec::new(),
@@ -53,9 +132,9 @@ impl<S: ServiceDef> RoleSet<S> {
         }
     }
 
-    /// The role.
-    pub(crate) fn role(&self) -> &Arc<str> {
-        &self.role
+    /// Where the nodes come from.
+    pub(crate) fn source(&self) -> &Source {
+        &self.source
     }
 
     /// The endpoints at the registry's current version: an atomic load and an uncontended
@@ -69,9 +148,10 @@ impl<S: ServiceDef> RoleSet<S> {
         drop(cached);
         let snapshot = rpc.registry.snapshot();
         let me = &rpc.id;
-        let endpoints = snapshot
-            .nodes_with_role(&self.role)
-            .iter()
+        let endpoints = self
+            .source
+            .members(&snapshot)
+            .into_iter()
             .filter(|m| m.serves(S::NAME))
             .filter_map(|m| {
                 m.rpc_addr
@@ -155,7 +235,7 @@ impl RoleSets {
         }
         let mut sets = self.sets.write().unwrap_or_else(|p| p.into_inner());
         sets.entry(key)
-            .or_insert_with(|| Arc::new(RoleSet::<S>::new(role.clone())))
+            .or_insert_with(|| Arc::new(RoleSet::<S>::new(Source::Role(role.clone()))))
             .clone()
             .downcast()
             .expect("the key holds the role set's service type")
@@ -178,8 +258,9 @@ impl std::fmt::Debug for SetCache {
 }
 
 impl SetCache {
-    /// The nodes of `role` that serve `S`, from this cache or from `rpc`'s role sets.
-    pub(crate) fn get<S: ServiceDef>(&self, rpc: &Rpc, role: &Arc<str>) -> Arc<RoleSet<S>> {
+    /// The nodes of `source` that serve `S`, from this cache, else from `rpc`'s role sets (a
+    /// role) or new (a list of nodes: a direct target's handle keeps its own set).
+    pub(crate) fn get<S: ServiceDef>(&self, rpc: &Rpc, source: &Source) -> Arc<RoleSet<S>> {
         if let Some((service, set)) = self.0.get()
             && *service == TypeId::of::<S>()
         {
@@ -188,7 +269,10 @@ impl SetCache {
                 .downcast()
                 .expect("the cache holds the role set of its service type");
         }
-        let set = rpc.roles.get::<S>(role);
+        let set = match source {
+            Source::Role(role) => rpc.roles.get::<S>(role),
+            Source::Nodes(_) => Arc::new(RoleSet::new(source.clone())),
+        };
         let _ = self.0.set((TypeId::of::<S>(), set.clone() as Erased));
         set
     }
