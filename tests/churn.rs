@@ -113,6 +113,7 @@ impl Cluster {
         for p in self.servers.iter().chain(&self.retired) {
             for line in p.output() {
                 if let Some(id) = line.strip_prefix("EXEC ") {
+                    let id = id.split_whitespace().next().unwrap();
                     runs.entry(id.parse().unwrap())
                         .or_default()
                         .push(p.name.clone());

@@ -119,6 +119,7 @@ async fn a_partitioned_node_is_dropped_and_rejoins_when_the_network_heals() {
     for p in &servers {
         for l in p.output() {
             if let Some(id) = l.strip_prefix("EXEC ") {
+                let id = id.split_whitespace().next().unwrap();
                 runs.entry(id.parse().unwrap())
                     .or_default()
                     .push(p.name.clone());

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use std::borrow::Cow;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
@@ -31,53 +31,81 @@ const KEEP_BUFFER: usize = 64 * 1024;
 /// Marks the item types without owning them (and keeps the codec `Send + Sync`).
 type Items<Item, SinkItem> = PhantomData<(fn() -> Item, fn(SinkItem))>;
 
-/// A `tokio_serde` codec that reads `Item` and writes `SinkItem` with postcard.
-pub(crate) struct Postcard<Item, SinkItem>(Items<Item, SinkItem>);
+/// The client's codec: writes requests (`ClientMessage<Req>`) with postcard, each followed by
+/// the wall-clock time it is written at ([`SENT_AT`] bytes), and reads responses
+/// (`Response<Resp>`).
+///
+/// tarpc sends a request's deadline as the time left when it is written, which the server
+/// turns into `arrival + time left`: a request that waited in a stopped server's socket would
+/// get its whole time again on arrival. The time it was sent lets the server take the time in
+/// transit off (see [`ServerCodec`]). A server of an earlier version reads the message and
+/// ignores the bytes after it (postcard reads a message by its own lengths).
+pub(crate) struct ClientCodec<Resp, Req>(Items<Response<Resp>, ClientMessage<Req>>);
 
-impl<Item, SinkItem> Default for Postcard<Item, SinkItem> {
+impl<Resp, Req> Default for ClientCodec<Resp, Req> {
     fn default() -> Self {
-        Postcard(PhantomData)
+        ClientCodec(PhantomData)
     }
 }
 
-impl<Item: DeserializeOwned, SinkItem> tokio_serde::Deserializer<Item>
-    for Postcard<Item, SinkItem>
+/// The bytes after a request: when the client wrote it, in microseconds since the Unix
+/// epoch, little-endian.
+pub(crate) const SENT_AT: usize = 8;
+
+/// The wall clock in microseconds since the Unix epoch (0 before it).
+fn wall_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+impl<Resp: DeserializeOwned, Req> tokio_serde::Deserializer<Response<Resp>>
+    for ClientCodec<Resp, Req>
 {
     type Error = io::Error;
 
-    fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> Result<Item, io::Error> {
+    fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> Result<Response<Resp>, io::Error> {
         postcard::from_bytes(src).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
 
-impl<Item, SinkItem: Serialize> tokio_serde::Serializer<SinkItem> for Postcard<Item, SinkItem> {
+impl<Resp, Req: Serialize> tokio_serde::Serializer<ClientMessage<Req>> for ClientCodec<Resp, Req> {
     type Error = io::Error;
 
-    fn serialize(self: Pin<&mut Self>, item: &SinkItem) -> Result<Bytes, io::Error> {
-        postcard::to_stdvec(item)
-            .map(Bytes::from)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    fn serialize(self: Pin<&mut Self>, item: &ClientMessage<Req>) -> Result<Bytes, io::Error> {
+        let mut bytes =
+            postcard::to_stdvec(item).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if matches!(item, ClientMessage::Request(_)) {
+            bytes.extend_from_slice(&wall_micros().to_le_bytes());
+        }
+        Ok(Bytes::from(bytes))
     }
 }
 
 /// The server's codec: reads requests (`ClientMessage<Req>`), writes responses
-/// (`Response<Reply<R>>`), like [`Postcard`], but
+/// (`Response<Reply<R>>`) with postcard, but
 /// - first caps the deadline a request carries at [`MAX_TIMEOUT`]: tarpc turns it into
 ///   `Instant::now() + deadline` and puts it in a timer wheel that holds about two years, both
 ///   of which would panic on a peer's huge value;
+/// - takes the time a request spent in transit, beyond `max_clock_skew`, off its deadline,
+///   from the time the client wrote it ([`ClientCodec`]): a request that reached the node after
+///   its caller's deadline gets a deadline in the past, and is not started;
 /// - answers a response that would not fit the frame limit with [`Reply::Failed`] saying so,
 ///   for that request only: the framing would refuse it, which would end the connection and
 ///   every call on it.
 pub(crate) struct ServerCodec<Req, Resp> {
     max_frame: usize,
+    max_clock_skew: Duration,
     items: Items<ClientMessage<Req>, Response<Resp>>,
 }
 
 impl<Req, Resp> ServerCodec<Req, Resp> {
-    /// A codec whose responses fit frames of `max_frame` bytes.
-    pub(crate) fn new(max_frame: usize) -> Self {
+    /// A codec whose responses fit frames of `max_frame` bytes, allowing clocks ahead of a
+    /// caller's by `max_clock_skew`.
+    pub(crate) fn new(max_frame: usize, max_clock_skew: Duration) -> Self {
         ServerCodec {
             max_frame,
+            max_clock_skew,
             items: PhantomData,
         }
     }
@@ -89,8 +117,30 @@ impl<Req: DeserializeOwned, Resp> tokio_serde::Deserializer<ClientMessage<Req>>
     type Error = io::Error;
 
     fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> Result<ClientMessage<Req>, io::Error> {
-        postcard::from_bytes(&clamp_deadline(src))
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        let frame = clamp_deadline(src);
+        let (mut message, rest) = postcard::take_from_bytes::<ClientMessage<Req>>(&frame)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if let ClientMessage::Request(request) = &mut message
+            && let Ok(sent) = <[u8; SENT_AT]>::try_from(rest)
+        {
+            let transit =
+                Duration::from_micros(wall_micros().saturating_sub(u64::from_le_bytes(sent)));
+            request.context.deadline =
+                late_deadline(request.context.deadline, transit, self.max_clock_skew);
+        }
+        Ok(message)
+    }
+}
+
+/// A request's deadline (`arrival + time left`) with the time it spent in `transit` beyond
+/// the clock-skew allowance taken off; the arrival time if that would be earlier still.
+fn late_deadline(deadline: Instant, transit: Duration, skew: Duration) -> Instant {
+    match transit.checked_sub(skew) {
+        Some(late) if !late.is_zero() => deadline
+            .checked_sub(late)
+            .unwrap_or_else(Instant::now)
+            .min(deadline),
+        _ => deadline,
     }
 }
 
@@ -290,14 +340,14 @@ mod tests {
     }
 
     fn decode(frame: &[u8]) -> ClientMessage<u32> {
-        let mut codec = ServerCodec::<u32, Reply<()>>::new(1024);
+        let mut codec = ServerCodec::<u32, Reply<()>>::new(1024, Duration::from_millis(100));
         tokio_serde::Deserializer::deserialize(Pin::new(&mut codec), &BytesMut::from(frame))
             .unwrap()
     }
 
     #[test]
     fn a_response_over_the_frame_limit_becomes_a_failure_of_that_request() {
-        let mut codec = ServerCodec::<u32, Reply<Vec<u8>>>::new(100);
+        let mut codec = ServerCodec::<u32, Reply<Vec<u8>>>::new(100, Duration::from_millis(100));
         let mut encode = |n: usize| {
             let response = Response {
                 request_id: 42,
@@ -357,6 +407,75 @@ mod tests {
         ));
         // Garbage is left to the decoder, which refuses it.
         assert!(matches!(clamp_deadline(b"\xff\xff"), Cow::Borrowed(_)));
+    }
+
+    /// Time left on a decoded request's deadline.
+    fn time_left(message: ClientMessage<u32>) -> Duration {
+        match message {
+            ClientMessage::Request(r) => {
+                r.context.deadline.saturating_duration_since(Instant::now())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `frame` followed by a send time `ago` in the past.
+    fn sent(frame: &[u8], ago: Duration) -> Vec<u8> {
+        let at = wall_micros() - u64::try_from(ago.as_micros()).unwrap();
+        let mut v = frame.to_vec();
+        v.extend_from_slice(&at.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn the_client_codec_appends_the_send_time_to_requests_only() {
+        let mut codec = ClientCodec::<Reply<()>, u32>::default();
+        let msg = ClientMessage::Request(Request {
+            context: context::current(),
+            id: 9,
+            message: 5u32,
+        });
+        let before = wall_micros();
+        let bytes = tokio_serde::Serializer::serialize(Pin::new(&mut codec), &msg).unwrap();
+        let (_, rest) = postcard::take_from_bytes::<ClientMessage<u32>>(&bytes).unwrap();
+        let at = u64::from_le_bytes(rest.try_into().expect("8 bytes after the request"));
+        assert!(at >= before && at <= wall_micros());
+        let cancel = ClientMessage::<u32>::Cancel {
+            trace_context: Default::default(),
+            request_id: 3,
+        };
+        let bytes = tokio_serde::Serializer::serialize(Pin::new(&mut codec), &cancel).unwrap();
+        assert_eq!(&bytes[..], &postcard::to_stdvec(&cancel).unwrap()[..]);
+    }
+
+    #[test]
+    fn time_in_transit_beyond_the_skew_allowance_comes_off_the_deadline() {
+        let frame = with_deadline(&request(6), Duration::from_secs(3));
+        // Sent just now, or within the allowance (100 ms): the deadline stands.
+        for ago in [Duration::ZERO, Duration::from_millis(60)] {
+            let left = time_left(decode(&sent(&frame, ago)));
+            assert!(left > Duration::from_millis(2_900), "{ago:?}: {left:?}");
+        }
+        // 1 s in transit: 900 ms off.
+        let left = time_left(decode(&sent(&frame, Duration::from_secs(1))));
+        assert!(
+            left > Duration::from_millis(1_900) && left <= Duration::from_millis(2_100),
+            "{left:?}"
+        );
+        // Longer in transit than it had: a deadline in the past.
+        assert_eq!(
+            time_left(decode(&sent(&frame, Duration::from_secs(5)))),
+            Duration::ZERO
+        );
+        // A sender clock ahead of ours reads as no time in transit.
+        let mut ahead = frame.clone();
+        ahead.extend_from_slice(&(wall_micros() + 10_000_000).to_le_bytes());
+        assert!(time_left(decode(&ahead)) > Duration::from_millis(2_900));
+        // Without a send time (an earlier version), or with bytes that are not one: as sent.
+        assert!(time_left(decode(&frame)) > Duration::from_millis(2_900));
+        let mut odd = frame.clone();
+        odd.extend_from_slice(&[1, 2, 3]);
+        assert!(time_left(decode(&odd)) > Duration::from_millis(2_900));
     }
 
     #[test]

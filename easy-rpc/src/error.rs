@@ -82,6 +82,10 @@ pub enum NotRunReason {
     /// The connection already ran its maximum of requests at once
     /// ([`ServerLimits::max_concurrent_requests`](crate::ServerLimits::max_concurrent_requests)).
     Overloaded,
+    /// The caller's deadline had passed before the node could start the request (it reached
+    /// the node late, e.g. the node was stopped, or waited too long to start): it was
+    /// dropped. The caller has already given up by then, so callers rarely see this.
+    Expired,
     /// A reason this version does not know (sent by a newer node), by its wire number.
     Unknown(u16),
 }
@@ -92,6 +96,7 @@ impl NotRunReason {
         match self {
             NotRunReason::Leaving => 1,
             NotRunReason::Overloaded => 2,
+            NotRunReason::Expired => 3,
             NotRunReason::Unknown(code) => code,
         }
     }
@@ -100,6 +105,7 @@ impl NotRunReason {
         match code {
             1 => NotRunReason::Leaving,
             2 => NotRunReason::Overloaded,
+            3 => NotRunReason::Expired,
             other => NotRunReason::Unknown(other),
         }
     }
@@ -123,6 +129,9 @@ impl fmt::Display for NotRunReason {
             NotRunReason::Leaving => f.write_str("it is leaving the cluster"),
             NotRunReason::Overloaded => {
                 f.write_str("the connection runs its maximum of requests at once")
+            }
+            NotRunReason::Expired => {
+                f.write_str("the caller's deadline passed before the request could start")
             }
             NotRunReason::Unknown(code) => {
                 write!(f, "it did not run it (reason {code}, from a newer version)")

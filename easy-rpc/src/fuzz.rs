@@ -11,7 +11,7 @@ use tarpc::{ClientMessage, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 
-use crate::codec::{FrameCodec, Postcard, ServerCodec, framing};
+use crate::codec::{ClientCodec, FrameCodec, ServerCodec, framing};
 use crate::deadline::MAX_TIMEOUT;
 use crate::error::RejectReason;
 use crate::handshake::{self, Admission, HandshakeError};
@@ -116,7 +116,10 @@ pub async fn read_requests<S: ServiceDef>(
     let mut transport =
         tokio_serde::Framed::<_, ClientMessage<S::Req>, Response<Reply<S::Resp>>, _>::new(
             framed,
-            ServerCodec::<S::Req, Reply<S::Resp>>::new(max_frame),
+            ServerCodec::<S::Req, Reply<S::Resp>>::new(
+                max_frame,
+                crate::ServerLimits::default().max_clock_skew,
+            ),
         );
     let mut n = 0;
     let end = loop {
@@ -152,7 +155,7 @@ pub async fn read_responses<S: ServiceDef>(
     let mut transport =
         tokio_serde::Framed::<_, Response<Reply<S::Resp>>, ClientMessage<Arc<S::Req>>, _>::new(
             framed,
-            Postcard::<Response<Reply<S::Resp>>, ClientMessage<Arc<S::Req>>>::default(),
+            ClientCodec::<Reply<S::Resp>, Arc<S::Req>>::default(),
         );
     let mut n = 0;
     loop {

@@ -1,9 +1,10 @@
 //! A node serving the fault suite's `Work` service, as its own OS process, configured from
-//! `CLUSTER_*`. Prints `STARTED <node-id> <gossip-addr>`, then `EXEC <id>` for every
+//! `CLUSTER_*`. Prints `STARTED <node-id> <gossip-addr>`, then `EXEC <id> <unix-ms>` for every
 //! non-idempotent call it runs, and `LEFT` after a graceful leave (SIGTERM). With
 //! `RPC_NODE_STATS_MS=<n>` it also prints its server's counters every `n` ms:
 //! `STATS connections=.. pending=.. open=.. refused_conns=.. refused_pending=..
-//! refused_per_ip=.. refused_fds=.. too_large=.. over_budget=.. buffered=.. max_connections=..`.
+//! refused_per_ip=.. refused_fds=.. too_large=.. over_budget=.. buffered=.. max_connections=..
+//! expired=..`.
 
 use easy_rpc::Node;
 use easy_rpc_tests::churn::{Work, WorkImpl};
@@ -35,7 +36,7 @@ async fn main() {
                 println!(
                     "STATS connections={} pending={} open={} refused_conns={} refused_pending={} \
                      refused_per_ip={} refused_fds={} too_large={} over_budget={} buffered={} \
-                     max_connections={}",
+                     max_connections={} expired={}",
                     s.connections,
                     s.pending_handshakes,
                     s.open,
@@ -47,6 +48,7 @@ async fn main() {
                     s.frames_over_budget,
                     s.buffered_bytes,
                     s.max_connections,
+                    s.expired_requests,
                 );
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             }

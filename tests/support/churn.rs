@@ -24,8 +24,8 @@ pub trait Work {
     async fn whoami() -> String;
 }
 
-/// Prints `EXEC <id>` for every `exec` it runs (stdout is line-buffered: each line is written
-/// before the answer is sent).
+/// Prints `EXEC <id> <unix-ms>` for every `exec` it runs, with the wall-clock time it started
+/// (stdout is line-buffered: each line is written before the answer is sent).
 #[derive(Debug)]
 pub struct WorkImpl {
     /// The node's name.
@@ -34,7 +34,10 @@ pub struct WorkImpl {
 
 impl Work for WorkImpl {
     async fn exec(&self, id: u64, work_ms: u64) -> String {
-        println!("EXEC {id}");
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        println!("EXEC {id} {started}");
         if work_ms > 0 {
             tokio::time::sleep(Duration::from_millis(work_ms)).await;
         }

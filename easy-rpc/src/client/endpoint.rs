@@ -8,13 +8,12 @@ use std::time::Instant;
 
 use cluster_helper::NodeId;
 use tarpc::client::NewClient;
-use tarpc::{ClientMessage, Response};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use super::peer::Peer;
 use super::pick::Candidate;
-use crate::codec::{Postcard, framing};
+use crate::codec::{ClientCodec, framing};
 use crate::error::{Never, RpcError};
 use crate::handshake::{self, HandshakeError};
 use crate::options::Strategy;
@@ -212,7 +211,7 @@ impl<S: ServiceDef> Endpoint<S> {
             })?;
         let transport = tarpc::serde_transport::new(
             Framed::new(stream, framing(rpc.server.bounds.limits.max_frame)),
-            Postcard::<Response<Reply<S::Resp>>, ClientMessage<Arc<S::Req>>>::default(),
+            ClientCodec::<Reply<S::Resp>, Arc<S::Req>>::default(),
         );
         let mut config = tarpc::client::Config::default();
         config.max_in_flight_requests = 100_000;

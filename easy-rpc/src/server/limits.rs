@@ -89,6 +89,19 @@ pub struct ServerLimits {
     /// the budget cannot cover closes its connection at once (it does not wait: waiting
     /// would let peers that hold partial frames stall the others). At least `max_frame`.
     pub max_buffered_bytes: usize,
+    /// How far ahead of a caller's clock this node's wall clock may be
+    /// (`CLUSTER_RPC_MAX_CLOCK_SKEW`, e.g. `100ms`). Default 100 ms, at most 1 min.
+    ///
+    /// A request carries the caller's wall-clock time when it was sent. Time in transit
+    /// beyond this allowance (the node was stopped, or its socket queue was long) is taken
+    /// off the request's deadline, so a request whose caller's deadline passed before the
+    /// node got to it is never started: it is answered
+    /// [`NotRunReason::Expired`](crate::NotRunReason::Expired) and counted
+    /// ([`ServerStats::expired_requests`](crate::ServerStats::expired_requests)). The
+    /// allowance is the most such a request can have waited past its caller's deadline and
+    /// still start: set it to the clock skew your nodes can have (NTP keeps Kubernetes nodes
+    /// within milliseconds).
+    pub max_clock_skew: Duration,
 }
 
 impl Default for ServerLimits {
@@ -101,9 +114,14 @@ impl Default for ServerLimits {
             max_frame: 4 * MIB,
             max_concurrent_requests: 1024,
             max_buffered_bytes: 64 * MIB,
+            max_clock_skew: Duration::from_millis(100),
         }
     }
 }
+
+/// The largest clock-skew allowance (a larger one would let requests start far past their
+/// callers' deadlines).
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// One setting's names: in code, and as an environment variable.
 #[derive(Clone, Copy)]
@@ -115,6 +133,7 @@ enum Setting {
     MaxFrame,
     MaxConcurrent,
     MaxBuffered,
+    MaxClockSkew,
 }
 
 impl Setting {
@@ -133,6 +152,8 @@ impl Setting {
             (Setting::MaxConcurrent, true) => "CLUSTER_RPC_MAX_CONCURRENT_REQUESTS",
             (Setting::MaxBuffered, false) => "ServerLimits::max_buffered_bytes",
             (Setting::MaxBuffered, true) => "CLUSTER_RPC_MAX_BUFFERED_BYTES",
+            (Setting::MaxClockSkew, false) => "ServerLimits::max_clock_skew",
+            (Setting::MaxClockSkew, true) => "CLUSTER_RPC_MAX_CLOCK_SKEW",
         }
     }
 }
@@ -157,6 +178,7 @@ impl ServerLimits {
         "CLUSTER_RPC_MAX_FRAME",
         "CLUSTER_RPC_MAX_CONCURRENT_REQUESTS",
         "CLUSTER_RPC_MAX_BUFFERED_BYTES",
+        "CLUSTER_RPC_MAX_CLOCK_SKEW",
     ];
 
     /// Sets [`max_connections`](ServerLimits::max_connections) to a fixed number.
@@ -192,6 +214,12 @@ impl ServerLimits {
     /// Sets [`max_concurrent_requests`](ServerLimits::max_concurrent_requests).
     pub fn max_concurrent_requests(mut self, max: usize) -> Self {
         self.max_concurrent_requests = max;
+        self
+    }
+
+    /// Sets [`max_clock_skew`](ServerLimits::max_clock_skew).
+    pub fn max_clock_skew(mut self, skew: Duration) -> Self {
+        self.max_clock_skew = skew;
         self
     }
 
@@ -234,6 +262,14 @@ impl ServerLimits {
                 from_env,
                 self.max_frame.to_string(),
                 "a size from 1KiB to 4GiB minus one byte (e.g. 4MiB)",
+            ));
+        }
+        if self.max_clock_skew > MAX_CLOCK_SKEW {
+            return Err(invalid(
+                Setting::MaxClockSkew,
+                from_env,
+                format!("{:?}", self.max_clock_skew),
+                "a duration of at most 1 minute (e.g. 100ms)",
             ));
         }
         if self.max_buffered_bytes < self.max_frame {
@@ -279,6 +315,9 @@ impl ServerLimits {
         if let Some(v) = var("CLUSTER_RPC_MAX_BUFFERED_BYTES") {
             limits.max_buffered_bytes = parse_size(Setting::MaxBuffered, &v)?;
         }
+        if let Some(v) = var("CLUSTER_RPC_MAX_CLOCK_SKEW") {
+            limits.max_clock_skew = parse_millis(Setting::MaxClockSkew, &v)?;
+        }
         // Show a value out of range as it was written.
         limits.validate(true).map_err(|e| match e {
             Error::InvalidConfig {
@@ -307,6 +346,31 @@ impl ServerLimits {
             _ => FALLBACK_MAX_CONNECTIONS,
         }
     }
+}
+
+/// A duration: `250ms`, `2s` or a bare number of milliseconds.
+fn parse_millis(setting: Setting, v: &str) -> Result<Duration, Error> {
+    let t = v.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1000)
+    } else {
+        (t, 1)
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .map(Duration::from_millis)
+        .ok_or_else(|| {
+            invalid(
+                setting,
+                true,
+                v.to_owned(),
+                "a duration in whole milliseconds or seconds (e.g. 100ms, 1s)",
+            )
+        })
 }
 
 /// A count of at least 1.
@@ -416,6 +480,9 @@ pub(crate) struct Bounds {
     pub(crate) refused_descriptors: AtomicUsize,
     /// Requests answered "not run: overloaded" (over the per-connection cap).
     pub(crate) refused_requests: AtomicUsize,
+    /// Requests answered "not run: expired" (their caller's deadline passed before they
+    /// could start).
+    pub(crate) expired_requests: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -438,6 +505,7 @@ impl Bounds {
             refused_per_ip: AtomicUsize::new(0),
             refused_descriptors: AtomicUsize::new(0),
             refused_requests: AtomicUsize::new(0),
+            expired_requests: AtomicUsize::new(0),
         }
     }
 

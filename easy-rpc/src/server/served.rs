@@ -147,6 +147,15 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         if conn.state.is_refusing() {
             return Ok(Reply::NotRun(NotRunReason::Leaving));
         }
+        if ctx.deadline <= std::time::Instant::now() {
+            // Its caller has given up (it reached the node late, or waited here too long):
+            // starting it now would run work nobody waits for, maybe twice.
+            conn.state
+                .bounds
+                .expired_requests
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(Reply::NotRun(NotRunReason::Expired));
+        }
         let running = Running(&conn.running);
         if conn.running.fetch_add(1, Ordering::Relaxed) >= conn.max_running {
             drop(running);
@@ -188,9 +197,10 @@ impl<S: ServiceDef, H: Handler<S>> ServeConnection for TypedServer<S, H> {
             _service: PhantomData,
         };
         let max_frame = serve.conn.state.bounds.limits.max_frame;
+        let max_clock_skew = serve.conn.state.bounds.limits.max_clock_skew;
         let transport = tokio_serde::Framed::new(
             framed,
-            ServerCodec::<S::Req, Reply<S::Resp>>::new(max_frame),
+            ServerCodec::<S::Req, Reply<S::Resp>>::new(max_frame, max_clock_skew),
         );
         async move {
             BaseChannel::with_defaults(transport)
@@ -213,10 +223,8 @@ pub(super) mod tests {
     use tarpc::context;
     use tokio::net::TcpListener;
 
-    use tarpc::{ClientMessage, Response};
-
     use super::*;
-    use crate::codec::{Postcard, framing};
+    use crate::codec::{ClientCodec, framing};
     use crate::server::{Bounds, ServerLimits};
     use crate::service::MethodInfo;
 
@@ -299,7 +307,7 @@ pub(super) mod tests {
             .unwrap();
         let transport = tarpc::serde_transport::new(
             Framed::new(stream, framing(4 << 20)),
-            Postcard::<Response<Reply<u32>>, ClientMessage<EchoReq>>::default(),
+            ClientCodec::<Reply<u32>, EchoReq>::default(),
         );
         tarpc::client::new(Default::default(), transport).spawn()
     }

@@ -39,6 +39,9 @@ pub struct ServerStats {
     /// [`ServerLimits::max_concurrent_requests`](crate::ServerLimits::max_concurrent_requests)
     /// running.
     pub overloaded_requests: usize,
+    /// Requests answered "not run" because their caller's deadline had passed before they
+    /// could start (see [`ServerLimits::max_clock_skew`](crate::ServerLimits::max_clock_skew)).
+    pub expired_requests: usize,
     /// Connections closed because a frame was over
     /// [`ServerLimits::max_frame`](crate::ServerLimits::max_frame).
     pub frames_too_large: usize,
