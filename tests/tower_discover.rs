@@ -293,13 +293,13 @@ async fn tower_balance_follows_web_nodes_that_join_leave_and_crash() {
     );
     // No request went to a node after the balancer removed it.
     for o in outcomes.lock().unwrap().iter() {
-        if let Ok(id) = &o.result {
-            if let Some(removed) = change_at(&changes, &parse_id(id), false) {
-                assert!(
-                    o.started < removed,
-                    "{id} answered a request sent after its removal"
-                );
-            }
+        if let Ok(id) = &o.result
+            && let Some(removed) = change_at(&changes, &parse_id(id), false)
+        {
+            assert!(
+                o.started < removed,
+                "{id} answered a request sent after its removal"
+            );
         }
     }
 
