@@ -69,7 +69,10 @@
 //!
 //! - `tower` (default): [`RoleDiscover`], the serving nodes of a role as a
 //!   `tower::discover::Discover`, so that tower's own balancer (`tower::balance::p2c::Balance`)
-//!   spreads any tower service (a hyper, tonic or axum client) over them.
+//!   spreads any tower service (a hyper, tonic or axum client) over them. On by default because
+//!   it costs little (tower with only its `discover` feature, which easy-rpc, tonic, axum and
+//!   hyper users already build) and is what a program without easy-rpc needs to balance over
+//!   the registry; `default-features = false` leaves it out.
 //! - `test-util`: test hooks, not for production code: `Node::kill` (stop as a crash would,
 //!   without leaving) and `synthetic_registry` (a registry without a cluster, for benchmarks).
 
