@@ -20,6 +20,8 @@
 //! - **Registry**: [`Registry::nodes_with_role`], [`Registry::roles_of`] (by id or name),
 //!   [`Registry::member_by_name`], [`Registry::members`], [`Registry::events`] (node and role
 //!   events, see [`Events`]), [`Node::ready`].
+//! - **tower**: [`RoleDiscover`] turns a role's nodes into a tower `Discover` stream (feature
+//!   `tower`, on by default).
 //! - **Leaving**: [`Node::shutdown`] announces `leaving` (peers stop picking the node at once)
 //!   before stopping; a crashed node is dropped by failure detection (about 2-3 s by default).
 //!
@@ -65,6 +67,12 @@
 //!
 //! ## Features
 //!
+//! - `tower` (default): [`RoleDiscover`], the serving nodes of a role as a
+//!   `tower::discover::Discover`, so that tower's own balancer (`tower::balance::p2c::Balance`)
+//!   spreads any tower service (a hyper, tonic or axum client) over them. On by default because
+//!   it costs little (tower with only its `discover` feature, which easy-rpc, tonic, axum and
+//!   hyper users already build) and is what a program without easy-rpc needs to balance over
+//!   the registry; `default-features = false` leaves it out.
 //! - `test-util`: test hooks, not for production code: `Node::kill` (stop as a crash would,
 //!   without leaving) and `synthetic_registry` (a registry without a cluster, for benchmarks).
 
@@ -73,6 +81,8 @@
 mod address;
 mod builder;
 mod config;
+#[cfg(feature = "tower")]
+mod discover;
 mod discovery;
 mod env;
 mod error;
@@ -102,6 +112,9 @@ pub mod __fuzz;
 pub use address::Address;
 pub use builder::NodeBuilder;
 pub use config::{Config, DEFAULT_PORT, ENV_VARS, RpcListen};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use discover::RoleDiscover;
 pub use error::{Error, Result};
 pub use id::{
     MAX_NODE_NAME_LEN, MAX_ROLE_LEN, MAX_ROLES_PER_NODE, MAX_SERVICE_LEN, MAX_SERVICES_PER_NODE,

@@ -179,3 +179,64 @@ fn billing_server_and_client_in_two_processes() {
         "{rest:?}"
     );
 }
+
+#[test]
+fn web_balance_demo_balances_http_and_drops_a_node_that_leaves() {
+    let out = run("web_balance", &[], Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("60 requests over 3 web nodes"), "{stdout}");
+    assert!(stdout.contains("left; 30 more requests"), "{stdout}");
+    assert!(stdout.contains("web_balance ok"), "{stdout}");
+}
+
+#[test]
+fn web_balance_web_node_and_client_in_two_processes() {
+    use std::io::BufRead;
+    let secret = secret();
+    let env = [
+        ("CLUSTER_LISTEN", "127.0.0.1:0"),
+        ("CLUSTER_NAME", "web-balance-example-test"),
+        ("CLUSTER_SECRET", secret.as_str()),
+    ];
+    let mut web = Command::new(example("web_balance"))
+        .arg("web")
+        .envs(env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn web node");
+    let mut lines = std::io::BufReader::new(web.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("web node line").expect("utf-8");
+    let node = first.split_whitespace().nth(2).expect("node id").to_owned();
+    let gossip = first.split_whitespace().last().expect("gossip").to_owned();
+    let mut client = Command::new(example("web_balance"));
+    client
+        .args(["client", "20"])
+        .envs(env)
+        .env("CLUSTER_SEEDS", &gossip)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = client.output().expect("run client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let _ = Command::new("kill")
+        .args(["-TERM", &web.id().to_string()])
+        .status();
+    let status = web.wait().expect("web node exit");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("{node}: 20 requests")), "{stdout}");
+    assert!(status.success(), "the web node exits 0 after SIGTERM");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("left the cluster")),
+        "{rest:?}"
+    );
+}

@@ -56,7 +56,9 @@ impl Rng for ThreadRandom {
 ///
 /// Nodes marked down are skipped unless every untried node is down, then they are all
 /// candidates again (better to try a node that failed a moment ago than to fail the call).
-/// Ties go to the first candidate drawn (p2c), or the greater node id (rendezvous).
+/// Ties go to the first candidate drawn (p2c), or the greater node id (rendezvous). p2c draws
+/// and compares as tower's `p2c::Balance` does: given the candidates in the same order, the
+/// same random numbers and the same loads, both choose the same node (tested below).
 pub(crate) fn pick<'a, T: Candidate>(
     nodes: &'a [T],
     route: Route,
@@ -94,13 +96,15 @@ pub(crate) fn pick<'a, T: Candidate>(
         1 => return Some(nth(0)),
         _ => {}
     }
+    // Two distinct nodes, drawn exactly as tower's p2c `Balance` draws them (its
+    // `sample_floyd2`: the first index below n - 1, the second below n, and on a collision the
+    // first becomes n - 1), so the same draws give the same pair as tower's balancer. Two
+    // draws, one comparison: what the former draw cost.
     let mut two = || {
-        let a = rng.next_range(0..n as u64) as usize;
-        let mut b = rng.next_range(0..n as u64 - 1) as usize;
-        if b >= a {
-            b += 1;
-        }
-        (nth(a), nth(b))
+        let a = rng.next_range(0..n as u64 - 1);
+        let b = rng.next_range(0..n as u64);
+        let a = if a == b { n as u64 - 1 } else { a };
+        (nth(a as usize), nth(b as usize))
     };
     let chosen = match strategy {
         Strategy::P2c => {
@@ -131,9 +135,10 @@ pub(crate) fn pick<'a, T: Candidate>(
 }
 
 /// The power of two choices: of two nodes, the one whose load (a tower [`Load`] metric) is
-/// lower; `a` on a tie.
+/// lower; `a` on a tie. The comparison is tower's (`aload <= bload`), so the two agree even on
+/// incomparable metrics.
 fn less_loaded<'a, T, M: PartialOrd>(a: &'a T, b: &'a T, load: impl Fn(&'a T) -> M) -> &'a T {
-    if load(b) < load(a) { b } else { a }
+    if load(a) <= load(b) { a } else { b }
 }
 
 #[cfg(test)]
@@ -205,17 +210,18 @@ mod tests {
         let ps = peers(&["a", "b", "c"]);
         let _a = busy(&ps[0], 2);
         let _b = busy(&ps[1], 1);
-        // First draw 0 % 3 = a; second 0 % 2 = 0, shifted past a = b: b has fewer calls.
+        // First draw 0 % 2 = a; second 1 % 3 = b: b has fewer calls.
         assert_eq!(
-            name(pick(&ps, P2C, &[], 0, &mut draws(&[0, 0]), &rr)),
+            name(pick(&ps, P2C, &[], 0, &mut draws(&[0, 1]), &rr)),
             Some("b")
         );
-        // Draws c (2) and a (0): c has none.
+        // Draws a (0 % 2) and c (2 % 3): c has none.
         assert_eq!(
-            name(pick(&ps, P2C, &[], 0, &mut draws(&[2, 0]), &rr)),
+            name(pick(&ps, P2C, &[], 0, &mut draws(&[0, 2]), &rr)),
             Some("c")
         );
-        // The two draws are always different nodes: 1 % 3 = b, then 1 % 2 = 1, past b = c.
+        // The two are always different nodes: 1 % 2 = b, then 1 % 3 = b again, so the first
+        // becomes the last node, c.
         assert_eq!(
             name(pick(&ps, P2C, &[], 0, &mut draws(&[1, 1]), &rr)),
             Some("c")
@@ -226,8 +232,9 @@ mod tests {
     fn p2c_tie_goes_to_the_first_draw() {
         let rr = AtomicUsize::new(0);
         let ps = peers(&["a", "b", "c"]);
+        // 0 and 0 collide: the first is c.
         assert_eq!(
-            name(pick(&ps, P2C, &[], 0, &mut draws(&[2, 0]), &rr)),
+            name(pick(&ps, P2C, &[], 0, &mut draws(&[0, 0]), &rr)),
             Some("c")
         );
         assert_eq!(
@@ -260,10 +267,10 @@ mod tests {
         let rr = AtomicUsize::new(0);
         let ps = peers(&["a", "b", "c"]);
         ps[1].mark_down(0, Duration::from_millis(1_000));
-        // b is down: the candidates are a and c. Draws 1 % 2 = c, 0 % 1 = a.
+        // b is down: the candidates are a and c. Draws 0 % 1 = a, 1 % 2 = c.
         let _a = busy(&ps[0], 1);
         assert_eq!(
-            name(pick(&ps, P2C, &[], 10, &mut draws(&[1, 0]), &rr)),
+            name(pick(&ps, P2C, &[], 10, &mut draws(&[0, 1]), &rr)),
             Some("c")
         );
         for strategy in [
@@ -302,9 +309,9 @@ mod tests {
         ps[0].mark_down(0, Duration::from_millis(1_000));
         ps[2].mark_down(0, Duration::from_millis(1_000));
         let tried = [ps[2].node.clone()];
-        // Candidates a and b (c tried): 1 % 2 = b, then a; b has fewer calls.
+        // Candidates a and b (c tried): 0 % 1 = a, then 1 % 2 = b; b has fewer calls.
         assert_eq!(
-            name(pick(&ps, P2C, &tried, 10, &mut draws(&[1, 0]), &rr)),
+            name(pick(&ps, P2C, &tried, 10, &mut draws(&[0, 1]), &rr)),
             Some("b")
         );
         // One node left untried and it is down: it is still picked.
@@ -353,7 +360,7 @@ mod tests {
         );
         ps[2].mark_down(0, Duration::from_secs(1));
         assert_eq!(
-            name(pick(&ps, route, &[], 0, &mut draws(&[1, 0]), &rr)),
+            name(pick(&ps, route, &[], 0, &mut draws(&[0, 1]), &rr)),
             Some("b")
         );
     }
@@ -365,8 +372,9 @@ mod tests {
         let route = Route::Balanced(Strategy::P2cPeakEwma);
         ps[0].ewma.observe(0, Duration::from_millis(50));
         ps[1].ewma.observe(0, Duration::from_millis(5));
-        // Whichever is drawn first, the fast one wins.
-        for d in [[0, 0], [1, 0]] {
+        // Whichever is drawn first, the fast one wins: (0, 0) collide, so the pair is
+        // (fast, slow); (0, 1) is (slow, fast).
+        for d in [[0, 0], [0, 1]] {
             assert_eq!(
                 name(pick(&ps, route, &[], 100, &mut draws(&d), &rr)),
                 Some("fast")
@@ -384,11 +392,11 @@ mod tests {
         // Ten seconds later both estimates have decayed below the floor: a tie, the first
         // draw wins, so the slow node is tried again.
         assert_eq!(
-            name(pick(&ps, route, &[], 10_000, &mut draws(&[0, 0]), &rr)),
+            name(pick(&ps, route, &[], 10_000, &mut draws(&[0, 1]), &rr)),
             Some("slow")
         );
         assert_eq!(
-            name(pick(&ps, route, &[], 10_000, &mut draws(&[1, 0]), &rr)),
+            name(pick(&ps, route, &[], 10_000, &mut draws(&[0, 0]), &rr)),
             Some("fast")
         );
     }
@@ -465,6 +473,161 @@ mod tests {
         for key in 0..20 {
             let got = pick(&ps, Route::Key(key), &[], 0, &mut draws(&[]), &rr).unwrap();
             assert_eq!(got.peer().node.incarnation(), 2);
+        }
+    }
+
+    /// easy-rpc's picker against tower's own `p2c::Balance`: the same random numbers and the
+    /// same loads give the same choices, round after round.
+    mod against_tower {
+        use std::convert::Infallible;
+        use std::future::{Ready, ready};
+        use std::sync::Mutex;
+        use std::sync::atomic::AtomicU64;
+        use std::task::{Context, Poll};
+
+        use tower::balance::p2c::Balance;
+        use tower::discover::ServiceList;
+        use tower::{Service, ServiceExt};
+
+        use super::*;
+
+        /// splitmix64: a small deterministic generator; two copies of it give the two
+        /// balancers the same draws.
+        #[derive(Clone, Debug)]
+        struct SplitMix(u64);
+
+        impl Rng for SplitMix {
+            fn next_u64(&mut self) -> u64 {
+                self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = self.0;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^ (z >> 31)
+            }
+        }
+
+        /// One node behind tower's balancer: always ready; its load is easy-rpc's own measure
+        /// of the same [`Peer`] (through tower's [`Load`]), so both balancers see the same
+        /// numbers; a call records which node it went to.
+        struct Backend {
+            peer: Arc<Peer>,
+            strategy: Strategy,
+            now_ms: Arc<AtomicU64>,
+            calls: Arc<Mutex<Vec<NodeId>>>,
+        }
+
+        impl Service<()> for Backend {
+            type Response = ();
+            type Error = Infallible;
+            type Future = Ready<Result<(), Infallible>>;
+
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, (): ()) -> Self::Future {
+                self.calls.lock().unwrap().push(self.peer.node.clone());
+                ready(Ok(()))
+            }
+        }
+
+        impl Load for Backend {
+            type Metric = f64;
+
+            fn load(&self) -> f64 {
+                let peer = &self.peer;
+                match self.strategy {
+                    Strategy::P2c => peer.pending.load() as f64,
+                    Strategy::P2cPeakEwma => {
+                        let now = self.now_ms.load(Ordering::Relaxed);
+                        peer.ewma.at(&peer.pending, now).load()
+                    }
+                    other => unreachable!("not a p2c strategy: {other:?}"),
+                }
+            }
+        }
+
+        /// `rounds` picks over `n` nodes whose loads change at random before every pick (few
+        /// distinct values, so that ties are frequent); returns how many picks compared two
+        /// equal loads.
+        async fn same_choices(strategy: Strategy, n: usize, rounds: usize, seed: u64) -> usize {
+            let peers: Vec<Arc<Peer>> = (0..n)
+                .map(|i| Arc::new(Peer::new(NodeId::new(format!("n{i}"), 1).unwrap(), false)))
+                .collect();
+            let now_ms = Arc::new(AtomicU64::new(0));
+            let calls = Arc::new(Mutex::new(Vec::new()));
+            let backend = |i: usize| Backend {
+                peer: peers[i].clone(),
+                strategy,
+                now_ms: now_ms.clone(),
+                calls: calls.clone(),
+            };
+            let list = ServiceList::new((0..n).map(backend).collect::<Vec<_>>());
+            let mut theirs = Balance::from_rng(list, SplitMix(seed));
+            let mut ours = SplitMix(seed);
+            let mut loads = SplitMix(!seed);
+            let rr = AtomicUsize::new(0);
+            // The order of tower's ready set, which its draws index: the nodes in the order
+            // discovered; a called node is swap-removed and comes back ready at the end.
+            let mut order: Vec<usize> = (0..n).collect();
+            let mut ties = 0;
+            for round in 0..rounds {
+                let mut guards = Vec::new();
+                for peer in &peers {
+                    guards.extend((0..loads.next_range(0..3)).map(|_| peer.pending.start()));
+                }
+                let mut now = now_ms.load(Ordering::Relaxed);
+                if strategy == Strategy::P2cPeakEwma {
+                    now += loads.next_range(0..300);
+                    now_ms.store(now, Ordering::Relaxed);
+                    let peer = &peers[loads.next_range(0..n as u64) as usize];
+                    let rtt = Duration::from_millis(1 + loads.next_range(0..4));
+                    peer.ewma.observe(now, rtt);
+                }
+                let view: Vec<Arc<Peer>> = order.iter().map(|&i| peers[i].clone()).collect();
+                // The pair both draw (floyd's two indexes), to count the ties among them.
+                let mut probe = ours.clone();
+                let (a, b) = (
+                    probe.next_range(0..n as u64 - 1),
+                    probe.next_range(0..n as u64),
+                );
+                let a = if a == b { n as u64 - 1 } else { a };
+                let load = |at: u64| backend(order[at as usize]).load();
+                ties += usize::from(load(a) == load(b));
+
+                let route = Route::Balanced(strategy);
+                let mine = pick(&view, route, &[], now, &mut ours, &rr).unwrap();
+                let mine = mine.node.clone();
+                theirs.ready().await.unwrap();
+                theirs.call(()).await.unwrap();
+                let tower_chose = calls.lock().unwrap().pop().unwrap();
+                assert_eq!(
+                    mine, tower_chose,
+                    "{strategy:?}, {n} nodes, round {round}: easy-rpc and tower chose apart"
+                );
+
+                let at = order.iter().position(|&i| peers[i].node == mine).unwrap();
+                let called = order.swap_remove(at);
+                order.push(called);
+                drop(guards);
+            }
+            ties
+        }
+
+        #[tokio::test]
+        async fn p2c_chooses_as_towers_balance_does() {
+            for n in [2, 3, 5, 8] {
+                let ties = same_choices(Strategy::P2c, n, 2_000, 7 + n as u64).await;
+                // The loads tie often, so the tie rule is checked too.
+                assert!(ties > 100, "{n} nodes: only {ties} rounds with a tie");
+            }
+        }
+
+        #[tokio::test]
+        async fn peak_ewma_chooses_as_towers_balance_does() {
+            for n in [2, 3, 5, 8] {
+                same_choices(Strategy::P2cPeakEwma, n, 2_000, 11 + n as u64).await;
+            }
         }
     }
 }
