@@ -560,6 +560,11 @@ async fn roles_with_colons_and_slashes_and_lookups_by_name() {
         b.roles_of("a") == Some(role_set(["shard:1", "region/eu", "role:with:colons"]))
     })
     .await;
+    // Role lookups list serving nodes only: wait until both serve, as b sees them.
+    wait_until(Duration::from_secs(10), "b sees a and b serving", || {
+        !b.nodes_with_role("role").is_empty() && !b.nodes_with_role("region/eu").is_empty()
+    })
+    .await;
     assert_eq!(b.roles_of(a.id()), b.roles_of("a"));
     assert_eq!(b.member_by_name("a").unwrap().id, *a.id());
     assert_eq!(b.registry().member_by_name("b").unwrap().id, *b.id());
