@@ -78,6 +78,13 @@ pub struct ClientOptions {
     /// How long a node whose connection failed is skipped by `any` before it is tried again.
     /// Default 1 s.
     pub down_for: Duration,
+    /// Whether a call that finds no node to send to (none has the role, or every one was
+    /// tried) waits, up to its deadline, for a node to appear instead of failing at once
+    /// with [`RpcError::NoNodeForRole`](crate::RpcError::NoNodeForRole) or
+    /// [`RpcError::NodeNotFound`](crate::RpcError::NodeNotFound). Default `false`. Turn it on
+    /// for a role with a single node, so that its restart gap delays calls instead of failing
+    /// them; targets can set it per call ([`Any::wait_for_node`](crate::Any::wait_for_node)).
+    pub wait_for_node: bool,
 }
 
 impl Default for ClientOptions {
@@ -90,6 +97,7 @@ impl Default for ClientOptions {
             retries: 2,
             backoff: Duration::from_millis(10),
             down_for: Duration::from_secs(1),
+            wait_for_node: false,
         }
     }
 }
@@ -134,6 +142,12 @@ impl ClientOptions {
     /// Sets [`down_for`](ClientOptions::down_for).
     pub fn down_for(mut self, down_for: Duration) -> Self {
         self.down_for = down_for;
+        self
+    }
+
+    /// Sets [`wait_for_node`](ClientOptions::wait_for_node).
+    pub fn wait_for_node(mut self, wait: bool) -> Self {
+        self.wait_for_node = wait;
         self
     }
 

@@ -156,6 +156,7 @@ pub struct Any {
     source: Source,
     strategy: Option<Strategy>,
     timeout: Option<Duration>,
+    wait_for_node: Option<bool>,
     /// The role's set of nodes, resolved on the first call (shared by clones).
     set: Arc<SetCache>,
 }
@@ -171,6 +172,7 @@ impl Any {
             source,
             strategy: None,
             timeout: None,
+            wait_for_node: None,
             set: Arc::default(),
         }
     }
@@ -189,6 +191,15 @@ impl Any {
     /// How this target picks a node.
     pub fn strategy(mut self, strategy: Strategy) -> Self {
         self.strategy = Some(strategy);
+        self
+    }
+
+    /// Whether a call that finds no node of the role (or none left to try) waits, up to its
+    /// deadline, for one to appear (overrides
+    /// [`ClientOptions::wait_for_node`](crate::ClientOptions::wait_for_node)): a single-node
+    /// role's restart then delays calls instead of failing them.
+    pub fn wait_for_node(mut self, wait: bool) -> Self {
+        self.wait_for_node = Some(wait);
         self
     }
 
@@ -223,12 +234,13 @@ impl Any {
             };
             let (now, deadline) = deadline_for(rpc, method, self.timeout);
             let set = self.set.get::<S>(rpc, &self.source);
-            (rpc.clone(), set, route, now, deadline)
+            let wait = self.wait_for_node.unwrap_or(rpc.options.wait_for_node);
+            (rpc.clone(), set, route, now, deadline, wait)
         });
         async move {
-            let (rpc, set, route, now, deadline) = call.map_err(RpcError::into_remote)?;
+            let (rpc, set, route, now, deadline, wait) = call.map_err(RpcError::into_remote)?;
             let req = Arc::new(req);
-            let (node, resp) = call_one::<S>(rpc, set, route, method, req, now, deadline)
+            let (node, resp) = call_one::<S>(rpc, set, route, method, req, now, deadline, wait)
                 .await
                 .map_err(RpcError::into_remote)?;
             finish(node, method, extract(resp))
@@ -296,6 +308,13 @@ impl ByKey {
     /// If `timeout` is zero.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.any.timeout = Some(checked(timeout));
+        self
+    }
+
+    /// Whether a call waits, up to its deadline, for a node of the role when it finds none.
+    /// See [`Any::wait_for_node`].
+    pub fn wait_for_node(mut self, wait: bool) -> Self {
+        self.any.wait_for_node = Some(wait);
         self
     }
 
@@ -537,6 +556,13 @@ impl To {
     /// How to choose among the listed nodes (overrides the node's default).
     pub fn strategy(mut self, strategy: Strategy) -> Self {
         self.any.strategy = Some(strategy);
+        self
+    }
+
+    /// Whether a call waits, up to its deadline, for one of the listed nodes to be serving
+    /// when none is (a restart of the node, followed by name). See [`Any::wait_for_node`].
+    pub fn wait_for_node(mut self, wait: bool) -> Self {
+        self.any.wait_for_node = Some(wait);
         self
     }
 

@@ -17,6 +17,7 @@ use crate::service::{MethodInfo, ServiceDef};
 /// Sends one call to one node of `set`'s role picked by `route`, rerouting calls that never
 /// ran and retrying idempotent ones after a lost connection. `now` is when the call was made
 /// (the first attempt reads no clock of its own before sending).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn call_one<S: ServiceDef>(
     rpc: Arc<Rpc>,
     set: Arc<RoleSet<S>>,
@@ -25,14 +26,27 @@ pub(crate) async fn call_one<S: ServiceDef>(
     req: Arc<S::Req>,
     now: Instant,
     deadline: Instant,
+    wait: bool,
 ) -> Result<(NodeId, S::Resp), RpcError<Never>> {
     let mut now = now;
     let mut tried: Vec<NodeId> = Vec::new();
     let mut retry = Retry::new(&rpc.options, method.idempotent);
     let mut last: Option<RpcError<Never>> = None;
     loop {
-        let Some(endpoint) = set.pick(&rpc, route, &tried, now) else {
-            return Err(last.unwrap_or_else(|| set.source().none_error(S::NAME)));
+        let endpoint = match set.pick(&rpc, route, &tried, now) {
+            Some(endpoint) => endpoint,
+            // Boxed: the wait holds a registry subscription and a timer, which every call's
+            // future would otherwise carry.
+            None if wait => {
+                match Box::pin(wait_for_node(&rpc, &set, route, &tried, deadline)).await {
+                    Some(endpoint) => {
+                        now = Instant::now();
+                        endpoint
+                    }
+                    None => return Err(last.unwrap_or_else(|| set.source().none_error(S::NAME))),
+                }
+            }
+            None => return Err(last.unwrap_or_else(|| set.source().none_error(S::NAME))),
         };
         let error = match endpoint
             .send(&rpc, method, req.clone(), now, deadline)
@@ -48,8 +62,9 @@ pub(crate) async fn call_one<S: ServiceDef>(
         }
         tried.push(endpoint.node().clone());
         if let Next::Retry(pause) = next {
-            // A retry goes to another node: with none left, waiting the backoff is pointless.
-            if set.pick(&rpc, route, &tried, now).is_none() {
+            // A retry goes to another node: with none left (and no waiting for one), waiting
+            // the backoff is pointless.
+            if !wait && set.pick(&rpc, route, &tried, now).is_none() {
                 return Err(error);
             }
             let until = crate::deadline::after(now, pause);
@@ -57,6 +72,32 @@ pub(crate) async fn call_one<S: ServiceDef>(
             now = Instant::now();
         }
         last = Some(error);
+    }
+}
+
+/// Waits until `set` has a node to send to (one not in `tried`), or `deadline` passes
+/// (`None`): every registry change is a chance.
+async fn wait_for_node<S: ServiceDef>(
+    rpc: &Rpc,
+    set: &RoleSet<S>,
+    route: Route,
+    tried: &[NodeId],
+    deadline: Instant,
+) -> Option<Arc<Endpoint<S>>> {
+    // Subscribed before looking, so that no change between the look and the wait is missed.
+    let mut changes = rpc.registry.watch();
+    loop {
+        if let Some(endpoint) = set.pick(rpc, route, tried, Instant::now()) {
+            return Some(endpoint);
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return None;
+                }
+            }
+            () = tokio::time::sleep_until(deadline.into()) => return None,
+        }
     }
 }
 
