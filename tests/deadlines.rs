@@ -53,6 +53,10 @@ async fn requests_whose_callers_gave_up_while_the_node_was_stopped_never_start()
         .listen("127.0.0.1:0")
         .secret(easy_rpc_tests::TEST_SECRET)
         .gossip_interval(Duration::from_millis(100))
+        // Slow failure detection: the node must stay a member while it is stopped, or its
+        // calls in flight would end when it is declared down (tests/node_down.rs), before the
+        // node resumes.
+        .phi_threshold(60.0)
         .default_node(false)
         .start()
         .await

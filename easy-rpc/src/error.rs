@@ -184,9 +184,10 @@ pub enum RpcError<E = Never> {
         /// The service asked for.
         service: &'static str,
     },
-    /// The node could not be reached: the connection was refused, failed or timed out, or
-    /// the connection broke during the handshake. The request was never sent (calls to
-    /// `any` and `by_key` have already tried other nodes).
+    /// The node could not be reached: the connection was refused, failed or timed out, the
+    /// connection broke during the handshake, or it broke (or the node was declared down)
+    /// before the request was written to it. The request was never sent (calls to `any` and
+    /// `by_key` have already tried other nodes).
     Unreachable {
         /// The node.
         node: NodeId,
@@ -225,8 +226,9 @@ pub enum RpcError<E = Never> {
         /// The time the call had when it was sent.
         after: Duration,
     },
-    /// The connection broke after the request was sent (the node crashed, or the network
-    /// failed): it may have run.
+    /// The connection broke after the request was written to it (the node crashed, the
+    /// network failed, or membership declared the node down while the call waited): it may
+    /// have run.
     NodeDown {
         /// The node.
         node: NodeId,

@@ -152,11 +152,15 @@ pub async fn read_responses<S: ServiceDef>(
     max_frame: usize,
 ) -> (usize, Option<io::Error>) {
     let framed = Framed::new(io, framing(max_frame));
-    let mut transport =
-        tokio_serde::Framed::<_, Response<Reply<S::Resp>>, ClientMessage<Arc<S::Req>>, _>::new(
-            framed,
-            ClientCodec::<Reply<S::Resp>, Arc<S::Req>>::default(),
-        );
+    let mut transport = tokio_serde::Framed::<
+        _,
+        Response<Reply<S::Resp>>,
+        ClientMessage<Arc<Outgoing<S::Req>>>,
+        _,
+    >::new(
+        framed,
+        ClientCodec::<Reply<S::Resp>, Arc<Outgoing<S::Req>>>::default(),
+    );
     let mut n = 0;
     loop {
         match transport.next().await {

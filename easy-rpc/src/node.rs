@@ -128,9 +128,11 @@ impl Node {
                 .map_err(|source| Error::RpcListener { source })?;
             tokio::spawn(accept_loop(listener, rpc.server.clone(), stop_rx.clone()));
         }
-        // Close pooled connections to nodes that left the registry.
+        // Close pooled connections to nodes that left the registry (ending the calls in
+        // flight to nodes that are gone without leaving).
         let weak = Arc::downgrade(&rpc);
         let mut changes = cluster.registry().watch();
+        let mut before = changes.borrow_and_update().clone();
         let mut stopped = stop_rx;
         tokio::spawn(async move {
             loop {
@@ -139,7 +141,7 @@ impl Node {
                     _ = stopped.wait_for(|s| *s) => return,
                 }
                 match weak.upgrade() {
-                    Some(rpc) => rpc.prune(),
+                    Some(rpc) => before = rpc.prune(&before),
                     None => return,
                 }
             }

@@ -88,8 +88,11 @@ impl Rpc {
         self.stopped.store(true, Ordering::Relaxed);
     }
 
-    /// Drops the endpoints (and so closes the connections) of nodes that left the registry.
-    pub(crate) fn prune(&self) {
-        self.pool.prune(&self.registry.snapshot());
+    /// Drops the endpoints (and so closes the connections) of nodes that left the registry
+    /// since `before` (see [`Pool::prune`]); returns the snapshot it pruned to.
+    pub(crate) fn prune(&self, before: &cluster_helper::Snapshot) -> Arc<cluster_helper::Snapshot> {
+        let now = self.registry.snapshot();
+        self.pool.prune(before, &now);
+        now
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cluster_helper::NodeId;
 
 use crate::client::{
-    KeyHasher, Listed, Route, RouteKey, SetCache, Source, call_endpoint, call_one,
+    KeyHasher, Listed, Outgoing, Route, RouteKey, SetCache, Source, call_endpoint, call_one,
 };
 use crate::error::{NotRunReason, RejectReason, RpcError};
 use crate::options::Strategy;
@@ -239,7 +239,7 @@ impl Any {
         });
         async move {
             let (rpc, set, route, now, deadline, wait) = call.map_err(RpcError::into_remote)?;
-            let req = Arc::new(req);
+            let req = Arc::new(Outgoing::new(req));
             let (node, resp) = call_one::<S>(rpc, set, route, method, req, now, deadline, wait)
                 .await
                 .map_err(RpcError::into_remote)?;
@@ -431,7 +431,7 @@ impl Target for All {
         async move {
             let (rpc, set, now, deadline) = call.map_err(RpcError::into_remote)?;
             let endpoints = set.all(&rpc);
-            let req = Arc::new(req);
+            let req = Arc::new(Outgoing::new(req));
             let calls = endpoints.into_iter().map(|endpoint| {
                 let rpc = rpc.clone();
                 let req = req.clone();

@@ -7,6 +7,7 @@ use std::time::Instant;
 use cluster_helper::NodeId;
 
 use super::endpoint::Endpoint;
+use super::outgoing::Outgoing;
 use super::pick::Route;
 use super::retry::{Next, Outcome, Retry};
 use super::role_set::RoleSet;
@@ -23,7 +24,7 @@ pub(crate) async fn call_one<S: ServiceDef>(
     set: Arc<RoleSet<S>>,
     route: Route,
     method: &'static MethodInfo,
-    req: Arc<S::Req>,
+    req: Arc<Outgoing<S::Req>>,
     now: Instant,
     deadline: Instant,
     wait: bool,
@@ -48,12 +49,13 @@ pub(crate) async fn call_one<S: ServiceDef>(
             }
             None => return Err(last.unwrap_or_else(|| set.source().none_error(S::NAME))),
         };
+        let writes = req.writes();
         let error = match endpoint
             .send(&rpc, method, req.clone(), now, deadline)
             .await
         {
             Ok(resp) => return Ok((endpoint.node().clone(), resp)),
-            Err(error) => error,
+            Err(error) => unless_written(error, &req, writes),
         };
         now = Instant::now();
         let next = retry.next(Outcome::of(&error), now, deadline);
@@ -72,6 +74,28 @@ pub(crate) async fn call_one<S: ServiceDef>(
             now = Instant::now();
         }
         last = Some(error);
+    }
+}
+
+/// A connection that broke (`NodeDown`) before `req` was written to it since it had been
+/// written `writes` times: the request provably never reached the server, so the call fails
+/// as [`RpcError::Unreachable`] (sent to another node like any call that never ran), not as
+/// `NodeDown` (which says it may have run). `all` shares one request between its nodes: a
+/// write for another node counts too, which only errs towards `NodeDown`.
+fn unless_written<R>(error: RpcError<Never>, req: &Outgoing<R>, writes: u32) -> RpcError<Never> {
+    match error {
+        RpcError::NodeDown {
+            node,
+            method,
+            reason,
+            source,
+        } if req.writes() == writes => RpcError::Unreachable {
+            node,
+            method,
+            reason: format!("the connection broke before the request was written: {reason}"),
+            source,
+        },
+        other => other,
     }
 }
 
@@ -107,19 +131,20 @@ pub(crate) async fn call_endpoint<S: ServiceDef>(
     rpc: Arc<Rpc>,
     endpoint: Arc<Endpoint<S>>,
     method: &'static MethodInfo,
-    req: Arc<S::Req>,
+    req: Arc<Outgoing<S::Req>>,
     now: Instant,
     deadline: Instant,
 ) -> Result<S::Resp, RpcError<Never>> {
     let mut retry = Retry::same_node(method.idempotent);
     let mut now = now;
     loop {
+        let writes = req.writes();
         let error = match endpoint
             .send(&rpc, method, req.clone(), now, deadline)
             .await
         {
             Ok(resp) => return Ok(resp),
-            Err(error) => error,
+            Err(error) => unless_written(error, &req, writes),
         };
         now = Instant::now();
         match retry.next(Outcome::of(&error), now, deadline) {

@@ -11,6 +11,7 @@ use tarpc::client::NewClient;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
+use super::outgoing::Outgoing;
 use super::peer::Peer;
 use super::pick::Candidate;
 use crate::codec::{ClientCodec, framing};
@@ -23,12 +24,15 @@ use crate::service::{MethodInfo, ServiceDef};
 
 /// The client half of a connection carrying service `S`.
 pub(crate) type Channel<S> =
-    tarpc::client::Channel<Arc<<S as ServiceDef>::Req>, Reply<<S as ServiceDef>::Resp>>;
+    tarpc::client::Channel<Arc<Outgoing<<S as ServiceDef>::Req>>, Reply<<S as ServiceDef>::Resp>>;
 
-/// A live connection, and whether its dispatch task still runs.
+/// A live connection, whether its dispatch task still runs, and that task.
 struct Conn<S: ServiceDef> {
     channel: Channel<S>,
     alive: Arc<AtomicBool>,
+    /// Aborting the dispatch ends every call on the connection at once (they see the
+    /// connection gone), instead of at their deadlines.
+    dispatch: tokio::task::AbortHandle,
 }
 
 /// One node's side of one service: its connection and what the picker knows of it.
@@ -79,15 +83,23 @@ impl<S: ServiceDef> Endpoint<S> {
         &self.peer.node
     }
 
-    /// Drops the pooled connection (the node left the registry, or it broke).
-    pub(crate) fn close(&self) {
-        *self.conn.write().unwrap_or_else(|p| p.into_inner()) = None;
+    /// Drops the pooled connection: the node left the registry, or the connection broke.
+    /// With `end_calls`, the calls in flight on it end now (the node is gone: crashed or
+    /// unreachable); without, they finish or fail as the connection does (a node that left
+    /// gracefully answers what it started before it closes).
+    pub(crate) fn close(&self, end_calls: bool) {
+        let conn = self.conn.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(conn) = conn
+            && end_calls
+        {
+            conn.dispatch.abort();
+        }
     }
 
     /// Skips the node for a while and forgets its connection.
     fn mark_down(&self, rpc: &Rpc) {
         self.peer.mark_down(rpc.now_ms(), rpc.options.down_for);
-        self.close();
+        self.close(true);
     }
 
     /// An error about this node that says the request was never sent.
@@ -211,7 +223,7 @@ impl<S: ServiceDef> Endpoint<S> {
             })?;
         let transport = tarpc::serde_transport::new(
             Framed::new(stream, framing(rpc.server.bounds.limits.max_frame)),
-            ClientCodec::<Reply<S::Resp>, Arc<S::Req>>::default(),
+            ClientCodec::<Reply<S::Resp>, Arc<Outgoing<S::Req>>>::default(),
         );
         let mut config = tarpc::client::Config::default();
         config.max_in_flight_requests = 100_000;
@@ -220,7 +232,7 @@ impl<S: ServiceDef> Endpoint<S> {
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
         let node = self.node().clone();
-        tokio::spawn(async move {
+        let dispatch = tokio::spawn(async move {
             if let Err(e) = dispatch.await {
                 tracing::debug!(%node, "connection closed: {e}");
             }
@@ -229,6 +241,7 @@ impl<S: ServiceDef> Endpoint<S> {
         Ok(Conn {
             channel: client,
             alive,
+            dispatch: dispatch.abort_handle(),
         })
     }
 
@@ -238,7 +251,7 @@ impl<S: ServiceDef> Endpoint<S> {
         &self,
         rpc: &Rpc,
         method: &'static MethodInfo,
-        req: Arc<S::Req>,
+        req: Arc<Outgoing<S::Req>>,
         started: Instant,
         deadline: Instant,
     ) -> Result<S::Resp, RpcError<Never>> {

@@ -5,6 +5,7 @@
 //! - [`load`]: load measures (pending requests, peak EWMA), tower `Load`s.
 //! - [`key`]: key and node name hashing for rendezvous.
 //! - [`pool`] and [`endpoint`]: one pooled connection per node and service, one attempt.
+//! - [`outgoing`]: a request on its way out, and whether it was ever written.
 //! - [`retry`]: after a failed attempt, reroute, retry or stop (a pure policy).
 //! - [`call`]: one call, and one node's call of `all`, put together from the above.
 
@@ -12,6 +13,7 @@ mod call;
 mod endpoint;
 mod key;
 mod load;
+mod outgoing;
 mod peer;
 mod pick;
 mod pool;
@@ -20,6 +22,7 @@ mod role_set;
 
 pub(crate) use call::{call_endpoint, call_one};
 pub use key::{KeyHasher, RouteKey};
+pub(crate) use outgoing::Outgoing;
 pub(crate) use pick::Route;
 pub(crate) use pool::Pool;
 pub(crate) use role_set::{Listed, RoleSets, SetCache, Source};

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use cluster_helper::{NodeId, Snapshot};
+use cluster_helper::{NodeId, NodeStatus, Snapshot};
 
 use super::endpoint::Endpoint;
 use crate::service::ServiceDef;
@@ -18,15 +18,16 @@ type PoolKey = (NodeId, TypeId);
 
 /// A pooled `Endpoint<S>` of any service.
 trait PoolEntry: Send + Sync + 'static {
-    /// Drops the pooled connection (the node left the registry).
-    fn close(&self);
+    /// Drops the pooled connection (the node left the registry); `end_calls` ends the calls
+    /// in flight on it too.
+    fn close(&self, end_calls: bool);
     /// For downcasting to the concrete endpoint.
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
 impl<S: ServiceDef> PoolEntry for Endpoint<S> {
-    fn close(&self) {
-        Endpoint::close(self);
+    fn close(&self, end_calls: bool) {
+        Endpoint::close(self, end_calls);
     }
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
@@ -68,20 +69,27 @@ impl Pool {
     pub(crate) fn close_all(&self) {
         let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
         for endpoint in map.values() {
-            endpoint.close();
+            endpoint.close(false);
         }
         map.clear();
     }
 
-    /// Drops the endpoints (and so closes the connections) of nodes not in `snapshot`.
-    pub(crate) fn prune(&self, snapshot: &Snapshot) {
+    /// Drops the endpoints (and so closes the connections) of nodes in `before` that are not
+    /// in `now`. A node that was leaving finished leaving: its calls in flight finish as it
+    /// drains them. Any other node is gone (crashed, unreachable, replaced by a new
+    /// incarnation): its calls in flight end now, so that idempotent ones are sent elsewhere
+    /// at once and the others fail now rather than at their deadlines.
+    pub(crate) fn prune(&self, before: &Snapshot, now: &Snapshot) {
         let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|(node, _), endpoint| {
-            let keep = snapshot.member(node).is_some();
+            let keep = now.member(node).is_some();
             if !keep {
+                let left = before
+                    .member(node)
+                    .is_some_and(|m| m.status == NodeStatus::Leaving);
                 // Role sets may still hold the endpoint until their next rebuild; the
                 // connection goes now.
-                endpoint.close();
+                endpoint.close(!left);
             }
             keep
         });
