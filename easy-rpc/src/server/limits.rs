@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use super::admission::Admission;
 use crate::error::Error;
 
 const KIB: usize = 1024;
@@ -102,6 +103,25 @@ pub struct ServerLimits {
     /// still start: set it to the clock skew your nodes can have (NTP keeps Kubernetes nodes
     /// within milliseconds).
     pub max_clock_skew: Duration,
+    /// Requests the node runs at once, across all its connections (`CLUSTER_RPC_MAX_RUNNING`).
+    /// `None` (the default): no node-wide cap (each connection still has
+    /// [`max_concurrent_requests`](Self::max_concurrent_requests)).
+    ///
+    /// Set it to what the node can run without slowing every request down (e.g. a small
+    /// multiple of its cores for CPU-bound methods, or the size of the pool a method waits
+    /// for). A request over it waits in a queue of [`max_queued`](Self::max_queued); one that
+    /// finds the queue full is answered "not run: overloaded" at once, and its caller sends
+    /// it to another node of the role. When every node refuses, the caller gets
+    /// [`RpcError::NotRun`](crate::RpcError::NotRun) with
+    /// [`NotRunReason::Overloaded`](crate::NotRunReason::Overloaded), fast, instead of a
+    /// timeout.
+    pub max_running: Option<usize>,
+    /// Requests that wait for room under [`max_running`](Self::max_running)
+    /// (`CLUSTER_RPC_MAX_QUEUED`). Default 16. A waiting request whose caller's deadline passes
+    /// is answered "not run: expired" without running. Keep it near `max_running` or below:
+    /// a request waits about `max_queued / max_running` request times, and every request the
+    /// queue refuses is tried on another node at once, which is better than a long wait here.
+    pub max_queued: usize,
 }
 
 impl Default for ServerLimits {
@@ -115,6 +135,8 @@ impl Default for ServerLimits {
             max_concurrent_requests: 1024,
             max_buffered_bytes: 64 * MIB,
             max_clock_skew: Duration::from_millis(100),
+            max_running: None,
+            max_queued: 16,
         }
     }
 }
@@ -134,6 +156,8 @@ enum Setting {
     MaxConcurrent,
     MaxBuffered,
     MaxClockSkew,
+    MaxRunning,
+    MaxQueued,
 }
 
 impl Setting {
@@ -154,6 +178,10 @@ impl Setting {
             (Setting::MaxBuffered, true) => "CLUSTER_RPC_MAX_BUFFERED_BYTES",
             (Setting::MaxClockSkew, false) => "ServerLimits::max_clock_skew",
             (Setting::MaxClockSkew, true) => "CLUSTER_RPC_MAX_CLOCK_SKEW",
+            (Setting::MaxRunning, false) => "ServerLimits::max_running",
+            (Setting::MaxRunning, true) => "CLUSTER_RPC_MAX_RUNNING",
+            (Setting::MaxQueued, false) => "ServerLimits::max_queued",
+            (Setting::MaxQueued, true) => "CLUSTER_RPC_MAX_QUEUED",
         }
     }
 }
@@ -179,6 +207,8 @@ impl ServerLimits {
         "CLUSTER_RPC_MAX_CONCURRENT_REQUESTS",
         "CLUSTER_RPC_MAX_BUFFERED_BYTES",
         "CLUSTER_RPC_MAX_CLOCK_SKEW",
+        "CLUSTER_RPC_MAX_RUNNING",
+        "CLUSTER_RPC_MAX_QUEUED",
     ];
 
     /// Sets [`max_connections`](ServerLimits::max_connections) to a fixed number.
@@ -217,6 +247,18 @@ impl ServerLimits {
         self
     }
 
+    /// Sets [`max_running`](ServerLimits::max_running) to a fixed number.
+    pub fn max_running(mut self, max: usize) -> Self {
+        self.max_running = Some(max);
+        self
+    }
+
+    /// Sets [`max_queued`](ServerLimits::max_queued).
+    pub fn max_queued(mut self, max: usize) -> Self {
+        self.max_queued = max;
+        self
+    }
+
     /// Sets [`max_clock_skew`](ServerLimits::max_clock_skew).
     pub fn max_clock_skew(mut self, skew: Duration) -> Self {
         self.max_clock_skew = skew;
@@ -237,6 +279,7 @@ impl ServerLimits {
             (Setting::MaxPending, self.max_pending_handshakes),
             (Setting::MaxPendingPerIp, self.max_pending_per_ip),
             (Setting::MaxConcurrent, self.max_concurrent_requests),
+            (Setting::MaxRunning, self.max_running.unwrap_or(1)),
         ];
         for (setting, value) in at_least_one {
             if value == 0 {
@@ -314,6 +357,22 @@ impl ServerLimits {
         }
         if let Some(v) = var("CLUSTER_RPC_MAX_BUFFERED_BYTES") {
             limits.max_buffered_bytes = parse_size(Setting::MaxBuffered, &v)?;
+        }
+        if let Some(v) = var("CLUSTER_RPC_MAX_RUNNING") {
+            limits.max_running = match v.trim() {
+                "off" | "none" => None,
+                n => Some(parse_count(Setting::MaxRunning, n)?),
+            };
+        }
+        if let Some(v) = var("CLUSTER_RPC_MAX_QUEUED") {
+            limits.max_queued = v.trim().parse::<usize>().map_err(|_| {
+                invalid(
+                    Setting::MaxQueued,
+                    true,
+                    v.clone(),
+                    "a whole number (0: refuse at once when the node runs its maximum)",
+                )
+            })?;
         }
         if let Some(v) = var("CLUSTER_RPC_MAX_CLOCK_SKEW") {
             limits.max_clock_skew = parse_millis(Setting::MaxClockSkew, &v)?;
@@ -483,6 +542,8 @@ pub(crate) struct Bounds {
     /// Requests answered "not run: expired" (their caller's deadline passed before they
     /// could start).
     pub(crate) expired_requests: AtomicUsize,
+    /// The node-wide cap on running requests and its queue, if one is set.
+    pub(crate) admission: Option<Admission>,
 }
 
 #[derive(Debug, Default)]
@@ -493,6 +554,9 @@ struct Pending {
 
 impl Bounds {
     pub(crate) fn new(limits: ServerLimits, nofile: Option<u64>) -> Self {
+        let admission = limits
+            .max_running
+            .map(|max| Admission::new(max, limits.max_queued));
         Bounds {
             max_connections: limits.connection_cap(nofile),
             budget: Arc::new(FrameBudget::new(limits.max_buffered_bytes)),
@@ -506,6 +570,7 @@ impl Bounds {
             refused_descriptors: AtomicUsize::new(0),
             refused_requests: AtomicUsize::new(0),
             expired_requests: AtomicUsize::new(0),
+            admission,
         }
     }
 

@@ -11,6 +11,7 @@
 //! It depends on [`crate::service`] (the macro contract), never the other way round.
 
 mod accept;
+mod admission;
 mod limits;
 mod served;
 mod state;

@@ -165,6 +165,21 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
                 .fetch_add(1, Ordering::Relaxed);
             return Ok(Reply::NotRun(NotRunReason::Overloaded));
         }
+        let _admitted = match &conn.state.bounds.admission {
+            None => None,
+            Some(admission) => match admission.admit(ctx.deadline).await {
+                Ok(running) => Some(running),
+                Err(reason) => {
+                    drop(running);
+                    let counter = match reason {
+                        NotRunReason::Expired => &conn.state.bounds.expired_requests,
+                        _ => &conn.state.bounds.refused_requests,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Reply::NotRun(reason));
+                }
+            },
+        };
         let _in_flight = InFlight::new(&conn.state);
         let method = S::method(&req).name;
         let work = crate::context::with_deadline(ctx.deadline, conn.handler.handle(req));

@@ -80,6 +80,7 @@ impl ServerState {
                 descriptors: n(&b.refused_descriptors),
             },
             overloaded_requests: n(&b.refused_requests),
+            queued_requests: b.admission.as_ref().map_or(0, |a| a.queued()),
             expired_requests: n(&b.expired_requests),
             frames_too_large: n(&b.budget.too_large),
             frames_over_budget: n(&b.budget.over_budget),

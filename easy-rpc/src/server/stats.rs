@@ -35,10 +35,14 @@ pub struct ServerStats {
     pub rejected: usize,
     /// Connections closed as soon as they were accepted, by reason.
     pub refused: RefusedConnections,
-    /// Requests answered "not run" because their connection had
+    /// Requests answered "not run: overloaded": their connection had
     /// [`ServerLimits::max_concurrent_requests`](crate::ServerLimits::max_concurrent_requests)
-    /// running.
+    /// running, or the node had [`ServerLimits::max_running`](crate::ServerLimits::max_running)
+    /// running and [`ServerLimits::max_queued`](crate::ServerLimits::max_queued) waiting.
     pub overloaded_requests: usize,
+    /// Requests waiting now for room under
+    /// [`ServerLimits::max_running`](crate::ServerLimits::max_running) (0 without that cap).
+    pub queued_requests: usize,
     /// Requests answered "not run" because their caller's deadline had passed before they
     /// could start (see [`ServerLimits::max_clock_skew`](crate::ServerLimits::max_clock_skew)).
     pub expired_requests: usize,
