@@ -139,7 +139,6 @@ async fn a_list_target_calls_only_its_nodes_and_goes_on_without_a_crashed_one() 
     }
 
     let target = node.to_any_of(["l-0", "l-2"]);
-    assert_eq!(target.nodes(), vec!["l-0".to_string(), "l-2".to_string()]);
     let mut seen = BTreeSet::new();
     for _ in 0..60 {
         seen.insert(target.whoami().await.unwrap());

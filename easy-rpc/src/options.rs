@@ -85,6 +85,22 @@ pub struct ClientOptions {
     /// for a role with a single node, so that its restart gap delays calls instead of failing
     /// them; targets can set it per call ([`Any::wait_for_node`](crate::Any::wait_for_node)).
     pub wait_for_node: bool,
+    /// The retries and reroutes the node's calls may add, as a fraction of its calls. Default
+    /// 0.2 (at most one extra request per five calls, plus
+    /// [`min_retries_per_sec`](Self::min_retries_per_sec)). A retry or reroute that finds the
+    /// budget spent is not made: the call returns its last error. When every node of a role is
+    /// slow or refusing, this keeps callers from multiplying the load on it.
+    pub retry_budget: f64,
+    /// Retries a second allowed whatever the budget (so that a node that calls rarely can
+    /// still retry). Default 10.
+    pub min_retries_per_sec: u32,
+    /// The longest one attempt of an idempotent call may take before the call is sent again to
+    /// another node (within its deadline, its [`retries`](Self::retries) and the retry
+    /// budget). Default `None`: an attempt may take the call's whole deadline, so a timed-out
+    /// call is never retried. Non-idempotent calls always give their one attempt the whole
+    /// deadline. Targets can set it per call
+    /// ([`Any::attempt_timeout`](crate::Any::attempt_timeout)).
+    pub attempt_timeout: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -98,6 +114,9 @@ impl Default for ClientOptions {
             backoff: Duration::from_millis(10),
             down_for: Duration::from_secs(1),
             wait_for_node: false,
+            retry_budget: 0.2,
+            min_retries_per_sec: 10,
+            attempt_timeout: None,
         }
     }
 }
@@ -151,6 +170,24 @@ impl ClientOptions {
         self
     }
 
+    /// Sets [`retry_budget`](ClientOptions::retry_budget).
+    pub fn retry_budget(mut self, fraction: f64) -> Self {
+        self.retry_budget = fraction;
+        self
+    }
+
+    /// Sets [`min_retries_per_sec`](ClientOptions::min_retries_per_sec).
+    pub fn min_retries_per_sec(mut self, n: u32) -> Self {
+        self.min_retries_per_sec = n;
+        self
+    }
+
+    /// Sets [`attempt_timeout`](ClientOptions::attempt_timeout).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
     /// Refuses settings no call could work with, naming the option.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         for (setting, value) in [
@@ -164,6 +201,20 @@ impl ClientOptions {
                     expected: "a positive duration (Duration::MAX for no practical limit)",
                 });
             }
+        }
+        if !(0.0..=1.0).contains(&self.retry_budget) {
+            return Err(Error::InvalidConfig {
+                setting: "ClientOptions::retry_budget",
+                value: self.retry_budget.to_string(),
+                expected: "a fraction of the calls from 0.0 to 1.0 (e.g. 0.2)",
+            });
+        }
+        if self.attempt_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::InvalidConfig {
+                setting: "ClientOptions::attempt_timeout",
+                value: "0ns".into(),
+                expected: "a positive duration, or None",
+            });
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use cluster_helper::{NodeId, Registry};
 
-use crate::client::{Pool, RoleSets};
+use crate::client::{Pool, RetryBudget, RoleSets};
 use crate::keyring::KeyRing;
 use crate::options::ClientOptions;
 use crate::server::{Bounds, ServerLimits, ServerState, raise_open_file_limit};
@@ -22,6 +22,8 @@ pub(crate) struct Rpc {
     /// The handshake keys, derived from the cluster secrets (shared with the server).
     pub(crate) keys: Arc<KeyRing>,
     pub(crate) options: ClientOptions,
+    /// The retries and reroutes the node's calls may still make.
+    pub(crate) budget: RetryBudget,
     pub(crate) pool: Pool,
     pub(crate) roles: RoleSets,
     pub(crate) server: Arc<ServerState>,
@@ -59,6 +61,7 @@ impl Rpc {
             id: node.id().clone(),
             registry: node.registry().clone(),
             keys,
+            budget: RetryBudget::new(options.retry_budget, options.min_retries_per_sec),
             options,
             pool: Pool::default(),
             roles: RoleSets::default(),

@@ -34,6 +34,10 @@ pub struct MethodInfo {
     pub idempotent: bool,
     /// `#[easy_rpc(timeout_ms = N)]`: this method's default deadline, overriding the client's.
     pub timeout: Option<Duration>,
+    /// `#[easy_rpc(retries = N)]` (idempotent methods only): how many times a call is sent
+    /// again after a lost connection or an attempt that timed out, overriding
+    /// [`ClientOptions::retries`](crate::ClientOptions::retries).
+    pub retries: Option<u32>,
 }
 
 impl MethodInfo {
@@ -43,6 +47,7 @@ impl MethodInfo {
             name,
             idempotent: false,
             timeout: None,
+            retries: None,
         }
     }
 
@@ -61,6 +66,13 @@ impl MethodInfo {
     pub const fn timeout_ms(mut self, ms: u64) -> Self {
         assert!(ms > 0, "easy-rpc: a method's timeout_ms must be at least 1");
         self.timeout = Some(Duration::from_millis(ms));
+        self
+    }
+
+    /// Sets how many times an idempotent call of the method is sent again after a lost
+    /// connection or a timed-out attempt (a non-idempotent method is never retried).
+    pub const fn retries(mut self, n: u32) -> Self {
+        self.retries = Some(n);
         self
     }
 }

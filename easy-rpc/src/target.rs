@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cluster_helper::NodeId;
 
 use crate::client::{
-    KeyHasher, Listed, Outgoing, Route, RouteKey, SetCache, Source, call_endpoint, call_one,
+    KeyHasher, Listed, Outgoing, Plan, Route, RouteKey, SetCache, Source, call_endpoint, call_one,
 };
 use crate::error::{NotRunReason, RejectReason, RpcError};
 use crate::options::Strategy;
@@ -157,6 +157,8 @@ pub struct Any {
     strategy: Option<Strategy>,
     timeout: Option<Duration>,
     wait_for_node: Option<bool>,
+    retries: Option<u32>,
+    attempt_timeout: Option<Duration>,
     /// The role's set of nodes, resolved on the first call (shared by clones).
     set: Arc<SetCache>,
 }
@@ -173,6 +175,8 @@ impl Any {
             strategy: None,
             timeout: None,
             wait_for_node: None,
+            retries: None,
+            attempt_timeout: None,
             set: Arc::default(),
         }
     }
@@ -200,6 +204,31 @@ impl Any {
     /// role's restart then delays calls instead of failing them.
     pub fn wait_for_node(mut self, wait: bool) -> Self {
         self.wait_for_node = Some(wait);
+        self
+    }
+
+    /// How many times an idempotent call is sent again, to another node, after a lost
+    /// connection or an attempt that timed out (overrides the method's
+    /// `#[easy_rpc(retries = N)]` and
+    /// [`ClientOptions::retries`](crate::ClientOptions::retries)). Retries and reroutes also
+    /// draw from the node's retry budget
+    /// ([`ClientOptions::retry_budget`](crate::ClientOptions::retry_budget)); a
+    /// non-idempotent call is never sent twice.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = Some(n);
+        self
+    }
+
+    /// The longest one attempt of an idempotent call may take before the call is sent again
+    /// to another node, within its deadline and retries (overrides
+    /// [`ClientOptions::attempt_timeout`](crate::ClientOptions::attempt_timeout)). Ignored for
+    /// non-idempotent calls, whose one attempt has the whole deadline.
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is zero.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(checked(timeout));
         self
     }
 
@@ -234,13 +263,20 @@ impl Any {
             };
             let (now, deadline) = deadline_for(rpc, method, self.timeout);
             let set = self.set.get::<S>(rpc, &self.source);
-            let wait = self.wait_for_node.unwrap_or(rpc.options.wait_for_node);
-            (rpc.clone(), set, route, now, deadline, wait)
+            let plan = Plan {
+                route,
+                now,
+                deadline,
+                wait: self.wait_for_node.unwrap_or(rpc.options.wait_for_node),
+                retries: self.retries,
+                attempt_timeout: self.attempt_timeout.or(rpc.options.attempt_timeout),
+            };
+            (rpc.clone(), set, plan)
         });
         async move {
-            let (rpc, set, route, now, deadline, wait) = call.map_err(RpcError::into_remote)?;
+            let (rpc, set, plan) = call.map_err(RpcError::into_remote)?;
             let req = Arc::new(Outgoing::new(req));
-            let (node, resp) = call_one::<S>(rpc, set, route, method, req, now, deadline, wait)
+            let (node, resp) = call_one::<S>(rpc, set, method, req, plan)
                 .await
                 .map_err(RpcError::into_remote)?;
             finish(node, method, extract(resp))
@@ -315,6 +351,22 @@ impl ByKey {
     /// See [`Any::wait_for_node`].
     pub fn wait_for_node(mut self, wait: bool) -> Self {
         self.any.wait_for_node = Some(wait);
+        self
+    }
+
+    /// Retries of an idempotent call. See [`Any::retries`].
+    pub fn retries(mut self, n: u32) -> Self {
+        self.any.retries = Some(n);
+        self
+    }
+
+    /// The longest one attempt of an idempotent call may take. See [`Any::attempt_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is zero.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.any.attempt_timeout = Some(checked(timeout));
         self
     }
 
@@ -566,12 +618,20 @@ impl To {
         self
     }
 
-    /// The nodes calls go to, as given (names, or ids written as `name#incarnation`).
-    pub fn nodes(&self) -> Vec<String> {
-        match &self.any.source {
-            Source::Nodes(list) => list.iter().map(ToString::to_string).collect(),
-            Source::Role(_) => Vec::new(),
-        }
+    /// Retries of an idempotent call. See [`Any::retries`].
+    pub fn retries(mut self, n: u32) -> Self {
+        self.any.retries = Some(n);
+        self
+    }
+
+    /// The longest one attempt of an idempotent call may take. See [`Any::attempt_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is zero.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.any.attempt_timeout = Some(checked(timeout));
+        self
     }
 }
 
@@ -599,7 +659,13 @@ impl std::fmt::Debug for To {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("To")
             .field("node", &self.any.rpc.as_ref().map(|r| &r.id))
-            .field("nodes", &self.nodes())
+            .field(
+                "nodes",
+                &match &self.any.source {
+                    Source::Nodes(list) => list.iter().map(ToString::to_string).collect(),
+                    Source::Role(_) => Vec::new(),
+                },
+            )
             .field("timeout", &self.any.timeout)
             .finish()
     }

@@ -104,9 +104,11 @@ fn method_infos(def: &ServiceDef) -> TokenStream {
         let name = m.name();
         let idempotent = m.options.idempotent.then(|| quote!(.idempotent()));
         let timeout = m.options.timeout_ms.map(|ms| quote!(.timeout_ms(#ms)));
+        let retries = m.options.retries.map(|(n, _)| quote!(.retries(#n)));
         quote! {
             #[allow(non_upper_case_globals)]
-            static #ident: #krate::MethodInfo = #krate::MethodInfo::new(#name) #idempotent #timeout;
+            static #ident: #krate::MethodInfo =
+                #krate::MethodInfo::new(#name) #idempotent #timeout #retries;
         }
     });
     quote!(#(#statics)*)

@@ -65,11 +65,14 @@ use errors::Errors;
 /// # Method options: `#[easy_rpc(...)]`
 ///
 /// - `idempotent`: the method may run twice, so a call is retried on another node after a lost
-///   connection (every call is rerouted when it provably did not run; a timeout is not
-///   retried).
+///   connection, or after an attempt that timed out when the caller set an attempt timeout
+///   (every call is rerouted when it provably did not run).
 /// - `timeout_ms = N`: the method's default deadline, in milliseconds (`N > 0`).
+/// - `retries = N` (idempotent methods only): how many times a call is retried, overriding
+///   the node's `ClientOptions::retries`; a call's `.retries(n)` overrides it in turn, and
+///   every retry also draws from the node's retry budget.
 ///
-/// Options combine: `#[easy_rpc(idempotent, timeout_ms = 500)]`.
+/// Options combine: `#[easy_rpc(idempotent, timeout_ms = 500, retries = 4)]`.
 ///
 /// # Reserved method names
 ///

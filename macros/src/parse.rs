@@ -283,12 +283,16 @@ pub enum Returns {
 }
 
 /// A method's `#[easy_rpc(...)]` options.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct MethodOptions {
     /// `idempotent`: the method may run twice, so calls may be retried after a lost connection.
     pub idempotent: bool,
     /// `timeout_ms = N`: the method's default deadline.
     pub timeout_ms: Option<u64>,
+    /// `retries = N`: how many times an idempotent call is sent again after a lost connection
+    /// or an attempt that timed out (with its span, for the check that the method is
+    /// idempotent).
+    pub retries: Option<(u32, Span)>,
 }
 
 impl ServiceDef {
@@ -409,6 +413,16 @@ impl Method {
             } else {
                 attrs.push(attr.clone());
             }
+        }
+        if let Some((_, span)) = options.retries
+            && !options.idempotent
+        {
+            errors.push(syn::Error::new(
+                span,
+                "`retries` applies to idempotent methods only: a call that may have run is never \
+                 sent twice (add `idempotent` if running it twice is safe)",
+            ));
+            options.retries = None;
         }
         if let Some(body) = &f.default {
             errors.at(
@@ -748,12 +762,25 @@ pub fn camel_case(ident: &Ident) -> Ident {
     Ident::new(&out, ident.span())
 }
 
+/// Options compare by value; the span of `retries` (kept for one error message) is not part
+/// of it.
+impl PartialEq for MethodOptions {
+    fn eq(&self, other: &Self) -> bool {
+        self.idempotent == other.idempotent
+            && self.timeout_ms == other.timeout_ms
+            && self.retries.map(|(n, _)| n) == other.retries.map(|(n, _)| n)
+    }
+}
+
+impl Eq for MethodOptions {}
+
 impl MethodOptions {
     /// Reads one `#[easy_rpc(...)]` attribute into these options; a wrong option is reported
     /// and ignored.
     fn parse_attr(&mut self, attr: &Attribute, errors: &mut Errors) {
-        const EXPECTED: &str = "expected `#[easy_rpc(idempotent)]`, `#[easy_rpc(timeout_ms = N)]` \
-                                or both: `#[easy_rpc(idempotent, timeout_ms = N)]`";
+        const EXPECTED: &str = "expected `#[easy_rpc(idempotent)]`, `#[easy_rpc(timeout_ms = N)]`, \
+                                `#[easy_rpc(retries = N)]` or several: \
+                                `#[easy_rpc(idempotent, timeout_ms = N, retries = N)]`";
         if !matches!(attr.meta, syn::Meta::List(_)) {
             errors.at(attr, EXPECTED);
             return;
@@ -811,11 +838,38 @@ impl MethodOptions {
                     "expected a number of milliseconds (a `u64` literal): `timeout_ms = 2000`",
                 )),
             }
+        } else if meta.path.is_ident("retries") {
+            if self.retries.is_some() {
+                return Err(meta.error("duplicate option `retries`"));
+            }
+            let value = meta
+                .value()
+                .map_err(|_| meta.error("expected `retries = N`"))?;
+            let expr: Expr = value.parse()?;
+            let n = match &expr {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Int(int), ..
+                }) if int.suffix().is_empty() || int.suffix() == "u32" => {
+                    int.base10_parse::<u32>().ok()
+                }
+                _ => None,
+            };
+            match n {
+                Some(n) => {
+                    self.retries = Some((n, meta.path.span()));
+                    Ok(())
+                }
+                None => Err(syn::Error::new_spanned(
+                    expr,
+                    "expected a number of retries (a `u32` literal): `retries = 3`",
+                )),
+            }
         } else {
             Err(syn::Error::new(
                 meta.path.span(),
                 format!(
-                    "unknown easy_rpc option `{}`: expected `idempotent` or `timeout_ms = N`",
+                    "unknown easy_rpc option `{}`: expected `idempotent`, `timeout_ms = N` or \
+                     `retries = N`",
                     meta.path.to_token_stream().to_string().replace(' ', "")
                 ),
             ))
@@ -891,7 +945,8 @@ mod tests {
             balance.options,
             MethodOptions {
                 idempotent: true,
-                timeout_ms: None
+                timeout_ms: None,
+                retries: None,
             }
         );
 
@@ -910,7 +965,8 @@ mod tests {
             ping.options,
             MethodOptions {
                 idempotent: true,
-                timeout_ms: Some(5)
+                timeout_ms: Some(5),
+                retries: None,
             }
         );
     }

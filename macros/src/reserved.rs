@@ -10,7 +10,15 @@
 /// Methods the targets themselves have (inherent methods, which win over a trait's). The test
 /// checks that every method callable on a target is reserved, and that each name here still is
 /// one.
-const TARGET_METHODS: &[&str] = &["timeout", "strategy", "role", "owner"];
+const TARGET_METHODS: &[&str] = &[
+    "timeout",
+    "strategy",
+    "role",
+    "owner",
+    "wait_for_node",
+    "retries",
+    "attempt_timeout",
+];
 
 /// A method of a prelude trait that applies to the targets and clashes with a client method of
 /// the same name.

@@ -22,6 +22,9 @@ pub trait Work {
     /// The node's name.
     #[easy_rpc(idempotent)]
     async fn whoami() -> String;
+    /// Idempotent, and logged: prints `SLOW <id>` when it starts, then takes `work_ms`.
+    #[easy_rpc(idempotent)]
+    async fn slow(id: u64, work_ms: u64) -> String;
 }
 
 /// Prints `EXEC <id> <unix-ms>` for every `exec` it runs, with the wall-clock time it started
@@ -50,6 +53,11 @@ impl Work for WorkImpl {
         self.name.clone()
     }
     async fn whoami(&self) -> String {
+        self.name.clone()
+    }
+    async fn slow(&self, id: u64, work_ms: u64) -> String {
+        println!("SLOW {id}");
+        tokio::time::sleep(Duration::from_millis(work_ms)).await;
         self.name.clone()
     }
 }

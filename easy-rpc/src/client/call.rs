@@ -2,36 +2,57 @@
 //! [`Retry`] policy whether to reroute, retry or stop; and one node's call of `all`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cluster_helper::NodeId;
 
 use super::endpoint::Endpoint;
 use super::outgoing::Outgoing;
-use super::pick::Route;
+use super::pick::{Route, ThreadRandom};
 use super::retry::{Next, Outcome, Retry};
 use super::role_set::RoleSet;
 use crate::error::{Never, RpcError};
 use crate::runtime::Rpc;
 use crate::service::{MethodInfo, ServiceDef};
 
-/// Sends one call to one node of `set`'s role picked by `route`, rerouting calls that never
-/// ran and retrying idempotent ones after a lost connection. `now` is when the call was made
-/// (the first attempt reads no clock of its own before sending).
-#[allow(clippy::too_many_arguments)]
+/// What a target asks of one call, besides its method and request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    /// How to pick a node.
+    pub(crate) route: Route,
+    /// When the call was made (the first attempt reads no clock of its own before sending).
+    pub(crate) now: Instant,
+    /// When the caller gives up.
+    pub(crate) deadline: Instant,
+    /// Wait for a node when none is left to try, instead of failing.
+    pub(crate) wait: bool,
+    /// Retries of an idempotent call, overriding the method's and the node's.
+    pub(crate) retries: Option<u32>,
+    /// The longest one attempt of an idempotent call may take (`None`: the whole deadline).
+    pub(crate) attempt_timeout: Option<Duration>,
+}
+
+/// Sends one call to one node of `set` picked by `plan.route`, rerouting calls that never
+/// ran and retrying idempotent ones after a lost connection or an attempt that timed out,
+/// each drawn from the node's retry budget.
 pub(crate) async fn call_one<S: ServiceDef>(
     rpc: Arc<Rpc>,
     set: Arc<RoleSet<S>>,
-    route: Route,
     method: &'static MethodInfo,
     req: Arc<Outgoing<S::Req>>,
-    now: Instant,
-    deadline: Instant,
-    wait: bool,
+    plan: Plan,
 ) -> Result<(NodeId, S::Resp), RpcError<Never>> {
-    let mut now = now;
+    let Plan {
+        route,
+        mut now,
+        deadline,
+        wait,
+        ..
+    } = plan;
+    rpc.budget.deposit();
+    let attempt_timeout = plan.attempt_timeout.filter(|_| method.idempotent);
     let mut tried: Vec<NodeId> = Vec::new();
-    let mut retry = Retry::new(&rpc.options, method.idempotent);
+    let mut retry = Retry::new(&rpc.options, method, plan.retries);
     let mut last: Option<RpcError<Never>> = None;
     loop {
         let endpoint = match set.pick(&rpc, route, &tried, now) {
@@ -49,17 +70,25 @@ pub(crate) async fn call_one<S: ServiceDef>(
             }
             None => return Err(last.unwrap_or_else(|| set.source().none_error(S::NAME))),
         };
+        let attempt_deadline = match attempt_timeout {
+            Some(t) => crate::deadline::after(now, t).min(deadline),
+            None => deadline,
+        };
         let writes = req.writes();
         let error = match endpoint
-            .send(&rpc, method, req.clone(), now, deadline)
+            .send(&rpc, method, req.clone(), now, attempt_deadline)
             .await
         {
             Ok(resp) => return Ok((endpoint.node().clone(), resp)),
             Err(error) => unless_written(error, &req, writes),
         };
         now = Instant::now();
-        let next = retry.next(Outcome::of(&error), now, deadline);
-        if next == Next::Stop {
+        let outcome = match &error {
+            RpcError::Timeout { .. } if attempt_deadline < deadline => Outcome::TimedOut,
+            e => Outcome::of(e),
+        };
+        let next = retry.next(outcome, now, deadline);
+        if next == Next::Stop || !rpc.budget.withdraw(rpc.ms_at(now)) {
             return Err(error);
         }
         tried.push(endpoint.node().clone());
@@ -69,12 +98,21 @@ pub(crate) async fn call_one<S: ServiceDef>(
             if !wait && set.pick(&rpc, route, &tried, now).is_none() {
                 return Err(error);
             }
-            let until = crate::deadline::after(now, pause);
+            let until = crate::deadline::after(now, jitter(pause));
             tokio::time::sleep_until(until.into()).await;
             now = Instant::now();
         }
         last = Some(error);
     }
+}
+
+/// Full jitter: a pause drawn uniformly from zero to `pause`, so that callers that failed
+/// together do not retry together.
+fn jitter(pause: Duration) -> Duration {
+    if pause.is_zero() {
+        return pause;
+    }
+    pause.mul_f64(tower::util::rng::Rng::next_f64(&mut ThreadRandom))
 }
 
 /// A connection that broke (`NodeDown`) before `req` was written to it since it had been
@@ -135,6 +173,7 @@ pub(crate) async fn call_endpoint<S: ServiceDef>(
     now: Instant,
     deadline: Instant,
 ) -> Result<S::Resp, RpcError<Never>> {
+    rpc.budget.deposit();
     let mut retry = Retry::same_node(method.idempotent);
     let mut now = now;
     loop {
@@ -149,6 +188,9 @@ pub(crate) async fn call_endpoint<S: ServiceDef>(
         now = Instant::now();
         match retry.next(Outcome::of(&error), now, deadline) {
             Next::Stop => return Err(error),
+            Next::Reroute | Next::Retry(_) if !rpc.budget.withdraw(rpc.ms_at(now)) => {
+                return Err(error);
+            }
             Next::Reroute | Next::Retry(_) => {}
         }
     }

@@ -6,9 +6,11 @@
 //! - [`key`]: key and node name hashing for rendezvous.
 //! - [`pool`] and [`endpoint`]: one pooled connection per node and service, one attempt.
 //! - [`outgoing`]: a request on its way out, and whether it was ever written.
+//! - [`budget`]: the retries and reroutes a node's calls may add.
 //! - [`retry`]: after a failed attempt, reroute, retry or stop (a pure policy).
 //! - [`call`]: one call, and one node's call of `all`, put together from the above.
 
+mod budget;
 mod call;
 mod endpoint;
 mod key;
@@ -20,7 +22,8 @@ mod pool;
 mod retry;
 mod role_set;
 
-pub(crate) use call::{call_endpoint, call_one};
+pub(crate) use budget::RetryBudget;
+pub(crate) use call::{Plan, call_endpoint, call_one};
 pub use key::{KeyHasher, RouteKey};
 pub(crate) use outgoing::Outgoing;
 pub(crate) use pick::Route;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::RpcError;
 use crate::options::ClientOptions;
+use crate::service::MethodInfo;
 
 /// What one failed attempt says about the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +17,9 @@ pub(crate) enum Outcome {
     NotRun,
     /// The connection broke after it was sent: it may have run.
     Lost,
+    /// The attempt ran out of its own time (an attempt timeout shorter than the call's
+    /// deadline): it may have run, and may still be running.
+    TimedOut,
     /// Anything else (a timeout after sending, the server failed it, a codec error): sending
     /// it again would not help or would not be safe.
     Failed,
@@ -57,12 +61,17 @@ pub(crate) struct Retry {
 }
 
 impl Retry {
-    /// The policy of a call to any node of a role: up to `reroutes` reroutes; for an
-    /// idempotent method up to `retries` retries, the backoff doubling from `backoff`.
-    pub(crate) fn new(options: &ClientOptions, idempotent: bool) -> Self {
+    /// The policy of a call of `method` to any node of a role: up to `reroutes` reroutes;
+    /// for an idempotent method up to `per_call`, else the method's, else the node's
+    /// `retries` retries, the backoff doubling from `backoff`.
+    pub(crate) fn new(options: &ClientOptions, method: &MethodInfo, per_call: Option<u32>) -> Self {
         Retry {
             reroutes: options.reroutes,
-            retries: if idempotent { options.retries } else { 0 },
+            retries: if method.idempotent {
+                per_call.or(method.retries).unwrap_or(options.retries)
+            } else {
+                0
+            },
             backoff: options.backoff,
         }
     }
@@ -78,14 +87,15 @@ impl Retry {
     }
 
     /// Decides after an attempt that ended with `outcome` at `now`, for a call due by
-    /// `deadline`.
+    /// `deadline`. A retry's pause is the most to wait: the caller draws the actual pause
+    /// below it (full jitter).
     pub(crate) fn next(&mut self, outcome: Outcome, now: Instant, deadline: Instant) -> Next {
         match outcome {
             Outcome::NotRun if self.reroutes > 0 && now < deadline => {
                 self.reroutes -= 1;
                 Next::Reroute
             }
-            Outcome::Lost
+            Outcome::Lost | Outcome::TimedOut
                 if self.retries > 0 && crate::deadline::after(now, self.backoff) < deadline =>
             {
                 self.retries -= 1;
@@ -101,6 +111,48 @@ impl Retry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static PLAIN: MethodInfo = MethodInfo::new("plain");
+    static IDEMPOTENT: MethodInfo = MethodInfo::new("idem").idempotent();
+    static FIVE: MethodInfo = MethodInfo::new("five").idempotent().retries(5);
+
+    fn method(idempotent: bool) -> &'static MethodInfo {
+        if idempotent { &IDEMPOTENT } else { &PLAIN }
+    }
+
+    fn retries_granted(mut r: Retry) -> u32 {
+        let t0 = Instant::now();
+        let mut n = 0;
+        while matches!(r.next(Outcome::Lost, t0, t0 + ms(60_000)), Next::Retry(_)) {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn retries_come_from_the_call_else_the_method_else_the_node() {
+        let o = options(3, 2, 1);
+        assert_eq!(retries_granted(Retry::new(&o, &IDEMPOTENT, None)), 2);
+        assert_eq!(retries_granted(Retry::new(&o, &FIVE, None)), 5);
+        assert_eq!(retries_granted(Retry::new(&o, &FIVE, Some(1))), 1);
+        assert_eq!(retries_granted(Retry::new(&o, &IDEMPOTENT, Some(0))), 0);
+        // A non-idempotent call is never retried, whatever is asked.
+        assert_eq!(retries_granted(Retry::new(&o, &PLAIN, Some(4))), 0);
+    }
+
+    #[test]
+    fn a_timed_out_attempt_is_retried_like_a_lost_one_only_if_idempotent() {
+        let t0 = Instant::now();
+        let deadline = t0 + ms(1_000);
+        let mut idem = Retry::new(&options(3, 1, 10), &IDEMPOTENT, None);
+        assert_eq!(
+            idem.next(Outcome::TimedOut, t0, deadline),
+            Next::Retry(ms(10))
+        );
+        assert_eq!(idem.next(Outcome::TimedOut, t0, deadline), Next::Stop);
+        let mut plain = Retry::new(&options(3, 1, 10), &PLAIN, None);
+        assert_eq!(plain.next(Outcome::TimedOut, t0, deadline), Next::Stop);
+    }
 
     fn options(reroutes: u32, retries: u32, backoff_ms: u64) -> ClientOptions {
         ClientOptions {
@@ -120,7 +172,7 @@ mod tests {
         let t0 = Instant::now();
         let deadline = t0 + ms(1_000);
         for idempotent in [false, true] {
-            let mut r = Retry::new(&options(3, 2, 10), idempotent);
+            let mut r = Retry::new(&options(3, 2, 10), method(idempotent), None);
             for _ in 0..3 {
                 assert_eq!(r.next(Outcome::NotRun, t0, deadline), Next::Reroute);
             }
@@ -131,7 +183,7 @@ mod tests {
     #[test]
     fn never_ran_is_not_rerouted_past_the_deadline() {
         let t0 = Instant::now();
-        let mut r = Retry::new(&options(3, 2, 10), false);
+        let mut r = Retry::new(&options(3, 2, 10), &PLAIN, None);
         assert_eq!(r.next(Outcome::NotRun, t0 + ms(5), t0 + ms(5)), Next::Stop);
     }
 
@@ -139,9 +191,9 @@ mod tests {
     fn lost_is_retried_only_if_idempotent_with_doubling_backoff() {
         let t0 = Instant::now();
         let deadline = t0 + ms(1_000);
-        let mut plain = Retry::new(&options(3, 2, 10), false);
+        let mut plain = Retry::new(&options(3, 2, 10), &PLAIN, None);
         assert_eq!(plain.next(Outcome::Lost, t0, deadline), Next::Stop);
-        let mut idem = Retry::new(&options(3, 2, 10), true);
+        let mut idem = Retry::new(&options(3, 2, 10), &IDEMPOTENT, None);
         assert_eq!(idem.next(Outcome::Lost, t0, deadline), Next::Retry(ms(10)));
         assert_eq!(idem.next(Outcome::Lost, t0, deadline), Next::Retry(ms(20)));
         assert_eq!(idem.next(Outcome::Lost, t0, deadline), Next::Stop);
@@ -150,7 +202,7 @@ mod tests {
     #[test]
     fn lost_is_not_retried_if_the_backoff_would_end_past_the_deadline() {
         let t0 = Instant::now();
-        let mut idem = Retry::new(&options(3, 2, 100), true);
+        let mut idem = Retry::new(&options(3, 2, 100), &IDEMPOTENT, None);
         assert_eq!(idem.next(Outcome::Lost, t0, t0 + ms(100)), Next::Stop);
         assert_eq!(
             idem.next(Outcome::Lost, t0, t0 + ms(101)),
@@ -162,7 +214,7 @@ mod tests {
     fn reroutes_and_retries_have_separate_budgets() {
         let t0 = Instant::now();
         let deadline = t0 + ms(1_000);
-        let mut r = Retry::new(&options(1, 1, 1), true);
+        let mut r = Retry::new(&options(1, 1, 1), &IDEMPOTENT, None);
         assert_eq!(r.next(Outcome::Lost, t0, deadline), Next::Retry(ms(1)));
         assert_eq!(r.next(Outcome::NotRun, t0, deadline), Next::Reroute);
         assert_eq!(r.next(Outcome::NotRun, t0, deadline), Next::Stop);
@@ -172,7 +224,7 @@ mod tests {
     #[test]
     fn everything_else_stops() {
         let t0 = Instant::now();
-        let mut r = Retry::new(&options(3, 2, 10), true);
+        let mut r = Retry::new(&options(3, 2, 10), &IDEMPOTENT, None);
         assert_eq!(r.next(Outcome::Failed, t0, t0 + ms(1_000)), Next::Stop);
     }
 
@@ -181,10 +233,10 @@ mod tests {
         let t0 = Instant::now();
         let mut o = options(0, 3, 0);
         o.backoff = Duration::MAX;
-        let mut r = Retry::new(&o, true);
+        let mut r = Retry::new(&o, &IDEMPOTENT, None);
         // A year of backoff never fits a ten-second deadline; no overflow on the way.
         assert_eq!(r.next(Outcome::Lost, t0, t0 + ms(10_000)), Next::Stop);
-        let mut r = Retry::new(&o, true);
+        let mut r = Retry::new(&o, &IDEMPOTENT, None);
         let far = crate::deadline::after(t0, Duration::MAX) + ms(1);
         assert_eq!(r.next(Outcome::Lost, t0, far), Next::Retry(Duration::MAX));
         assert_eq!(r.next(Outcome::Lost, t0, far), Next::Retry(Duration::MAX));
@@ -260,12 +312,12 @@ mod tests {
         let deadline = t0 + ms(1_000);
         for idempotent in [false, true] {
             for e in attempt_failures() {
-                let mut r = Retry::new(&options(3, 2, 10), idempotent);
+                let mut r = Retry::new(&options(3, 2, 10), method(idempotent), None);
                 let rerouted = r.next(Outcome::of(&e), t0, deadline) == Next::Reroute;
                 assert_eq!(rerouted, e.never_reached_server(), "{e}");
                 // And what may have run is sent again only if idempotent, only if the
                 // connection was lost.
-                let mut r = Retry::new(&options(3, 2, 10), idempotent);
+                let mut r = Retry::new(&options(3, 2, 10), method(idempotent), None);
                 let retried = matches!(r.next(Outcome::of(&e), t0, deadline), Next::Retry(_));
                 assert_eq!(
                     retried,

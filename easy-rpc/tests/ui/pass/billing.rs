@@ -32,7 +32,7 @@ pub trait Billing {
     #[easy_rpc(timeout_ms = 2000)]
     async fn charge(&self, account: String, cents: u64) -> Result<Receipt, BillingError>;
     /// Is it there?
-    #[easy_rpc(idempotent, timeout_ms = 500)]
+    #[easy_rpc(idempotent, timeout_ms = 500, retries = 4)]
     async fn ping(&self);
     /// A `Result` by its full path.
     async fn refund(&self, receipt: Receipt) -> std::result::Result<(), BillingError>;
@@ -95,11 +95,12 @@ fn main() {
     let info = BillingService::method(&BillingRequest::Ping {});
     assert_eq!((info.name, info.idempotent), ("ping", true));
     assert_eq!(info.timeout, Some(std::time::Duration::from_millis(500)));
+    assert_eq!(info.retries, Some(4));
     let info = BillingService::method(&BillingRequest::Balance {
         account: "a".into(),
     });
     assert_eq!(
-        (info.name, info.idempotent, info.timeout),
-        ("balance", true, None)
+        (info.name, info.idempotent, info.timeout, info.retries),
+        ("balance", true, None, None)
     );
 }
