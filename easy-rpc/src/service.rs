@@ -29,8 +29,8 @@ pub struct MethodInfo {
     /// The method's name.
     pub name: &'static str,
     /// Marked `#[easy_rpc(idempotent)]`: safe to run twice, so a call is retried on another
-    /// node after a lost connection (any call is rerouted when it provably did not run; a
-    /// timeout is not retried).
+    /// node after a lost connection, or after an attempt that timed out when the caller gave
+    /// attempts their own timeout (any call is rerouted when it provably did not run).
     pub idempotent: bool,
     /// `#[easy_rpc(timeout_ms = N)]`: this method's default deadline, overriding the client's.
     pub timeout: Option<Duration>,
