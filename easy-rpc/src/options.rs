@@ -85,11 +85,13 @@ pub struct ClientOptions {
     /// for a role with a single node, so that its restart gap delays calls instead of failing
     /// them; targets can set it per call ([`Any::wait_for_node`](crate::Any::wait_for_node)).
     pub wait_for_node: bool,
-    /// The retries and reroutes the node's calls may add, as a fraction of its calls. Default
-    /// 0.2 (at most one extra request per five calls, plus
-    /// [`min_retries_per_sec`](Self::min_retries_per_sec)). A retry or reroute that finds the
-    /// budget spent is not made: the call returns its last error. When every node of a role is
-    /// slow or refusing, this keeps callers from multiplying the load on it.
+    /// The retries the node's calls may add, as a fraction of its calls. Default 0.2 (at most
+    /// one retry per five calls, plus [`min_retries_per_sec`](Self::min_retries_per_sec)). A
+    /// retry (of an idempotent call that may have run) that finds the budget spent is not
+    /// made: the call returns its last error. When every node of a role is slow, this keeps
+    /// callers from multiplying the work on it. Reroutes of calls that provably did not run
+    /// are not budgeted (at most [`reroutes`](Self::reroutes) per call; the refusing node did
+    /// no work).
     pub retry_budget: f64,
     /// Retries a second allowed whatever the budget (so that a node that calls rarely can
     /// still retry). Default 10.

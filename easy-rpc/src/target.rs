@@ -210,8 +210,8 @@ impl Any {
     /// How many times an idempotent call is sent again, to another node, after a lost
     /// connection or an attempt that timed out (overrides the method's
     /// `#[easy_rpc(retries = N)]` and
-    /// [`ClientOptions::retries`](crate::ClientOptions::retries)). Retries and reroutes also
-    /// draw from the node's retry budget
+    /// [`ClientOptions::retries`](crate::ClientOptions::retries)). Retries also draw from the
+    /// node's retry budget
     /// ([`ClientOptions::retry_budget`](crate::ClientOptions::retry_budget)); a
     /// non-idempotent call is never sent twice.
     pub fn retries(mut self, n: u32) -> Self {

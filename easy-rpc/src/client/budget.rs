@@ -1,12 +1,14 @@
-//! The retry budget: the node's calls may add at most a fraction of themselves in retries and
-//! reroutes (`ClientOptions::retry_budget`, 20 %), plus a small floor a second
+//! The retry budget: the node's calls may add at most a fraction of themselves in retries
+//! (`ClientOptions::retry_budget`, 20 %), plus a small floor a second
 //! (`ClientOptions::min_retries_per_sec`) so that a node that calls rarely can still retry.
-//! When every node of a role is slow or refusing, retries would multiply the load on it; the
-//! budget caps that multiplication (the idea of Finagle's retry budget and tower's
-//! `TpsBudget`, and of client-side throttling in Google's SRE book).
+//! When every node of a role is slow, retries of what may have run would multiply the work on
+//! it; the budget caps that multiplication (the idea of Finagle's retry budget and tower's
+//! `TpsBudget`). Reroutes of calls that provably did not run are not budgeted: they are at
+//! most `reroutes` per call and cost the node that refused them no work, and a budget on them
+//! would fail calls that another node had room for (during churn, or under overload).
 //!
-//! Each call deposits the fraction of a token; a retry or reroute withdraws a whole one. The
-//! per-call cost is one relaxed load (and an add while the budget is below its cap).
+//! Each call deposits the fraction of a token; a retry withdraws a whole one. The per-call cost
+//! is one relaxed load (and an add while the budget is below its cap).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -33,8 +33,8 @@ pub(crate) struct Plan {
 }
 
 /// Sends one call to one node of `set` picked by `plan.route`, rerouting calls that never
-/// ran and retrying idempotent ones after a lost connection or an attempt that timed out,
-/// each drawn from the node's retry budget.
+/// ran and retrying idempotent ones after a lost connection or an attempt that timed out (each
+/// retry drawn from the node's retry budget).
 pub(crate) async fn call_one<S: ServiceDef>(
     rpc: Arc<Rpc>,
     set: Arc<RoleSet<S>>,
@@ -88,7 +88,12 @@ pub(crate) async fn call_one<S: ServiceDef>(
             e => Outcome::of(e),
         };
         let next = retry.next(outcome, now, deadline);
-        if next == Next::Stop || !rpc.budget.withdraw(rpc.ms_at(now)) {
+        // A retry sends again what may have run (more work for the role): it draws from the
+        // budget. A reroute sends on what provably did not run, at most `reroutes` times: it
+        // cost the node that refused it no work, so it is not budgeted.
+        if next == Next::Stop
+            || (matches!(next, Next::Retry(_)) && !rpc.budget.withdraw(rpc.ms_at(now)))
+        {
             return Err(error);
         }
         tried.push(endpoint.node().clone());
@@ -188,9 +193,7 @@ pub(crate) async fn call_endpoint<S: ServiceDef>(
         now = Instant::now();
         match retry.next(Outcome::of(&error), now, deadline) {
             Next::Stop => return Err(error),
-            Next::Reroute | Next::Retry(_) if !rpc.budget.withdraw(rpc.ms_at(now)) => {
-                return Err(error);
-            }
+            Next::Retry(_) if !rpc.budget.withdraw(rpc.ms_at(now)) => return Err(error),
             Next::Reroute | Next::Retry(_) => {}
         }
     }
