@@ -106,6 +106,7 @@ mod default_node;
 mod error;
 mod handshake;
 mod keyring;
+mod management;
 mod node;
 mod noise;
 mod options;
