@@ -90,7 +90,9 @@ fn members_of_registry(snapshot: &easy_rpc::cluster_helper::Snapshot) -> Members
         .collect()
 }
 
-fn roles_of_registry(snapshot: &easy_rpc::cluster_helper::Snapshot) -> BTreeMap<String, Vec<String>> {
+fn roles_of_registry(
+    snapshot: &easy_rpc::cluster_helper::Snapshot,
+) -> BTreeMap<String, Vec<String>> {
     snapshot
         .roles()
         .map(|(role, nodes)| {
@@ -124,7 +126,10 @@ async fn cluster_and_snapshot(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("the registry of {} never held still for one request", node.id());
+    panic!(
+        "the registry of {} never held still for one request",
+        node.id()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,14 +139,18 @@ async fn cluster_json_equals_each_registry() {
     let b = start(&cluster, "mg-b", &["billing"], &[&a]).await;
     let c = start(&cluster, "mg-c", &["gateway"], &[&a]).await;
     let nodes = [&a, &b, &c];
-    wait_until(Duration::from_secs(10), "every node sees 3 serving members", || {
-        nodes.iter().all(|n| {
-            let m = n.members();
-            m.len() == 3
-                && m.iter()
-                    .all(|m| m.status == easy_rpc::cluster_helper::NodeStatus::Serving)
-        })
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "every node sees 3 serving members",
+        || {
+            nodes.iter().all(|n| {
+                let m = n.members();
+                m.len() == 3
+                    && m.iter()
+                        .all(|m| m.status == easy_rpc::cluster_helper::NodeStatus::Serving)
+            })
+        },
+    )
     .await;
     for node in nodes {
         let (doc, snapshot) = cluster_and_snapshot(node).await;
@@ -168,10 +177,7 @@ async fn cluster_json_equals_each_registry() {
         let roles: Vec<String> = node.roles().iter().map(|r| r.to_string()).collect();
         assert_eq!(me["roles"], serde_json::json!(roles));
         assert_eq!(me["services"], serde_json::json!(["Work"]));
-        assert_eq!(
-            me["gossip_addr"],
-            node.gossip_addr().to_string().as_str()
-        );
+        assert_eq!(me["gossip_addr"], node.gossip_addr().to_string().as_str());
     }
 
     // A role change shows up on every node's endpoint.
@@ -180,9 +186,10 @@ async fn cluster_json_equals_each_registry() {
         let addr = node.http_addr().unwrap();
         wait_until_async(Duration::from_secs(10), "audit shows mg-b", || async move {
             let doc = get(addr, "/cluster").await.json();
-            doc["roles"]["audit"]
-                .as_array()
-                .is_some_and(|ids| ids.iter().any(|id| id.as_str().unwrap().starts_with("mg-b#")))
+            doc["roles"]["audit"].as_array().is_some_and(|ids| {
+                ids.iter()
+                    .any(|id| id.as_str().unwrap().starts_with("mg-b#"))
+            })
         })
         .await;
         let (doc, snapshot) = cluster_and_snapshot(node).await;
@@ -223,8 +230,14 @@ async fn routes_methods_and_the_page() {
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
     let page = get(addr, "/").await;
     assert_eq!(page.status, 200);
-    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
-    assert!(page.body.contains("fetch(\"/cluster\""), "the page polls /cluster");
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        page.body.contains("fetch(\"/cluster\""),
+        "the page polls /cluster"
+    );
     for forbidden in ["http://", "https://", "<link", "src="] {
         assert!(
             !page.body.contains(forbidden),
@@ -342,9 +355,11 @@ async fn readyz_is_503_while_joining_then_200() {
         assert_eq!(doc["node"]["status"], "joining");
         assert_eq!(doc["node"]["ready"], false);
     }
-    wait_until_async(Duration::from_secs(10), "ready after the join timeout", || async move {
-        get(addr, "/readyz").await.status == 200
-    })
+    wait_until_async(
+        Duration::from_secs(10),
+        "ready after the join timeout",
+        || async move { get(addr, "/readyz").await.status == 200 },
+    )
     .await;
     assert!(node.is_ready());
     assert!(
@@ -360,10 +375,7 @@ async fn readyz_is_503_while_joining_then_200() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_through_sigterm_drain_of_a_process() {
     let cluster = unique_cluster("mgmt-term");
-    let caller = rpc_builder(&cluster, "mt-caller")
-        .start()
-        .await
-        .unwrap();
+    let caller = rpc_builder(&cluster, "mt-caller").start().await.unwrap();
     let mut proc = NodeProcess::spawn(
         RPC_NODE,
         "mt-work",
@@ -375,7 +387,8 @@ async fn readyz_through_sigterm_drain_of_a_process() {
             ("CLUSTER_LEAVE_GRACE", "500ms".into()),
         ],
     );
-    proc.wait_for(Duration::from_secs(20), "HTTP ", |_| true).await;
+    proc.wait_for(Duration::from_secs(20), "HTTP ", |_| true)
+        .await;
     let addr: SocketAddr = proc
         .last("HTTP ")
         .unwrap()
@@ -384,13 +397,17 @@ async fn readyz_through_sigterm_drain_of_a_process() {
         .unwrap()
         .parse()
         .unwrap();
-    wait_until_async(Duration::from_secs(10), "the process is ready", || async move {
-        get(addr, "/readyz").await.status == 200
-    })
+    wait_until_async(
+        Duration::from_secs(10),
+        "the process is ready",
+        || async move { get(addr, "/readyz").await.status == 200 },
+    )
     .await;
-    wait_until(Duration::from_secs(10), "the caller sees the worker", || {
-        !caller.nodes_with_role("work").is_empty()
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the caller sees the worker",
+        || !caller.nodes_with_role("work").is_empty(),
+    )
     .await;
 
     // A call that runs for 3 s, in flight across the SIGTERM.
@@ -398,7 +415,8 @@ async fn readyz_through_sigterm_drain_of_a_process() {
         let target = caller.any("work").timeout(Duration::from_secs(10));
         tokio::spawn(async move { target.exec(1, 3000).await })
     };
-    proc.wait_for(Duration::from_secs(10), "EXEC ", |_| true).await;
+    proc.wait_for(Duration::from_secs(10), "EXEC ", |_| true)
+        .await;
     proc.signal("TERM");
     let term = Instant::now();
     let elapsed = wait_until_async(
@@ -410,7 +428,10 @@ async fn readyz_through_sigterm_drain_of_a_process() {
         },
     )
     .await;
-    assert!(elapsed < Duration::from_millis(1000), "503 took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_millis(1000),
+        "503 took {elapsed:?}"
+    );
     // Still draining: the call has not returned, the process answers /livez and says
     // leaving in /cluster.
     assert!(!call.is_finished(), "the call is still in flight");
@@ -478,7 +499,11 @@ async fn idle_and_excess_connections_are_bounded() {
     for mut s in idle.into_iter().chain([slow]) {
         let mut buf = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
-        assert!(read.is_ok(), "a connection held after {:?}", started.elapsed());
+        assert!(
+            read.is_ok(),
+            "a connection held after {:?}",
+            started.elapsed()
+        );
     }
     assert!(started.elapsed() < Duration::from_secs(9));
     assert_eq!(get(addr, "/readyz").await.status, 200);

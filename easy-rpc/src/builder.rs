@@ -332,29 +332,23 @@ impl NodeBuilder {
             (None, env) => env.flatten(),
         };
         // Bound before joining, so that a port in use stops start-up before peers see the node.
-        let http = match http_addr {
-            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| {
-                cluster_helper::Error::Bind {
-                    what: "management HTTP (TCP)",
-                    addr,
-                    source,
-                }
-            })?),
-            None => None,
-        };
+        let http =
+            match http_addr {
+                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(
+                    |source| cluster_helper::Error::Bind {
+                        what: "management HTTP (TCP)",
+                        addr,
+                        source,
+                    },
+                )?),
+                None => None,
+            };
         let cluster = self.cluster.services(&names).start().await?;
         let listener = cluster.take_rpc_listener();
         let make_default = self
             .default
             .unwrap_or_else(|| !crate::default_node::is_set());
-        let node = Node::start(
-            cluster,
-            listener,
-            self.options,
-            limits,
-            self.services,
-            http,
-        )?;
+        let node = Node::start(cluster, listener, self.options, limits, self.services, http)?;
         if make_default {
             node.make_default();
         }

@@ -83,4 +83,3 @@ async fn accept_loop(listener: TcpListener, node: WeakNode, mut stop: watch::Rec
         });
     }
 }
-

@@ -45,7 +45,10 @@ pub(crate) fn respond<B: Body>(node: &WeakNode, req: &Request<B>) -> Response<Fu
     }
     let path = req.uri().path();
     if !matches!(path, "/" | "/livez" | "/readyz" | "/cluster") {
-        return text(StatusCode::NOT_FOUND, "not found: try /livez, /readyz, /cluster or /\n");
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: try /livez, /readyz, /cluster or /\n",
+        );
     }
     let Some(node) = node.upgrade() else {
         // The node is gone; the endpoint is about to stop.
