@@ -509,3 +509,188 @@ async fn idle_and_excess_connections_are_bounded() {
     assert_eq!(get(addr, "/readyz").await.status, 200);
     node.shutdown().await;
 }
+
+/// The browser of the page test: `chromium` (Debian's package; `.ci/run` installs it).
+fn chromium() -> Option<&'static str> {
+    let found = std::process::Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    match found {
+        true => Some("chromium"),
+        false if std::env::var_os("CI").is_some() => panic!("chromium is not installed"),
+        false => None,
+    }
+}
+
+/// Loads `url` in headless chromium for `budget_ms` of the page's (virtual) time and returns
+/// the DOM, or writes a screenshot to `screenshot`. Virtual time stands still while a fetch is
+/// pending, so the page's polls take real time only through the server's (or a proxy's)
+/// latency.
+async fn browse(url: String, budget_ms: u64, screenshot: Option<std::path::PathBuf>) -> String {
+    let profile = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "chromium-{}-{}",
+        std::process::id(),
+        unique_cluster("p")
+    ));
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(chromium().unwrap());
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--window-size=1280,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--virtual-time-budget={budget_ms}"));
+        match &screenshot {
+            Some(path) => cmd.arg(format!("--screenshot={}", path.display())),
+            None => cmd.arg("--dump-dom"),
+        };
+        let out = cmd.arg(&url).output().expect("run chromium");
+        let _ = std::fs::remove_dir_all(&profile);
+        assert!(
+            out.status.success(),
+            "chromium failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+    .await
+    .unwrap()
+}
+
+/// A TCP proxy to `to` that holds each chunk the browser sends for `delay` (so each poll takes
+/// real time) and notifies `polled` when it forwards a `GET /cluster`.
+async fn slow_proxy(
+    to: SocketAddr,
+    delay: Duration,
+    polled: std::sync::Arc<tokio::sync::Notify>,
+) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let polled = polled.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(to).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = async {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                        tokio::time::sleep(delay).await;
+                        if buf[..n].starts_with(b"GET /cluster") {
+                            polled.notify_one();
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = sw.shutdown().await;
+                };
+                let down = async {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    let _ = cw.shutdown().await;
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    addr
+}
+
+/// The text of the table row (`<tr ...>` to `</tr>`) that starts with `attr`.
+fn row<'a>(dom: &'a str, attr: &str) -> Option<&'a str> {
+    let start = dom.find(attr)?;
+    let end = dom[start..].find("</tr>")? + start;
+    Some(&dom[start..end])
+}
+
+/// The page, in a real headless browser: it shows every member and role, and, in the same
+/// session, updates when a node dies (the member and its role leave the tables and a `down`
+/// change is listed). A screenshot is kept in the target directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_in_headless_chromium_shows_members_and_a_death() {
+    if chromium().is_none() {
+        eprintln!("chromium is not installed: skipping the page test (.ci/run installs it)");
+        return;
+    }
+    let cluster = unique_cluster("mgmt-page");
+    let a = start(&cluster, "pg-a", &["billing", "audit"], &[]).await;
+    let b = start(&cluster, "pg-b", &["billing"], &[&a]).await;
+    let c = start(&cluster, "pg-c", &["gateway"], &[&a]).await;
+    wait_until(Duration::from_secs(10), "a sees 3 serving members", || {
+        let m = a.members();
+        m.len() == 3
+            && m.iter()
+                .all(|m| m.status == easy_rpc::cluster_helper::NodeStatus::Serving)
+    })
+    .await;
+    let http = a.http_addr().unwrap();
+
+    // Every member and role, after the page's script ran.
+    let dom = browse(format!("http://{http}/"), 3000, None).await;
+    for n in [&a, &b, &c] {
+        let r = row(&dom, &format!("data-member=\"{}\"", n.id().name()))
+            .unwrap_or_else(|| panic!("no row for {}:\n{dom}", n.id()));
+        assert!(
+            r.contains(&n.id().to_string()) && r.contains("serving"),
+            "{r}"
+        );
+    }
+    for (role, nodes) in [
+        ("audit", "pg-a"),
+        ("billing", "pg-a, pg-b"),
+        ("gateway", "pg-c"),
+    ] {
+        let r = row(&dom, &format!("data-role=\"{role}\""))
+            .unwrap_or_else(|| panic!("no row for role {role}:\n{dom}"));
+        assert!(r.contains(&format!(">{nodes}</td>")), "{role}: {r}");
+    }
+    assert!(dom.contains(&format!("<span id=\"cluster\">{cluster}</span>")));
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("management-page.png");
+    let _ = std::fs::remove_file(&shot);
+    browse(format!("http://{http}/"), 2000, Some(shot.clone())).await;
+    let png = std::fs::read(&shot).expect("the screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{shot:?}"
+    );
+    eprintln!("screenshot of the page: {}", shot.display());
+
+    // One session across a death: each poll through the proxy takes 300 ms of real time.
+    let polled = std::sync::Arc::new(tokio::sync::Notify::new());
+    let proxy = slow_proxy(http, Duration::from_millis(300), polled.clone()).await;
+    let session = tokio::spawn(browse(format!("http://{proxy}/"), 20_000, None));
+    tokio::time::timeout(Duration::from_secs(30), polled.notified())
+        .await
+        .expect("the page polled /cluster");
+    let c_id = c.id().clone();
+    c.kill();
+    wait_until(Duration::from_secs(10), "a drops pg-c", || {
+        a.registry().snapshot().member(&c_id).is_none()
+    })
+    .await;
+    let dom = session.await.unwrap();
+    assert!(
+        !dom.contains("data-member=\"pg-c\""),
+        "pg-c still shown:\n{dom}"
+    );
+    assert!(row(&dom, "data-member=\"pg-a\"").is_some(), "{dom}");
+    assert!(row(&dom, "data-member=\"pg-b\"").is_some(), "{dom}");
+    assert!(
+        !dom.contains("data-role=\"gateway\""),
+        "gateway still shown:\n{dom}"
+    );
+    assert!(
+        dom.contains(&format!("data-change=\"down\" data-id=\"{c_id}\"")),
+        "no down change for {c_id}:\n{dom}"
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}
