@@ -410,17 +410,17 @@ async fn readyz_through_sigterm_drain_of_a_process() {
     )
     .await;
 
-    // A call that runs for 3 s, in flight across the SIGTERM.
+    // A call that runs for 5 s, in flight across the SIGTERM.
     let call = {
-        let target = caller.any("work").timeout(Duration::from_secs(10));
-        tokio::spawn(async move { target.exec(1, 3000).await })
+        let target = caller.any("work").timeout(Duration::from_secs(15));
+        tokio::spawn(async move { target.exec(1, 5000).await })
     };
     proc.wait_for(Duration::from_secs(10), "EXEC ", |_| true)
         .await;
     proc.signal("TERM");
     let term = Instant::now();
     let elapsed = wait_until_async(
-        Duration::from_secs(2),
+        Duration::from_secs(5),
         "/readyz says leaving",
         || async move {
             let r = get(addr, "/readyz").await;
@@ -428,8 +428,9 @@ async fn readyz_through_sigterm_drain_of_a_process() {
         },
     )
     .await;
+    // Signal delivery and one HTTP round trip on a loaded machine: well within the drain.
     assert!(
-        elapsed < Duration::from_millis(1000),
+        elapsed < Duration::from_millis(2000),
         "503 took {elapsed:?}"
     );
     // Still draining: the call has not returned, the process answers /livez and says
@@ -442,7 +443,7 @@ async fn readyz_through_sigterm_drain_of_a_process() {
     assert_eq!(doc["node"]["in_flight"], 1);
     // Every probe until the process is gone says not ready.
     let mut probes = 0;
-    while term.elapsed() < Duration::from_secs(2) {
+    while term.elapsed() < Duration::from_secs(3) {
         match request(addr, "GET", "/readyz").await {
             Ok(r) => assert_eq!(r.status, 503, "{r:?}"),
             Err(_) => break,
