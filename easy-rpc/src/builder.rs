@@ -1,6 +1,7 @@
 //! [`NodeBuilder`]: the cluster settings of [`cluster_helper::NodeBuilder`] (forwarded with the
 //! same parameter types), the services to serve, the client options.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use cluster_helper::{Config, RpcListen};
@@ -40,6 +41,32 @@ pub struct NodeBuilder {
     limits: Option<ServerLimits>,
     /// Server limits read from `CLUSTER_RPC_*` variables (the code's win).
     env_limits: Option<ServerLimits>,
+    /// The management endpoint's address set in code ([`NodeBuilder::http_listen`]).
+    http: Option<SocketAddr>,
+    /// `CLUSTER_HTTP_LISTEN`: an address, or off (`Some(None)`); the code's wins.
+    env_http: Option<Option<SocketAddr>>,
+}
+
+/// The variable that turns the management HTTP endpoint on.
+const HTTP_LISTEN_VAR: &str = "CLUSTER_HTTP_LISTEN";
+
+/// Parses `CLUSTER_HTTP_LISTEN` (blank: unset; `off`: off).
+fn parse_http_listen(value: Option<String>) -> Result<Option<Option<SocketAddr>>, Error> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match value.trim() {
+        "off" | "none" | "disabled" => Ok(Some(None)),
+        v => v
+            .parse()
+            .map(|addr| Some(Some(addr)))
+            .map_err(|_| Error::InvalidConfig {
+                setting: HTTP_LISTEN_VAR,
+                value: value.clone(),
+                expected: "the management endpoint's address as ip:port (e.g. 0.0.0.0:9090, \
+                           or 127.0.0.1:0 for any free port), or off",
+            }),
+    }
 }
 
 macro_rules! forward {
@@ -66,6 +93,8 @@ impl Default for NodeBuilder {
             default: None,
             limits: None,
             env_limits: None,
+            http: None,
+            env_http: None,
         }
     }
 }
@@ -76,8 +105,10 @@ impl NodeBuilder {
         Self::default()
     }
 
-    /// Reads the `CLUSTER_*` environment variables (see [`cluster_helper::Config`]), and the
-    /// server limits' `CLUSTER_RPC_MAX_*` ([`ServerLimits::ENV_VARS`]).
+    /// Reads the `CLUSTER_*` environment variables (see [`cluster_helper::Config`]), the
+    /// server limits' `CLUSTER_RPC_MAX_*` ([`ServerLimits::ENV_VARS`]) and
+    /// `CLUSTER_HTTP_LISTEN` (see [`http_listen`](NodeBuilder::http_listen); `off` turns the
+    /// endpoint off).
     ///
     /// # Errors
     ///
@@ -88,6 +119,11 @@ impl NodeBuilder {
             std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
         })? {
             self.env_limits = Some(limits);
+        }
+        if let Some(http) = parse_http_listen(
+            std::env::var_os(HTTP_LISTEN_VAR).map(|v| v.to_string_lossy().into_owned()),
+        )? {
+            self.env_http = Some(http);
         }
         Ok(self)
     }
@@ -121,6 +157,14 @@ impl NodeBuilder {
                 .map(|(_, v)| v.clone())
         })? {
             self.env_limits = Some(limits);
+        }
+        let http = vars
+            .iter()
+            .rev()
+            .find(|(k, _)| k == HTTP_LISTEN_VAR)
+            .map(|(_, v)| v.clone());
+        if let Some(http) = parse_http_listen(http)? {
+            self.env_http = Some(http);
         }
         self.cluster = self.cluster.from_vars(vars)?;
         Ok(self)
@@ -207,6 +251,36 @@ impl NodeBuilder {
         self
     }
 
+    /// Turns on the management HTTP endpoint at `addr` (port 0: any free port; see
+    /// [`Node::http_addr`]): `GET /livez` (200 while the node runs), `/readyz` (200 when
+    /// joined and serving; 503 while joining and from the moment shutdown begins), `/cluster`
+    /// (the registry as this node sees it, JSON) and `/` (a page that shows it, live). Off by
+    /// default; `CLUSTER_HTTP_LISTEN` turns it on from the environment (set here, this wins).
+    ///
+    /// The endpoint is not authenticated and shows the cluster's membership (names,
+    /// addresses, roles, services) to whoever reaches it: bind it where only the pod's probes
+    /// and the operators' network reach (see SECURITY.md). It bounds what a client can hold
+    /// (connections, head size, time), so it cannot be used to hurt the node.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), easy_rpc::Error> {
+    /// let node = easy_rpc::Node::builder()
+    ///     .cluster("docs-http").name("n1").listen("127.0.0.1:0")
+    ///     .secret_key(easy_rpc::cluster_helper::Secret::generate())
+    ///     .http_listen("127.0.0.1:0".parse().unwrap())
+    ///     .default_node(false)
+    ///     .start().await?;
+    /// let addr = node.http_addr().expect("on");
+    /// assert_ne!(addr.port(), 0);
+    /// node.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn http_listen(mut self, addr: SocketAddr) -> Self {
+        self.http = Some(addr);
+        self
+    }
+
     /// Whether this node becomes the process's default node (for [`any`](crate::any),
     /// [`all`](crate::all), [`by_key`](crate::by_key)). Default: yes if no default node is
     /// set yet.
@@ -246,12 +320,35 @@ impl NodeBuilder {
         {
             return Err(Error::NoRpcListener { service });
         }
+        let http_addr = match (self.http, self.env_http) {
+            (Some(addr), env) => {
+                if env.is_some() {
+                    tracing::info!(
+                        "{HTTP_LISTEN_VAR} ignored: the program sets the management address"
+                    );
+                }
+                Some(addr)
+            }
+            (None, env) => env.flatten(),
+        };
+        // Bound before joining, so that a port in use stops start-up before peers see the node.
+        let http =
+            match http_addr {
+                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(
+                    |source| cluster_helper::Error::Bind {
+                        what: "management HTTP (TCP)",
+                        addr,
+                        source,
+                    },
+                )?),
+                None => None,
+            };
         let cluster = self.cluster.services(&names).start().await?;
         let listener = cluster.take_rpc_listener();
         let make_default = self
             .default
             .unwrap_or_else(|| !crate::default_node::is_set());
-        let node = Node::start(cluster, listener, self.options, limits, self.services)?;
+        let node = Node::start(cluster, listener, self.options, limits, self.services, http)?;
         if make_default {
             node.make_default();
         }

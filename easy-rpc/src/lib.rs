@@ -18,6 +18,10 @@
 //!   while serving ([`context`]); dropping a call cancels it on the server.
 //! - [`RpcError`] says what happened and on which node; a method's own error comes back typed
 //!   as [`RpcError::Remote`].
+//! - A management HTTP endpoint, off by default ([`NodeBuilder::http_listen`],
+//!   `CLUSTER_HTTP_LISTEN`): `/livez`, `/readyz` for Kubernetes probes, `/cluster` (the
+//!   registry as JSON) and a live page; the `easy-rpc` command line (`members`, `roles`,
+//!   `watch`, `health`) reads it. Unauthenticated: keep it inside the pod's network.
 //!
 //! ```
 //! use easy_rpc::{Node, RpcError};
@@ -106,6 +110,7 @@ mod default_node;
 mod error;
 mod handshake;
 mod keyring;
+mod management;
 mod node;
 mod noise;
 mod options;

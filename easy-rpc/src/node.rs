@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use cluster_helper::{
@@ -57,6 +57,19 @@ struct Inner {
     stop: watch::Sender<bool>,
     /// Whether it has an RPC listener (else it only makes calls).
     listening: bool,
+    /// Where the management HTTP endpoint listens, if it is on.
+    http_addr: Option<SocketAddr>,
+}
+
+/// A handle that does not keep the node running (the management endpoint holds one).
+#[derive(Debug)]
+pub(crate) struct WeakNode(Weak<Inner>);
+
+impl WeakNode {
+    /// The node, while a [`Node`] handle of it lives.
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
 }
 
 impl Inner {
@@ -109,6 +122,7 @@ impl Node {
         options: ClientOptions,
         limits: ServerLimits,
         services: Vec<Served>,
+        http: Option<tokio::net::TcpListener>,
     ) -> Result<Node, Error> {
         let rpc = Rpc::new(&cluster, options, limits);
         {
@@ -133,7 +147,7 @@ impl Node {
         let weak = Arc::downgrade(&rpc);
         let mut changes = cluster.registry().watch();
         let mut before = changes.borrow_and_update().clone();
-        let mut stopped = stop_rx;
+        let mut stopped = stop_rx.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -146,14 +160,20 @@ impl Node {
                 }
             }
         });
-        Ok(Node {
+        let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
+        let node = Node {
             inner: Arc::new(Inner {
                 cluster,
                 rpc,
                 stop,
                 listening,
+                http_addr,
             }),
-        })
+        };
+        if let Some(http) = http {
+            crate::management::spawn(http, WeakNode(Arc::downgrade(&node.inner)), stop_rx);
+        }
+        Ok(node)
     }
 
     // --- identity and addresses ---
@@ -182,6 +202,14 @@ impl Node {
     /// (`CLUSTER_RPC_LISTEN=off`), which only makes calls.
     pub fn rpc_addr(&self) -> Option<SocketAddr> {
         self.inner.cluster.rpc_addr()
+    }
+
+    /// Where the management HTTP endpoint listens (`/livez`, `/readyz`, `/cluster`, `/`);
+    /// `None` when it is off (the default; on with `CLUSTER_HTTP_LISTEN` or
+    /// [`NodeBuilder::http_listen`](crate::NodeBuilder::http_listen)). The bound address, so
+    /// port 0 shows the port picked.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.inner.http_addr
     }
 
     // --- the registry ---
@@ -425,6 +453,12 @@ impl Node {
     /// [`ServerStats::max_connections`] for the connection cap derived at start).
     pub fn server_limits(&self) -> &ServerLimits {
         &self.inner.rpc.server.bounds.limits
+    }
+
+    /// Whether [`shutdown`](Node::shutdown) has begun (the node then refuses new connections
+    /// and finishes what it runs).
+    pub(crate) fn is_leaving(&self) -> bool {
+        self.inner.rpc.server.is_leaving()
     }
 
     // --- leaving ---

@@ -1,5 +1,6 @@
 //! A node serving the fault suite's `Work` service, as its own OS process, configured from
-//! `CLUSTER_*`. Prints `STARTED <node-id> <gossip-addr>`, then `EXEC <id> <unix-ms>` for every
+//! `CLUSTER_*`. Prints `STARTED <node-id> <gossip-addr>` (and `HTTP <addr>` if its management
+//! endpoint is on, `CLUSTER_HTTP_LISTEN`), then `EXEC <id> <unix-ms>` for every
 //! non-idempotent call it runs, and `LEFT` after a graceful leave (SIGTERM). With
 //! `RPC_NODE_STATS_MS=<n>` it also prints its server's counters every `n` ms:
 //! `STATS connections=.. pending=.. open=.. refused_conns=.. refused_pending=..
@@ -25,6 +26,9 @@ async fn main() {
         }
     };
     println!("STARTED {} {}", node.id(), node.gossip_addr());
+    if let Some(http) = node.http_addr() {
+        println!("HTTP {http}");
+    }
     if let Some(ms) = std::env::var("RPC_NODE_STATS_MS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())

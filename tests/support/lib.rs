@@ -2,6 +2,7 @@
 //!
 //! - [`churn`]: the fault suite's service, and load that counts every outcome.
 //! - [`cluster`]: starting test nodes on loopback and waiting for conditions.
+//! - [`http`]: a raw HTTP/1.1 client for the management endpoint.
 //! - [`process`]: nodes as real OS processes (the `cluster_node` binary).
 //! - [`netns`]: test hosts in network namespaces, for partitions and lossy, slow links.
 //! - [`netem`]: the user-space switch that delays, jitters and drops frames between hosts.
@@ -10,6 +11,7 @@
 
 pub mod churn;
 pub mod cluster;
+pub mod http;
 pub mod netem;
 pub mod netns;
 pub mod process;

@@ -1,0 +1,106 @@
+//! The management endpoint's routes: one request in, one response out, without reading a body.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Body;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use cluster_helper::NodeStatus;
+
+use crate::node::{Node, WeakNode};
+
+/// The page at `/`: self-contained (inline style and script, no build step, nothing fetched
+/// but `/cluster`).
+const PAGE: &str = include_str!("page.html");
+
+/// Whether `/readyz` says ready, and the word it answers with.
+pub(crate) fn readiness(node: &Node) -> (bool, &'static str) {
+    if node.is_leaving() {
+        return (false, "leaving");
+    }
+    match node.status() {
+        NodeStatus::Serving if node.is_ready() => (true, "ready"),
+        NodeStatus::Leaving => (false, "leaving"),
+        _ => (false, "joining"),
+    }
+}
+
+/// The response to `req`.
+pub(crate) fn respond<B: Body>(node: &WeakNode, req: &Request<B>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    // No route takes a body: refuse one rather than read it, and close the connection so
+    // that hyper does not have to skip over it.
+    let hint = req.body().size_hint();
+    if hint.lower() > 0 || hint.upper() != Some(0) {
+        let mut r = text(StatusCode::PAYLOAD_TOO_LARGE, "no request body expected\n");
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    let path = req.uri().path();
+    if !matches!(path, "/" | "/livez" | "/readyz" | "/cluster") {
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: try /livez, /readyz, /cluster or /\n",
+        );
+    }
+    let Some(node) = node.upgrade() else {
+        // The node is gone; the endpoint is about to stop.
+        return text(StatusCode::SERVICE_UNAVAILABLE, "stopped\n");
+    };
+    match path {
+        "/livez" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            let (ready, word) = readiness(&node);
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            text(
+                status,
+                match word {
+                    "ready" => "ready\n",
+                    "leaving" => "leaving\n",
+                    _ => "joining\n",
+                },
+            )
+        }
+        "/cluster" => {
+            let body = super::cluster::json(&node);
+            response(StatusCode::OK, "application/json", Bytes::from(body))
+        }
+        _ => response(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            Bytes::from_static(PAGE.as_bytes()),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    response(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(body.as_bytes()),
+    )
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}

@@ -1,0 +1,697 @@
+//! The management HTTP endpoint (`CLUSTER_HTTP_LISTEN`), over real HTTP on loopback: `/readyz`
+//! through join, serving and a SIGTERM drain of a node process; `/cluster` against each node's
+//! registry; routes, methods and the bounds on what a client can hold.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use easy_rpc::Node;
+use easy_rpc_tests::churn::{Work, WorkClient, WorkImpl};
+use easy_rpc_tests::cluster::{rpc_builder, unique_cluster, wait_until, wait_until_async};
+use easy_rpc_tests::http::{get, raw_request, request};
+use easy_rpc_tests::process::NodeProcess;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const RPC_NODE: &str = env!("CARGO_BIN_EXE_rpc_node");
+
+fn loopback0() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+async fn start(cluster: &str, name: &str, roles: &[&str], seeds: &[&Node]) -> Node {
+    rpc_builder(cluster, name)
+        .roles(roles.iter().copied())
+        .seeds(seeds.iter().map(|n| n.gossip_addr().to_string()))
+        .http_listen(loopback0())
+        .serve(
+            WorkImpl {
+                name: name.to_owned(),
+            }
+            .serve(),
+        )
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// What `/cluster` says of the members, as (id -> (status, roles, services, gossip, rpc)).
+type Members = BTreeMap<String, (String, Vec<String>, Vec<String>, String, Option<String>)>;
+
+fn members_of_json(doc: &Value) -> Members {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    doc["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            let id = m["id"].as_str().unwrap().to_owned();
+            assert_eq!(
+                id,
+                format!("{}#{}", m["name"].as_str().unwrap(), m["incarnation"]),
+                "id is name#incarnation"
+            );
+            (
+                id,
+                (
+                    m["status"].as_str().unwrap().to_owned(),
+                    strings(&m["roles"]),
+                    strings(&m["services"]),
+                    m["gossip_addr"].as_str().unwrap().to_owned(),
+                    m["rpc_addr"].as_str().map(str::to_owned),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn members_of_registry(snapshot: &easy_rpc::cluster_helper::Snapshot) -> Members {
+    snapshot
+        .members()
+        .map(|m| {
+            (
+                m.id.to_string(),
+                (
+                    m.status.to_string(),
+                    m.roles.iter().map(|r| r.to_string()).collect(),
+                    m.services.iter().map(|s| s.to_string()).collect(),
+                    m.gossip_addr.to_string(),
+                    m.rpc_addr.map(|a| a.to_string()),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn roles_of_registry(
+    snapshot: &easy_rpc::cluster_helper::Snapshot,
+) -> BTreeMap<String, Vec<String>> {
+    snapshot
+        .roles()
+        .map(|(role, nodes)| {
+            let mut ids: Vec<String> = nodes.iter().map(|m| m.id.to_string()).collect();
+            ids.sort();
+            (role.to_string(), ids)
+        })
+        .collect()
+}
+
+fn roles_of_json(doc: &Value) -> BTreeMap<String, Vec<String>> {
+    serde_json::from_value(doc["roles"].clone()).expect("roles: {role: [id]}")
+}
+
+/// `/cluster` of `node`, fetched while the registry held one version (so the two can be
+/// compared exactly), with that snapshot.
+async fn cluster_and_snapshot(
+    node: &Node,
+) -> (Value, std::sync::Arc<easy_rpc::cluster_helper::Snapshot>) {
+    let addr = node.http_addr().expect("endpoint on");
+    for _ in 0..50 {
+        let before = node.registry().snapshot();
+        let r = get(addr, "/cluster").await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let doc = r.json();
+        if doc["version"].as_u64() == Some(before.version())
+            && node.registry().version() == before.version()
+        {
+            return (doc, before);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the registry of {} never held still for one request",
+        node.id()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_json_equals_each_registry() {
+    let cluster = unique_cluster("mgmt-cluster");
+    let a = start(&cluster, "mg-a", &["billing", "audit"], &[]).await;
+    let b = start(&cluster, "mg-b", &["billing"], &[&a]).await;
+    let c = start(&cluster, "mg-c", &["gateway"], &[&a]).await;
+    let nodes = [&a, &b, &c];
+    wait_until(
+        Duration::from_secs(10),
+        "every node sees 3 serving members",
+        || {
+            nodes.iter().all(|n| {
+                let m = n.members();
+                m.len() == 3
+                    && m.iter()
+                        .all(|m| m.status == easy_rpc::cluster_helper::NodeStatus::Serving)
+            })
+        },
+    )
+    .await;
+    for node in nodes {
+        let (doc, snapshot) = cluster_and_snapshot(node).await;
+        assert_eq!(doc["cluster"], cluster.as_str());
+        assert_eq!(members_of_json(&doc), members_of_registry(&snapshot));
+        assert_eq!(roles_of_json(&doc), roles_of_registry(&snapshot));
+        // And what the registry holds is the cluster as started.
+        let json_roles = roles_of_json(&doc);
+        let names = |role: &str| -> Vec<String> {
+            json_roles[role]
+                .iter()
+                .map(|id| id.split('#').next().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(names("billing"), ["mg-a", "mg-b"]);
+        assert_eq!(names("audit"), ["mg-a"]);
+        assert_eq!(names("gateway"), ["mg-c"]);
+        // This node's own view.
+        let me = &doc["node"];
+        assert_eq!(me["id"], node.id().to_string().as_str());
+        assert_eq!(me["status"], "serving");
+        assert_eq!(me["ready"], true);
+        assert_eq!(me["readiness"], "ready");
+        let roles: Vec<String> = node.roles().iter().map(|r| r.to_string()).collect();
+        assert_eq!(me["roles"], serde_json::json!(roles));
+        assert_eq!(me["services"], serde_json::json!(["Work"]));
+        assert_eq!(me["gossip_addr"], node.gossip_addr().to_string().as_str());
+    }
+
+    // A role change shows up on every node's endpoint.
+    b.add_role("audit").await.unwrap();
+    for node in nodes {
+        let addr = node.http_addr().unwrap();
+        wait_until_async(Duration::from_secs(10), "audit shows mg-b", || async move {
+            let doc = get(addr, "/cluster").await.json();
+            doc["roles"]["audit"].as_array().is_some_and(|ids| {
+                ids.iter()
+                    .any(|id| id.as_str().unwrap().starts_with("mg-b#"))
+            })
+        })
+        .await;
+        let (doc, snapshot) = cluster_and_snapshot(node).await;
+        assert_eq!(members_of_json(&doc), members_of_registry(&snapshot));
+        assert_eq!(roles_of_json(&doc), roles_of_registry(&snapshot));
+    }
+
+    // A node that leaves is gone from the others' endpoints.
+    c.shutdown().await;
+    for node in [&a, &b] {
+        let addr = node.http_addr().unwrap();
+        wait_until_async(Duration::from_secs(10), "mg-c gone", || async move {
+            let doc = get(addr, "/cluster").await.json();
+            !doc["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["name"] == "mg-c")
+        })
+        .await;
+    }
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_methods_and_the_page() {
+    let cluster = unique_cluster("mgmt-routes");
+    let node = start(&cluster, "mr-a", &["billing"], &[]).await;
+    node.ready().await;
+    let addr = node.http_addr().unwrap();
+    assert_ne!(addr.port(), 0);
+    assert_ne!(Some(addr), node.rpc_addr(), "its own port");
+
+    let live = get(addr, "/livez").await;
+    assert_eq!((live.status, live.body.as_str()), (200, "ok\n"));
+    let ready = get(addr, "/readyz").await;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+    let page = get(addr, "/").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        page.body.contains("fetch(\"/cluster\""),
+        "the page polls /cluster"
+    );
+    for forbidden in ["http://", "https://", "<link", "src="] {
+        assert!(
+            !page.body.contains(forbidden),
+            "the page is self-contained, but contains {forbidden:?}"
+        );
+    }
+
+    // HEAD: the same status and length, no body.
+    let head = request(addr, "HEAD", "/readyz").await.unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.body, "");
+    assert_eq!(head.header("content-length"), Some("6"));
+
+    let missing = get(addr, "/metricsz").await;
+    assert_eq!(missing.status, 404);
+    let missing = get(addr, "/cluster/x").await;
+    assert_eq!(missing.status, 404);
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        let r = request(addr, method, "/readyz").await.unwrap();
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    }
+    // A body is refused, not read.
+    let r = raw_request(
+        addr,
+        b"GET /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n0123",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 413);
+    // An oversized head is refused (hyper's 431) or the connection is closed without an
+    // answer; the node is fine either way.
+    let mut huge = b"GET /readyz HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 256 * 1024));
+    huge.extend(b"\r\n\r\n");
+    if let Ok(r) = raw_request(addr, &huge).await {
+        assert!(r.status == 431 || r.status == 400, "{r:?}");
+    }
+    assert_eq!(get(addr, "/livez").await.status, 200);
+    node.shutdown().await;
+    // Stopped with the node.
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the endpoint stopped with the node"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_by_default_and_bad_values_name_the_variable() {
+    let cluster = unique_cluster("mgmt-off");
+    let node = rpc_builder(&cluster, "mo-a").start().await.unwrap();
+    assert_eq!(node.http_addr(), None);
+    node.shutdown().await;
+
+    let node = rpc_builder(&cluster, "mo-b")
+        .from_vars([("CLUSTER_HTTP_LISTEN", "127.0.0.1:0")])
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    let addr = node.http_addr().expect("on from the variable");
+    assert_eq!(get(addr, "/livez").await.status, 200);
+    node.shutdown().await;
+
+    let node = rpc_builder(&cluster, "mo-c")
+        .from_vars([("CLUSTER_HTTP_LISTEN", "off")])
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(node.http_addr(), None);
+    node.shutdown().await;
+
+    for bad in ["9090", "localhost", "1.2.3.4:99999", "on"] {
+        let e = rpc_builder(&cluster, "mo-d")
+            .from_vars([("CLUSTER_HTTP_LISTEN", bad)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("CLUSTER_HTTP_LISTEN") && e.contains(bad) && e.contains("ip:port"),
+            "{e}"
+        );
+    }
+
+    // A port in use stops start-up, naming the endpoint.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let e = rpc_builder(&cluster, "mo-e")
+        .http_listen(taken.local_addr().unwrap())
+        .start()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("management HTTP"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_joining_then_200() {
+    let cluster = unique_cluster("mgmt-join");
+    // A seed that never answers: the node stays joining until its join timeout.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let node = rpc_builder(&cluster, "mj-a")
+        .seeds([silent.local_addr().unwrap().to_string()])
+        .join_timeout(Duration::from_secs(2))
+        .http_listen(loopback0())
+        .start()
+        .await
+        .unwrap();
+    let addr = node.http_addr().unwrap();
+    let started = Instant::now();
+    let r = get(addr, "/readyz").await;
+    if started.elapsed() < Duration::from_millis(1500) {
+        assert_eq!((r.status, r.body.as_str()), (503, "joining\n"));
+        assert_eq!(get(addr, "/livez").await.status, 200, "alive while joining");
+        let doc = get(addr, "/cluster").await.json();
+        assert_eq!(doc["node"]["status"], "joining");
+        assert_eq!(doc["node"]["ready"], false);
+    }
+    wait_until_async(
+        Duration::from_secs(10),
+        "ready after the join timeout",
+        || async move { get(addr, "/readyz").await.status == 200 },
+    )
+    .await;
+    assert!(node.is_ready());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "ready only after the join timeout"
+    );
+    node.shutdown().await;
+}
+
+/// A node process (`rpc_node`) with `CLUSTER_HTTP_LISTEN`: ready once joined; on SIGTERM,
+/// `/readyz` turns 503 at once while a call in flight still finishes, `/livez` stays 200 until
+/// the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_through_sigterm_drain_of_a_process() {
+    let cluster = unique_cluster("mgmt-term");
+    let caller = rpc_builder(&cluster, "mt-caller").start().await.unwrap();
+    let mut proc = NodeProcess::spawn(
+        RPC_NODE,
+        "mt-work",
+        &[
+            ("CLUSTER_NAME", cluster.clone()),
+            ("CLUSTER_ROLES", "work".into()),
+            ("CLUSTER_SEEDS", caller.gossip_addr().to_string()),
+            ("CLUSTER_HTTP_LISTEN", "127.0.0.1:0".into()),
+            ("CLUSTER_LEAVE_GRACE", "500ms".into()),
+        ],
+    );
+    proc.wait_for(Duration::from_secs(20), "HTTP ", |_| true)
+        .await;
+    let addr: SocketAddr = proc
+        .last("HTTP ")
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_until_async(
+        Duration::from_secs(10),
+        "the process is ready",
+        || async move { get(addr, "/readyz").await.status == 200 },
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(10),
+        "the caller sees the worker",
+        || !caller.nodes_with_role("work").is_empty(),
+    )
+    .await;
+
+    // A call that runs for 5 s, in flight across the SIGTERM.
+    let call = {
+        let target = caller.any("work").timeout(Duration::from_secs(15));
+        tokio::spawn(async move { target.exec(1, 5000).await })
+    };
+    proc.wait_for(Duration::from_secs(10), "EXEC ", |_| true)
+        .await;
+    proc.signal("TERM");
+    let term = Instant::now();
+    let elapsed = wait_until_async(
+        Duration::from_secs(5),
+        "/readyz says leaving",
+        || async move {
+            let r = get(addr, "/readyz").await;
+            r.status == 503 && r.body == "leaving\n"
+        },
+    )
+    .await;
+    // Signal delivery and one HTTP round trip on a loaded machine: well within the drain.
+    assert!(
+        elapsed < Duration::from_millis(2000),
+        "503 took {elapsed:?}"
+    );
+    // Still draining: the call has not returned, the process answers /livez and says
+    // leaving in /cluster.
+    assert!(!call.is_finished(), "the call is still in flight");
+    assert_eq!(get(addr, "/livez").await.status, 200);
+    let doc = get(addr, "/cluster").await.json();
+    assert_eq!(doc["node"]["ready"], false);
+    assert_eq!(doc["node"]["readiness"], "leaving");
+    assert_eq!(doc["node"]["in_flight"], 1);
+    // Every probe until the process is gone says not ready.
+    let mut probes = 0;
+    while term.elapsed() < Duration::from_secs(3) {
+        match request(addr, "GET", "/readyz").await {
+            Ok(r) => assert_eq!(r.status, 503, "{r:?}"),
+            Err(_) => break,
+        }
+        probes += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(probes > 5, "probed during the drain ({probes})");
+    let answer = call.await.unwrap().expect("the call in flight finished");
+    assert_eq!(answer, "mt-work");
+    assert_eq!(proc.wait_exit(Duration::from_secs(15)).await, Some(0));
+    assert!(proc.output().iter().any(|l| l == "LEFT"));
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the endpoint is gone with the process"
+    );
+    caller.shutdown().await;
+}
+
+/// No client can hold more than its own connection for long: connections over the cap are
+/// closed at once, idle ones after the head timeout, and the node's RPC is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_excess_connections_are_bounded() {
+    let cluster = unique_cluster("mgmt-bounds");
+    let node = start(&cluster, "mb-a", &["work"], &[]).await;
+    node.ready().await;
+    let addr = node.http_addr().unwrap();
+    // 40 connections that send nothing (the cap is 32).
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // The RPC side is untouched.
+    let who = node
+        .any("work")
+        .timeout(Duration::from_secs(5))
+        .whoami()
+        .await
+        .unwrap();
+    assert_eq!(who, "mb-a");
+    // Over the cap: closed at once (EOF within a second).
+    let mut closed_at_once = 0;
+    for s in idle.iter_mut() {
+        let mut b = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(100), s.read(&mut b)).await {
+            closed_at_once += 1;
+        }
+    }
+    assert!(closed_at_once >= 8, "{closed_at_once} closed over the cap");
+    // The rest are closed after the head timeout (5 s), a slow writer too.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    let _ = slow.write_all(b"GET /livez HTTP/1.1\r\n").await;
+    for mut s in idle.into_iter().chain([slow]) {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        assert!(
+            read.is_ok(),
+            "a connection held after {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(9));
+    assert_eq!(get(addr, "/readyz").await.status, 200);
+    node.shutdown().await;
+}
+
+/// The browser of the page test: `chromium` (Debian's package; `.ci/run` installs it).
+fn chromium() -> Option<&'static str> {
+    let found = std::process::Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    match found {
+        true => Some("chromium"),
+        false if std::env::var_os("CI").is_some() => panic!("chromium is not installed"),
+        false => None,
+    }
+}
+
+/// Loads `url` in headless chromium for `budget_ms` of the page's (virtual) time and returns
+/// the DOM, or writes a screenshot to `screenshot`. Virtual time stands still while a fetch is
+/// pending, so the page's polls take real time only through the server's (or a proxy's)
+/// latency.
+async fn browse(url: String, budget_ms: u64, screenshot: Option<std::path::PathBuf>) -> String {
+    let profile = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "chromium-{}-{}",
+        std::process::id(),
+        unique_cluster("p")
+    ));
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(chromium().unwrap());
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--window-size=1280,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--virtual-time-budget={budget_ms}"));
+        match &screenshot {
+            Some(path) => cmd.arg(format!("--screenshot={}", path.display())),
+            None => cmd.arg("--dump-dom"),
+        };
+        let out = cmd.arg(&url).output().expect("run chromium");
+        let _ = std::fs::remove_dir_all(&profile);
+        assert!(
+            out.status.success(),
+            "chromium failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+    .await
+    .unwrap()
+}
+
+/// A TCP proxy to `to` that holds each chunk the browser sends for `delay` (so each poll takes
+/// real time) and notifies `polled` when it forwards a `GET /cluster`.
+async fn slow_proxy(
+    to: SocketAddr,
+    delay: Duration,
+    polled: std::sync::Arc<tokio::sync::Notify>,
+) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let polled = polled.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(to).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = async {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                        tokio::time::sleep(delay).await;
+                        if buf[..n].starts_with(b"GET /cluster") {
+                            polled.notify_one();
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = sw.shutdown().await;
+                };
+                let down = async {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    let _ = cw.shutdown().await;
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    addr
+}
+
+/// The text of the table row (`<tr ...>` to `</tr>`) that starts with `attr`.
+fn row<'a>(dom: &'a str, attr: &str) -> Option<&'a str> {
+    let start = dom.find(attr)?;
+    let end = dom[start..].find("</tr>")? + start;
+    Some(&dom[start..end])
+}
+
+/// The page, in a real headless browser: it shows every member and role, and, in the same
+/// session, updates when a node dies (the member and its role leave the tables and a `down`
+/// change is listed). A screenshot is kept in the target directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_in_headless_chromium_shows_members_and_a_death() {
+    if chromium().is_none() {
+        eprintln!("chromium is not installed: skipping the page test (.ci/run installs it)");
+        return;
+    }
+    let cluster = unique_cluster("mgmt-page");
+    let a = start(&cluster, "pg-a", &["billing", "audit"], &[]).await;
+    let b = start(&cluster, "pg-b", &["billing"], &[&a]).await;
+    let c = start(&cluster, "pg-c", &["gateway"], &[&a]).await;
+    wait_until(Duration::from_secs(10), "a sees 3 serving members", || {
+        let m = a.members();
+        m.len() == 3
+            && m.iter()
+                .all(|m| m.status == easy_rpc::cluster_helper::NodeStatus::Serving)
+    })
+    .await;
+    let http = a.http_addr().unwrap();
+
+    // Every member and role, after the page's script ran.
+    let dom = browse(format!("http://{http}/"), 3000, None).await;
+    for n in [&a, &b, &c] {
+        let r = row(&dom, &format!("data-member=\"{}\"", n.id().name()))
+            .unwrap_or_else(|| panic!("no row for {}:\n{dom}", n.id()));
+        assert!(
+            r.contains(&n.id().to_string()) && r.contains("serving"),
+            "{r}"
+        );
+    }
+    for (role, nodes) in [
+        ("audit", "pg-a"),
+        ("billing", "pg-a, pg-b"),
+        ("gateway", "pg-c"),
+    ] {
+        let r = row(&dom, &format!("data-role=\"{role}\""))
+            .unwrap_or_else(|| panic!("no row for role {role}:\n{dom}"));
+        assert!(r.contains(&format!(">{nodes}</td>")), "{role}: {r}");
+    }
+    assert!(dom.contains(&format!("<span id=\"cluster\">{cluster}</span>")));
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("management-page.png");
+    let _ = std::fs::remove_file(&shot);
+    browse(format!("http://{http}/"), 2000, Some(shot.clone())).await;
+    let png = std::fs::read(&shot).expect("the screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{shot:?}"
+    );
+    eprintln!("screenshot of the page: {}", shot.display());
+
+    // One session across a death: each poll through the proxy takes 300 ms of real time.
+    let polled = std::sync::Arc::new(tokio::sync::Notify::new());
+    let proxy = slow_proxy(http, Duration::from_millis(300), polled.clone()).await;
+    let session = tokio::spawn(browse(format!("http://{proxy}/"), 20_000, None));
+    tokio::time::timeout(Duration::from_secs(30), polled.notified())
+        .await
+        .expect("the page polled /cluster");
+    let c_id = c.id().clone();
+    c.kill();
+    wait_until(Duration::from_secs(10), "a drops pg-c", || {
+        a.registry().snapshot().member(&c_id).is_none()
+    })
+    .await;
+    let dom = session.await.unwrap();
+    assert!(
+        !dom.contains("data-member=\"pg-c\""),
+        "pg-c still shown:\n{dom}"
+    );
+    assert!(row(&dom, "data-member=\"pg-a\"").is_some(), "{dom}");
+    assert!(row(&dom, "data-member=\"pg-b\"").is_some(), "{dom}");
+    assert!(
+        !dom.contains("data-role=\"gateway\""),
+        "gateway still shown:\n{dom}"
+    );
+    assert!(
+        dom.contains(&format!("data-change=\"down\" data-id=\"{c_id}\"")),
+        "no down change for {c_id}:\n{dom}"
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}
