@@ -103,6 +103,8 @@ impl<Req, Resp> ServerCodec<Req, Resp> {
     /// A codec whose responses fit frames of `max_frame` bytes, allowing clocks ahead of a
     /// caller's by `max_clock_skew`.
     pub(crate) fn new(max_frame: usize, max_clock_skew: Duration) -> Self {
+        // Fixed before any request is decoded (see `expired_mark`).
+        let _ = expired_mark();
         ServerCodec {
             max_frame,
             max_clock_skew,
@@ -125,23 +127,43 @@ impl<Req: DeserializeOwned, Resp> tokio_serde::Deserializer<ClientMessage<Req>>
         {
             let transit =
                 Duration::from_micros(wall_micros().saturating_sub(u64::from_le_bytes(sent)));
-            request.context.deadline =
-                late_deadline(request.context.deadline, transit, self.max_clock_skew);
+            if let Some(late) = transit
+                .checked_sub(self.max_clock_skew)
+                .filter(|late| !late.is_zero())
+            {
+                request.context.deadline = late_deadline(&frame, request.context.deadline, late);
+            }
         }
         Ok(message)
     }
 }
 
-/// A request's deadline (`arrival + time left`) with the time it spent in `transit` beyond
-/// the clock-skew allowance taken off; the arrival time if that would be earlier still.
-fn late_deadline(deadline: Instant, transit: Duration, skew: Duration) -> Instant {
-    match transit.checked_sub(skew) {
-        Some(late) if !late.is_zero() => deadline
-            .checked_sub(late)
-            .unwrap_or_else(Instant::now)
-            .min(deadline),
-        _ => deadline,
+/// A request's deadline (`arrival + time left`, `frame` being the request) with the time it
+/// spent in transit beyond the clock-skew allowance, `late`, taken off; [`expired_mark`] if
+/// that leaves no time.
+fn late_deadline(frame: &[u8], deadline: Instant, late: Duration) -> Instant {
+    let left = match postcard::take_from_bytes::<Head>(frame) {
+        Ok((Head::Request(left), _)) => left,
+        _ => Duration::ZERO,
+    };
+    if late >= left {
+        return expired_mark();
     }
+    deadline.checked_sub(late).unwrap_or_else(expired_mark)
+}
+
+/// The deadline the server codec gives a request that reached this node after its caller's
+/// deadline: an instant taken when the first server codec was made, earlier than any deadline
+/// a request decoded since can have, so that checking for it needs no clock read.
+pub(crate) fn expired_mark() -> Instant {
+    static MARK: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *MARK.get_or_init(Instant::now)
+}
+
+/// Whether the server codec found `deadline`'s request expired on arrival ([`expired_mark`]).
+#[inline]
+pub(crate) fn is_expired(deadline: Instant) -> bool {
+    deadline <= expired_mark()
 }
 
 impl<Req, R: Serialize> tokio_serde::Serializer<Response<Reply<R>>> for ServerCodec<Req, Reply<R>> {

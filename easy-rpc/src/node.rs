@@ -125,6 +125,7 @@ impl Node {
         http: Option<tokio::net::TcpListener>,
     ) -> Result<Node, Error> {
         let rpc = Rpc::new(&cluster, options, limits);
+        rpc.watch_pauses();
         {
             let mut served = rpc
                 .server

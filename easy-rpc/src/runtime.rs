@@ -2,8 +2,8 @@
 //! (`node.any(..)` holds an `Arc` of it).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use cluster_helper::{NodeId, Registry};
 
@@ -32,6 +32,11 @@ pub(crate) struct Rpc {
     /// Set once the node has shut down (or was killed): calls through it fail with
     /// `RpcError::NotRunning`.
     stopped: AtomicBool,
+    /// When this process last stopped running for a while (see [`Rpc::watch_pauses`]), in
+    /// [`now_ms`](Self::now_ms) milliseconds; `u64::MAX` if never.
+    paused_at_ms: AtomicU64,
+    /// When the pause watch last woke, in `now_ms` milliseconds.
+    ticked_at_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Rpc {
@@ -43,6 +48,14 @@ impl std::fmt::Debug for Rpc {
             .finish_non_exhaustive()
     }
 }
+
+/// How often the pause watch wakes.
+const PAUSE_TICK_MS: u64 = 100;
+/// A wake-up this many ticks late is a pause of the process.
+const PAUSE_FACTOR: u32 = 4;
+/// How long after a pause the failure detector's downs are not trusted to end calls in flight
+/// (its view catches up within a few gossip rounds).
+const PAUSE_MEMORY_MS: u64 = 10_000;
 
 impl Rpc {
     pub(crate) fn new(
@@ -68,6 +81,8 @@ impl Rpc {
             server,
             epoch: Instant::now(),
             stopped: AtomicBool::new(false),
+            paused_at_ms: AtomicU64::new(u64::MAX),
+            ticked_at_ms: AtomicU64::new(0),
         })
     }
 
@@ -95,7 +110,45 @@ impl Rpc {
     /// since `before` (see [`Pool::prune`]); returns the snapshot it pruned to.
     pub(crate) fn prune(&self, before: &cluster_helper::Snapshot) -> Arc<cluster_helper::Snapshot> {
         let now = self.registry.snapshot();
-        self.pool.prune(before, &now);
+        // After this process itself was stopped (a paused VM, a throttled container, SIGSTOP),
+        // its failure detector wrongly sees silent peers for a moment: nodes dropped then keep
+        // their calls in flight (they answer them if they are alive), as a graceful leave does.
+        let now_ms = self.now_ms();
+        let paused = self.paused_at_ms.load(Ordering::Relaxed);
+        let recently_paused =
+            paused != u64::MAX && now_ms.saturating_sub(paused) <= PAUSE_MEMORY_MS;
+        // The watch may not have run yet since the process resumed: a late tick is a pause too.
+        let pausing = now_ms.saturating_sub(self.ticked_at_ms.load(Ordering::Relaxed))
+            > PAUSE_TICK_MS * u64::from(PAUSE_FACTOR);
+        let trust_downs = !recently_paused && !pausing;
+        self.pool.prune(before, &now, trust_downs);
         now
+    }
+
+    /// Watches this process for pauses: a task that wakes every [`PAUSE_TICK_MS`] and notes
+    /// when it woke much later than asked (the process did not run meanwhile). Runs until the
+    /// node stops or `self` is dropped.
+    pub(crate) fn watch_pauses(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let tick = Duration::from_millis(PAUSE_TICK_MS);
+            let mut last = Instant::now();
+            if let Some(rpc) = weak.upgrade() {
+                rpc.ticked_at_ms.store(rpc.ms_at(last), Ordering::Relaxed);
+            }
+            loop {
+                tokio::time::sleep(tick).await;
+                let Some(rpc) = weak.upgrade() else { return };
+                if rpc.is_stopped() {
+                    return;
+                }
+                let now = Instant::now();
+                if now.saturating_duration_since(last) > tick * PAUSE_FACTOR {
+                    rpc.paused_at_ms.store(rpc.ms_at(now), Ordering::Relaxed);
+                }
+                rpc.ticked_at_ms.store(rpc.ms_at(now), Ordering::Relaxed);
+                last = now;
+            }
+        });
     }
 }

@@ -79,7 +79,9 @@ impl Pool {
     /// drains them. Any other node is gone (crashed, unreachable, replaced by a new
     /// incarnation): its calls in flight end now, so that idempotent ones are sent elsewhere
     /// at once and the others fail now rather than at their deadlines.
-    pub(crate) fn prune(&self, before: &Snapshot, now: &Snapshot) {
+    /// With `trust_downs` false (this process was just paused, so its failure detector may
+    /// be wrong), no calls are ended.
+    pub(crate) fn prune(&self, before: &Snapshot, now: &Snapshot, trust_downs: bool) {
         let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|(node, _), endpoint| {
             let keep = now.member(node).is_some();
@@ -89,7 +91,7 @@ impl Pool {
                     .is_some_and(|m| m.status == NodeStatus::Leaving);
                 // Role sets may still hold the endpoint until their next rebuild; the
                 // connection goes now.
-                endpoint.close(!left);
+                endpoint.close(trust_downs && !left);
             }
             keep
         });

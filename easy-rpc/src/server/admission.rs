@@ -86,12 +86,18 @@ impl Admission {
         }
     }
 
+    /// Room to run a request now, if there is some and nobody waits for it.
+    pub(crate) fn try_admit(&self) -> Option<Running<'_>> {
+        (self.queued.load(Ordering::Acquire) == 0 && self.try_enter()).then(|| Running(self))
+    }
+
     /// Room to run a request whose caller waits until `deadline`: at once if there is some
-    /// and nobody waits, else after waiting in the queue (woken in the order they came);
-    /// `Overloaded` if the queue is full, `Expired` if the deadline passes first.
+    /// and nobody waits ([`try_admit`](Self::try_admit), which callers try first without a
+    /// future), else after waiting in the queue (woken in the order they came); `Overloaded`
+    /// if the queue is full, `Expired` if the deadline passes first.
     pub(crate) async fn admit(&self, deadline: Instant) -> Result<Running<'_>, NotRunReason> {
-        if self.queued.load(Ordering::Acquire) == 0 && self.try_enter() {
-            return Ok(Running(self));
+        if let Some(running) = self.try_admit() {
+            return Ok(running);
         }
         if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
             self.queued.fetch_sub(1, Ordering::AcqRel);

@@ -147,9 +147,10 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         if conn.state.is_refusing() {
             return Ok(Reply::NotRun(NotRunReason::Leaving));
         }
-        if ctx.deadline <= std::time::Instant::now() {
-            // Its caller has given up (it reached the node late, or waited here too long):
-            // starting it now would run work nobody waits for, maybe twice.
+        if crate::codec::is_expired(ctx.deadline) {
+            // Its caller had given up before it reached this node (it waited in a stopped
+            // node's socket, or in a long queue): starting it now would run work nobody waits
+            // for, maybe twice.
             conn.state
                 .bounds
                 .expired_requests
@@ -167,17 +168,22 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         }
         let _admitted = match &conn.state.bounds.admission {
             None => None,
-            Some(admission) => match admission.admit(ctx.deadline).await {
-                Ok(running) => Some(running),
-                Err(reason) => {
-                    drop(running);
-                    let counter = match reason {
-                        NotRunReason::Expired => &conn.state.bounds.expired_requests,
-                        _ => &conn.state.bounds.refused_requests,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Reply::NotRun(reason));
-                }
+            Some(admission) => match admission.try_admit() {
+                Some(running) => Some(running),
+                // Boxed: the wait (a timer, a notification) would make every request's future
+                // larger, and tarpc moves it when it spawns the request.
+                None => match Box::pin(admission.admit(ctx.deadline)).await {
+                    Ok(running) => Some(running),
+                    Err(reason) => {
+                        drop(running);
+                        let counter = match reason {
+                            NotRunReason::Expired => &conn.state.bounds.expired_requests,
+                            _ => &conn.state.bounds.refused_requests,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        return Ok(Reply::NotRun(reason));
+                    }
+                },
             },
         };
         let _in_flight = InFlight::new(&conn.state);
