@@ -244,7 +244,11 @@ pub fn client(args: &[String]) {
                     json!("ok")
                 }
                 [cmd @ ("run" | "count"), role, depth, arg] => {
-                    let any = node.any(role);
+                    // The benchmark stops whole sides for a round (SIGSTOP): right after, this
+                    // node's failure detector may drop the servers for a moment. Calls wait for
+                    // them instead of failing (a bool read per call: no cost when nodes are
+                    // there).
+                    let any = node.any(role).wait_for_node(true);
                     rt.block_on(drive(
                         &any,
                         parse(Some(depth), "depth"),
