@@ -11,6 +11,7 @@ use tarpc::{ClientMessage, Response};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 
+use crate::client::Outgoing;
 use crate::codec::{ClientCodec, FrameCodec, ServerCodec, framing};
 use crate::deadline::MAX_TIMEOUT;
 use crate::error::RejectReason;
