@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use easy_rpc::{Node, RpcError};
+use easy_rpc::RpcError;
 use easy_rpc_tests::churn::WorkClient;
-use easy_rpc_tests::cluster::{init_logs, unique_cluster, wait_until};
+use easy_rpc_tests::cluster::{init_logs, rpc_builder, unique_cluster, wait_until};
 use easy_rpc_tests::process::NodeProcess;
 
 const EXE: &str = env!("CARGO_BIN_EXE_rpc_node");
@@ -47,17 +47,11 @@ fn stat(p: &NodeProcess, key: &str) -> u64 {
 async fn requests_whose_callers_gave_up_while_the_node_was_stopped_never_start() {
     init_logs();
     let cluster = unique_cluster("deadlines");
-    let node = Node::builder()
-        .cluster(&cluster)
-        .name("caller")
-        .listen("127.0.0.1:0")
-        .secret(easy_rpc_tests::TEST_SECRET)
-        .gossip_interval(Duration::from_millis(100))
+    let node = rpc_builder(&cluster, "caller")
         // Slow failure detection: the node must stay a member while it is stopped, or its
         // calls in flight would end when it is declared down (tests/node_down.rs), before the
         // node resumes.
         .phi_threshold(60.0)
-        .default_node(false)
         .start()
         .await
         .unwrap();

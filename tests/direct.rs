@@ -8,22 +8,13 @@ use std::time::{Duration, Instant};
 
 use easy_rpc::{Node, NodeId, RpcError};
 use easy_rpc_tests::churn::WorkClient;
-use easy_rpc_tests::cluster::{init_logs, unique_cluster, wait_until};
+use easy_rpc_tests::cluster::{init_logs, rpc_builder, unique_cluster, wait_until};
 use easy_rpc_tests::process::NodeProcess;
 
 const EXE: &str = env!("CARGO_BIN_EXE_rpc_node");
 
 async fn caller(cluster: &str) -> Node {
-    Node::builder()
-        .cluster(cluster)
-        .name("caller")
-        .listen("127.0.0.1:0")
-        .secret(easy_rpc_tests::TEST_SECRET)
-        .gossip_interval(Duration::from_millis(100))
-        .default_node(false)
-        .start()
-        .await
-        .unwrap()
+    rpc_builder(cluster, "caller").start().await.unwrap()
 }
 
 fn spawn(cluster: &str, seed: &str, name: &str) -> NodeProcess {

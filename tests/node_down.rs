@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use easy_rpc::{Node, RpcError};
 use easy_rpc_tests::churn::WorkClient;
-use easy_rpc_tests::cluster::{init_logs, unique_cluster, wait_until};
+use easy_rpc_tests::cluster::{init_logs, rpc_builder, unique_cluster, wait_until};
 use easy_rpc_tests::process::NodeProcess;
 
 const EXE: &str = env!("CARGO_BIN_EXE_rpc_node");
@@ -25,16 +25,7 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn cluster(test: &str, servers: usize) -> (Node, Vec<NodeProcess>) {
     init_logs();
     let name = unique_cluster(test);
-    let node = Node::builder()
-        .cluster(&name)
-        .name("caller")
-        .listen("127.0.0.1:0")
-        .secret(easy_rpc_tests::TEST_SECRET)
-        .gossip_interval(Duration::from_millis(100))
-        .default_node(false)
-        .start()
-        .await
-        .unwrap();
+    let node = rpc_builder(&name, "caller").start().await.unwrap();
     let seed = node.gossip_addr().to_string();
     let procs: Vec<NodeProcess> = (0..servers)
         .map(|i| {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use easy_rpc::{Node, NotRunReason, RpcError};
 use easy_rpc_tests::churn::WorkClient;
-use easy_rpc_tests::cluster::{init_logs, unique_cluster, wait_until};
+use easy_rpc_tests::cluster::{init_logs, rpc_builder, unique_cluster, wait_until};
 use easy_rpc_tests::process::NodeProcess;
 
 const EXE: &str = env!("CARGO_BIN_EXE_rpc_node");
@@ -87,16 +87,7 @@ async fn offer(node: &Node, rate: f64, secs: f64, first: u64) -> Phase {
 async fn at_three_times_capacity_the_cluster_runs_at_capacity_and_sheds_the_rest_fast() {
     init_logs();
     let cluster = unique_cluster("overload");
-    let node = Node::builder()
-        .cluster(&cluster)
-        .name("caller")
-        .listen("127.0.0.1:0")
-        .secret(easy_rpc_tests::TEST_SECRET)
-        .gossip_interval(Duration::from_millis(100))
-        .default_node(false)
-        .start()
-        .await
-        .unwrap();
+    let node = rpc_builder(&cluster, "caller").start().await.unwrap();
     let seed = node.gossip_addr().to_string();
     let procs: Vec<NodeProcess> = (0..NODES)
         .map(|i| {

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use easy_rpc::{Node, RpcError};
+use easy_rpc::RpcError;
 use easy_rpc_tests::churn::WorkClient;
-use easy_rpc_tests::cluster::{init_logs, unique_cluster, wait_until};
+use easy_rpc_tests::cluster::{init_logs, rpc_builder, unique_cluster, wait_until};
 use easy_rpc_tests::process::NodeProcess;
 
 const EXE: &str = env!("CARGO_BIN_EXE_rpc_node");
@@ -31,16 +31,7 @@ fn spawn(cluster: &str, seed: &str) -> NodeProcess {
 async fn a_single_node_role_restarted_under_load_loses_no_waiting_call() {
     init_logs();
     let cluster = unique_cluster("restart-gap");
-    let node = Node::builder()
-        .cluster(&cluster)
-        .name("caller")
-        .listen("127.0.0.1:0")
-        .secret(easy_rpc_tests::TEST_SECRET)
-        .gossip_interval(Duration::from_millis(100))
-        .default_node(false)
-        .start()
-        .await
-        .unwrap();
+    let node = rpc_builder(&cluster, "caller").start().await.unwrap();
     let seed = node.gossip_addr().to_string();
     let first = spawn(&cluster, &seed);
     wait_until(Duration::from_secs(15), "the caller sees solo", || {

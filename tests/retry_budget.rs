@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use easy_rpc::{ClientOptions, Node};
+use easy_rpc::ClientOptions;
 use easy_rpc_tests::churn::WorkClient;
-use easy_rpc_tests::cluster::{init_logs, unique_cluster, wait_until};
+use easy_rpc_tests::cluster::{init_logs, rpc_builder, unique_cluster, wait_until};
 use easy_rpc_tests::process::NodeProcess;
 
 const EXE: &str = env!("CARGO_BIN_EXE_rpc_node");
@@ -20,19 +20,13 @@ const CALLS: u64 = 300;
 async fn when_every_node_is_slow_retries_stay_within_the_budget() {
     init_logs();
     let cluster = unique_cluster("retry-budget");
-    let node = Node::builder()
-        .cluster(&cluster)
-        .name("caller")
-        .listen("127.0.0.1:0")
-        .secret(easy_rpc_tests::TEST_SECRET)
-        .gossip_interval(Duration::from_millis(100))
+    let node = rpc_builder(&cluster, "caller")
         .client_options(
             ClientOptions::default()
                 .retries(5)
                 .retry_budget(0.2)
                 .min_retries_per_sec(1),
         )
-        .default_node(false)
         .start()
         .await
         .unwrap();
