@@ -653,6 +653,7 @@ mod tests {
             catchup_callback: None,
             extra_liveness_predicate: None,
             protocol_version: ProtocolVersion::V0,
+            gossip_fanout: None,
         };
         start_node_with_config(transport, config).await
     }
@@ -865,6 +866,7 @@ mod tests {
                 node_state.get("READY") == Some("true")
             })),
             protocol_version: ProtocolVersion::V0,
+            gossip_fanout: None,
         };
         let mut nodes = Vec::new();
         for chitchat_id in &chitchat_ids {
