@@ -30,7 +30,11 @@ impl Outcome {
     /// [`RpcError::never_reached_server`] says so, [`Outcome::Lost`] for
     /// [`RpcError::NodeDown`].
     pub(crate) fn of<E>(error: &RpcError<E>) -> Outcome {
-        if error.never_reached_server() {
+        if matches!(error, RpcError::Layer { .. }) {
+            // A client layer's own error: the node's layers are the same for every node, so
+            // sending elsewhere would meet the same refusal.
+            Outcome::Failed
+        } else if error.never_reached_server() {
             Outcome::NotRun
         } else if matches!(error, RpcError::NodeDown { .. }) {
             Outcome::Lost
