@@ -12,7 +12,9 @@ use crate::error::Error;
 use crate::node::Node;
 use crate::options::ClientOptions;
 use crate::runtime::Layers;
-use crate::server::{ServerCall, ServerLayers, ServerResponse, ServerService, Served, ServerLimits};
+use crate::server::{
+    Served, ServerCall, ServerLayers, ServerLimits, ServerResponse, ServerService,
+};
 
 /// Builds and starts a [`Node`]: the cluster settings of [`cluster_helper::NodeBuilder`] (every
 /// setter forwarded with the same parameter types and the same rules: explicit settings win
@@ -336,8 +338,7 @@ impl NodeBuilder {
     pub fn server_layer<L>(mut self, layer: L) -> Self
     where
         L: Layer<ServerService> + Send + Sync + 'static,
-        L::Service:
-            Service<ServerCall, Response = ServerResponse> + Clone + Send + Sync + 'static,
+        L::Service: Service<ServerCall, Response = ServerResponse> + Clone + Send + Sync + 'static,
         <L::Service as Service<ServerCall>>::Error: Into<BoxError>,
         <L::Service as Service<ServerCall>>::Future: Send + 'static,
     {

@@ -510,7 +510,10 @@ impl<E: fmt::Display> fmt::Display for RpcError<E> {
                 } else {
                     "not sent"
                 };
-                write!(f, "{method} to {node} failed in a client layer ({sent}): {source}")
+                write!(
+                    f,
+                    "{method} to {node} failed in a client layer ({sent}): {source}"
+                )
             }
         }
     }

@@ -205,7 +205,11 @@ pub(crate) async fn call_endpoint<S: ServiceDef>(
         attempt += 1;
         let writes = req.writes();
         let sent = match &rpc.layers {
-            None => endpoint.send(&rpc, method, req.clone(), now, deadline).await,
+            None => {
+                endpoint
+                    .send(&rpc, method, req.clone(), now, deadline)
+                    .await
+            }
             // Boxed, out of line (as in `call_one`).
             Some(stack) => {
                 Box::pin(super::layer::send(

@@ -325,7 +325,9 @@ mod tests {
             true,
         );
         match &back {
-            RpcError::Layer { sent: true, source, .. } => {
+            RpcError::Layer {
+                sent: true, source, ..
+            } => {
                 assert!(source.is::<tower::timeout::error::Elapsed>());
             }
             other => panic!("{other:?}"),

@@ -172,8 +172,7 @@ impl ServerLayers {
     pub(crate) fn push<L>(&mut self, layer: L)
     where
         L: Layer<ServerService> + Send + Sync + 'static,
-        L::Service:
-            Service<ServerCall, Response = ServerResponse> + Clone + Send + Sync + 'static,
+        L::Service: Service<ServerCall, Response = ServerResponse> + Clone + Send + Sync + 'static,
         <L::Service as Service<ServerCall>>::Error: Into<BoxError>,
         <L::Service as Service<ServerCall>>::Future: Send + 'static,
     {
