@@ -283,7 +283,7 @@ pub enum RpcError<E = Never> {
     /// held it (an [`std::io::ErrorKind::TimedOut`] I/O error). Errors of easy-rpc itself pass
     /// through the layers unchanged and are never this.
     ///
-    /// `sent` says whether the layers had handed the attempt on to be sent: if not, it never
+    /// `sent` says whether the request had been written to the connection: if not, it never
     /// reached a server ([`never_reached_server`](RpcError::never_reached_server)). Either
     /// way the call is not sent to another node by itself: a node's layers are the same for
     /// every node it calls.
@@ -294,7 +294,7 @@ pub enum RpcError<E = Never> {
         node: NodeId,
         /// The method.
         method: &'static str,
-        /// Whether the attempt had gone past the layers to be sent (it may have run).
+        /// Whether the request had been written to the connection (it may have run).
         sent: bool,
         /// The layer's error.
         source: Arc<dyn StdError + Send + Sync>,

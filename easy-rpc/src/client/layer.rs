@@ -10,7 +10,6 @@ use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -75,10 +74,8 @@ pub struct Call {
     node: NodeId,
     deadline: Instant,
     attempt: u32,
-    /// Set when the innermost service takes the attempt (from then on it may have run).
-    sent: Arc<AtomicBool>,
-    /// The attempt itself, not started: the endpoint's send, its response erased.
-    send: BoxFuture<'static, Result<CallResponse, RpcError<Never>>>,
+    /// The attempt itself, not started: the endpoint's send, its response and error erased.
+    send: BoxFuture<'static, Result<CallResponse, BoxError>>,
 }
 
 impl Call {
@@ -152,9 +149,7 @@ impl Service<Call> for SendCall {
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        call.sent.store(true, Ordering::Release);
-        let send = call.send;
-        Box::pin(async move { send.await.map_err(|e| Box::new(e) as BoxError) })
+        call.send
     }
 }
 
@@ -212,6 +207,10 @@ impl ClientLayers {
 /// [`Endpoint::send`], with the same arguments and errors, plus the attempt's number. An error
 /// of easy-rpc's comes out of the stack unchanged; a layer's own error becomes
 /// [`RpcError::Layer`]. The attempt is held in the layers at most until `deadline`.
+///
+/// Whether a layer's error came before or after the request went out is read from the
+/// request's writes (as for a broken connection): sharing one request between the nodes of
+/// `all` only errs towards "sent".
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn send<S: ServiceDef>(
     stack: &CallService,
@@ -223,16 +222,17 @@ pub(crate) async fn send<S: ServiceDef>(
     deadline: Instant,
     attempt: u32,
 ) -> Result<S::Resp, RpcError<Never>> {
-    let sent = Arc::new(AtomicBool::new(false));
     let node = endpoint.node().clone();
+    let writes = req.writes();
     let send = {
         let rpc = rpc.clone();
         let endpoint = endpoint.clone();
+        let req = req.clone();
         async move {
-            endpoint
-                .send(&rpc, method, req, started, deadline)
-                .await
-                .map(|resp| CallResponse(Box::new(resp)))
+            match endpoint.send(&rpc, method, req, started, deadline).await {
+                Ok(resp) => Ok(CallResponse(Box::new(resp))),
+                Err(e) => Err(Box::new(e) as BoxError),
+            }
         }
     };
     let call = Call {
@@ -241,12 +241,11 @@ pub(crate) async fn send<S: ServiceDef>(
         node: node.clone(),
         deadline,
         attempt,
-        sent: sent.clone(),
         send: Box::pin(send),
     };
     let stack = stack.clone();
     let through = tokio::time::timeout_at(deadline.into(), stack.oneshot(call)).await;
-    let was_sent = || sent.load(Ordering::Acquire);
+    let was_sent = || req.writes() != writes;
     match through {
         Ok(Ok(resp)) => match resp.0.downcast::<S::Resp>() {
             Ok(resp) => Ok(*resp),
