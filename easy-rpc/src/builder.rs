@@ -274,17 +274,37 @@ impl NodeBuilder {
     ///   An attempt held in the layers past its deadline fails the same way (not sent).
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), easy_rpc::Error> {
     /// use tower::limit::ConcurrencyLimitLayer;
     ///
+    /// #[easy_rpc::service]
+    /// pub trait Greeter {
+    ///     async fn hello(name: String) -> String;
+    /// }
+    ///
+    /// struct English;
+    /// impl Greeter for English {
+    ///     async fn hello(&self, name: String) -> String { format!("hello, {name}") }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), easy_rpc::Error> {
     /// let node = easy_rpc::Node::builder()
-    ///     .cluster("docs-layers").name("gateway").listen("127.0.0.1:0")
+    ///     .cluster("docs-layers").name("greeter").listen("127.0.0.1:0")
     ///     .secret_key(easy_rpc::cluster_helper::Secret::generate())
+    ///     .roles(["greeter"])
+    ///     .serve(English.serve())
     ///     // At most 64 calls of this node in flight at once; the others wait their turn.
     ///     .client_layer(ConcurrencyLimitLayer::new(64))
     ///     .default_node(false)
     ///     .start().await?;
+    /// node.ready().await;
+    /// let calls = (0..200).map(|i| {
+    ///     let greeter = node.any("greeter");
+    ///     async move { greeter.hello(i.to_string()).await }
+    /// });
+    /// for greeting in futures::future::join_all(calls).await {
+    ///     assert!(greeting?.starts_with("hello, "));
+    /// }
     /// node.shutdown().await;
     /// # Ok(()) }
     /// ```
