@@ -192,7 +192,18 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         };
         let _in_flight = InFlight::new(&conn.state);
         let reply = match &conn.state.layers {
-            None => run::<S, H>(&conn.handler, ctx.deadline, req).await,
+            // The direct path, inline as it was before layers (not through `run`).
+            None => {
+                let method = S::method(&req).name;
+                let work = crate::context::with_deadline(ctx.deadline, conn.handler.handle(req));
+                match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+                    Ok(resp) => Reply::Ok(resp),
+                    Err(_) => {
+                        tracing::error!(service = S::NAME, method, "handler panicked");
+                        Reply::Failed(format!("{}.{method} panicked on the server", S::NAME))
+                    }
+                }
+            }
             // Boxed, out of line: the layers' future would make every request's larger.
             Some(stack) => {
                 let handler = conn.handler.clone();
@@ -215,7 +226,8 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
 }
 
 /// Runs `req` on `handler` inside the caller's `deadline`, a panic turned into
-/// [`Reply::Failed`].
+/// [`Reply::Failed`]: the handler's run under server layers (the direct path in
+/// [`TarpcServe::serve`] does the same inline).
 async fn run<S: ServiceDef, H: Handler<S>>(
     handler: &H,
     deadline: std::time::Instant,
