@@ -15,6 +15,8 @@
 //! `--node-thread` (easy-rpc) runs the node's own tasks (gossip, membership) on a thread of
 //! their own, so that the main thread runs only the calls: `instr` counts that thread.
 //! `--quiet` sets the long gossip interval of instruction counting.
+//! `--concurrency-layer` (easy-rpc) gives the node one client layer, tower's
+//! `ConcurrencyLimitLayer::new(1024)` (`bench layers`).
 
 use std::io::BufRead;
 use std::sync::Arc;
@@ -160,6 +162,7 @@ fn until(cmd: &str, arg: Option<&str>) -> Until {
 pub fn client(args: &[String]) {
     let node_thread = args.iter().any(|a| a == "--node-thread");
     let quiet = args.iter().any(|a| a == "--quiet");
+    let layered = args.iter().any(|a| a == "--concurrency-layer");
     let args: Vec<&str> = args
         .iter()
         .map(String::as_str)
@@ -200,9 +203,13 @@ pub fn client(args: &[String]) {
         Some("easy") => {
             let (cluster, seed) = (args[1].to_owned(), args[2].to_owned());
             let start = move || {
-                crate::rpc::node_builder(&cluster, "bench-client", quiet)
-                    .seeds([seed])
-                    .start()
+                let b = crate::rpc::node_builder(&cluster, "bench-client", quiet).seeds([seed]);
+                if layered {
+                    b.client_layer(tower::limit::ConcurrencyLimitLayer::new(1024))
+                        .start()
+                } else {
+                    b.start()
+                }
             };
             let node = if node_thread {
                 let (tx, rx) = std::sync::mpsc::channel();
@@ -266,6 +273,8 @@ pub fn client(args: &[String]) {
                 _ => panic!("rpc-client easy: unknown command {w:?}"),
             });
         }
-        _ => panic!("rpc-client tarpc <addr> | easy <cluster> <seed> [--node-thread] [--quiet]"),
+        _ => panic!(
+            "rpc-client tarpc <addr> | easy <cluster> <seed> [--node-thread] [--quiet] [--concurrency-layer]"
+        ),
     }
 }

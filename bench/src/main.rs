@@ -5,6 +5,7 @@
 //! cargo run --release -p easy-rpc-bench -- cluster            # every membership figure
 //! cargo run --release -p easy-rpc-bench -- cluster --quick    # fewer trials, shorter busy run
 //! cargo run --release -p easy-rpc-bench -- rpc                  # easy-rpc vs standalone plain tarpc
+//! cargo run --release -p easy-rpc-bench -- layers               # no client layer vs a ConcurrencyLimit
 //! cargo run --release -p easy-rpc-bench -- instr                # instructions per call (callgrind)
 //! cargo run --release -p easy-rpc-bench -- guard                # fails if client instructions grew
 //! cargo run --release -p easy-rpc-bench -- codec                # the wire codec
@@ -26,6 +27,7 @@ mod fleet;
 mod guard;
 mod handshake;
 mod instr;
+mod layers;
 mod net;
 mod procs;
 mod rpc;
@@ -46,6 +48,7 @@ fn main() {
         Some("rpc") => timing::run(&args[1..]),
         Some("rpc-server") => rpc::server(&args[1..]),
         Some("rpc-client") => client::client(&args[1..]),
+        Some("layers") => layers::run(&args[1..]),
         Some("instr") => instr::run(&args[1..]),
         Some("guard") => guard::run(&args[1..]),
         Some("codec") => rpc::codec(),
@@ -57,7 +60,7 @@ fn main() {
         Some("net-node") => fleet::node_main(),
         _ => {
             eprintln!(
-                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench instr [--calls N]\n       bench guard [--update] [--calls N] [--file PATH]\n       bench codec\n       bench handshake [--quick]\n       bench churn [--quick]\n       bench net [--nodes N] [--loss 0,1,5] [--trials T] [--minutes M] [--asymmetric]\n       bench scale [--procs 10,25,50,100] [--nodes 100,250,500,1000] [--secs S] [--trials T]"
+                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench layers [--quick] [--rounds N] [--secs S]\n       bench instr [--calls N]\n       bench guard [--update] [--calls N] [--file PATH]\n       bench codec\n       bench handshake [--quick]\n       bench churn [--quick]\n       bench net [--nodes N] [--loss 0,1,5] [--trials T] [--minutes M] [--asymmetric]\n       bench scale [--procs 10,25,50,100] [--nodes 100,250,500,1000] [--secs S] [--trials T]"
             );
             std::process::exit(2);
         }

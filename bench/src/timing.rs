@@ -39,16 +39,16 @@ impl Placement {
 }
 
 /// One side's processes: the client first.
-struct Side(Vec<Proc>);
+pub(crate) struct Side(pub(crate) Vec<Proc>);
 
 impl Side {
-    fn client(&mut self) -> &mut Proc {
+    pub(crate) fn client(&mut self) -> &mut Proc {
         &mut self.0[0]
     }
-    fn pause(&self) {
+    pub(crate) fn pause(&self) {
         self.0.iter().for_each(Proc::pause);
     }
-    fn resume(&self) {
+    pub(crate) fn resume(&self) {
         self.0.iter().for_each(Proc::resume);
     }
 }
@@ -67,7 +67,7 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// `a` and `b` in alternating rounds (a first), each on its own with the other paused.
-fn paired(
+pub(crate) fn paired(
     a: &mut Side,
     cmd_a: &str,
     b: &mut Side,
@@ -90,7 +90,7 @@ fn paired(
 }
 
 /// One table row: each side's median, the per-round ratios' median and range.
-fn row(figure: &str, pairs: &[(Value, Value)], key: &str, unit: &str, goal: &str) {
+pub(crate) fn row(figure: &str, pairs: &[(Value, Value)], key: &str, unit: &str, goal: &str) {
     let xs: Vec<f64> = pairs.iter().map(|(x, _)| f(x, key)).collect();
     let ys: Vec<f64> = pairs.iter().map(|(_, y)| f(y, key)).collect();
     let ratios: Vec<f64> = xs.iter().zip(&ys).map(|(x, y)| y / x).collect();

@@ -5,11 +5,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use cluster_helper::{Config, RpcListen};
+use tower::{BoxError, Layer, Service};
 
+use crate::client::{Call, CallResponse, CallService, ClientLayers};
 use crate::error::Error;
 use crate::node::Node;
 use crate::options::ClientOptions;
-use crate::server::{Served, ServerLimits};
+use crate::runtime::Layers;
+use crate::server::{
+    Served, ServerCall, ServerLayers, ServerLimits, ServerResponse, ServerService,
+};
 
 /// Builds and starts a [`Node`]: the cluster settings of [`cluster_helper::NodeBuilder`] (every
 /// setter forwarded with the same parameter types and the same rules: explicit settings win
@@ -45,6 +50,10 @@ pub struct NodeBuilder {
     http: Option<SocketAddr>,
     /// `CLUSTER_HTTP_LISTEN`: an address, or off (`Some(None)`); the code's wins.
     env_http: Option<Option<SocketAddr>>,
+    /// Layers around each attempt of a call ([`NodeBuilder::client_layer`]).
+    client_layers: ClientLayers,
+    /// Layers around every handler ([`NodeBuilder::server_layer`]).
+    server_layers: ServerLayers,
 }
 
 /// The variable that turns the management HTTP endpoint on.
@@ -95,6 +104,8 @@ impl Default for NodeBuilder {
             env_limits: None,
             http: None,
             env_http: None,
+            client_layers: ClientLayers::default(),
+            server_layers: ServerLayers::default(),
         }
     }
 }
@@ -244,6 +255,120 @@ impl NodeBuilder {
         self
     }
 
+    /// Wraps each attempt of every call this node makes in a tower [`Layer`]: the attempt is
+    /// a `tower::Service<`[`Call`]`>` (service, method, node, deadline, attempt number), so
+    /// tower's own middleware applies (`ConcurrencyLimitLayer`, `LoadShedLayer`, `TimeoutLayer`,
+    /// tracing) as well as a policy of your own. Without any, calls are sent directly, at no
+    /// cost.
+    ///
+    /// - The stack is built **once**, when the node starts: a `ConcurrencyLimit` limits the
+    ///   attempts in flight from the whole node. Each attempt clones the stack (so the
+    ///   layer's service must be `Clone`; clones share the limit), waits for it to be ready
+    ///   and calls it. A service that is not `Clone`, like tower's `RateLimit`, goes behind a
+    ///   `BufferLayer` (`ServiceBuilder::new().buffer(n).rate_limit(..)`), as in any tower
+    ///   stack shared by many callers.
+    /// - Several calls nest in the order given: the first is the outermost (as in a
+    ///   `tower::ServiceBuilder`).
+    /// - Every target's attempts go through it: `any`, `by_key`, `to`, `to_any_of`, and each
+    ///   node's attempt of `all`. A reroute or retry is a new attempt ([`Call::attempt`]).
+    /// - An error of easy-rpc's passes through the layers unchanged (reroutes and retries still
+    ///   see it); a layer's own error fails the call with
+    ///   [`RpcError::Layer`](crate::RpcError::Layer), without sending it to another node.
+    ///   An attempt held in the layers past its deadline fails the same way (not sent).
+    ///
+    /// ```
+    /// use tower::limit::ConcurrencyLimitLayer;
+    ///
+    /// #[easy_rpc::service]
+    /// pub trait Greeter {
+    ///     async fn hello(name: String) -> String;
+    /// }
+    ///
+    /// struct English;
+    /// impl Greeter for English {
+    ///     async fn hello(&self, name: String) -> String { format!("hello, {name}") }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), easy_rpc::Error> {
+    /// let node = easy_rpc::Node::builder()
+    ///     .cluster("docs-layers").name("greeter").listen("127.0.0.1:0")
+    ///     .secret_key(easy_rpc::cluster_helper::Secret::generate())
+    ///     .roles(["greeter"])
+    ///     .serve(English.serve())
+    ///     // At most 64 calls of this node in flight at once; the others wait their turn.
+    ///     .client_layer(ConcurrencyLimitLayer::new(64))
+    ///     .default_node(false)
+    ///     .start().await?;
+    /// node.ready().await;
+    /// let calls = (0..200).map(|i| {
+    ///     let greeter = node.any("greeter");
+    ///     async move { greeter.hello(i.to_string()).await }
+    /// });
+    /// for greeting in futures::future::join_all(calls).await {
+    ///     assert!(greeting?.starts_with("hello, "));
+    /// }
+    /// node.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn client_layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<CallService> + Send + Sync + 'static,
+        L::Service: Service<Call, Response = CallResponse> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Call>>::Error: Into<BoxError>,
+        <L::Service as Service<Call>>::Future: Send + 'static,
+    {
+        self.client_layers.push(layer);
+        self
+    }
+
+    /// Wraps every handler of this node in a tower [`Layer`]: a request is a
+    /// `tower::Service<`[`ServerCall`]`>` (service, method, deadline, the caller's address),
+    /// for authorization, metrics, `ConcurrencyLimitLayer`, `LoadShedLayer`. Without any,
+    /// handlers run directly, at no cost.
+    ///
+    /// - The stack is built once, when the node starts: its limits are the node's. Each
+    ///   request clones it (the layer's service must be `Clone`; see
+    ///   [`client_layer`](NodeBuilder::client_layer) for `RateLimit`).
+    /// - Several calls nest in the order given, the first outermost.
+    /// - The layers run after the node's own checks (leaving, expired, the connection's and
+    ///   the node's caps) and inside the request's deadline.
+    /// - A layer's error before the handler started answers the caller "not run"
+    ///   ([`NotRunReason::Refused`](crate::NotRunReason::Refused): `any` and `by_key` send it
+    ///   to another node); after, a failure of the method
+    ///   ([`RpcError::Server`](crate::RpcError::Server)). The connection and every other
+    ///   request go on.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), easy_rpc::Error> {
+    /// use tower::ServiceBuilder;
+    /// use tower::limit::ConcurrencyLimitLayer;
+    /// use tower::load_shed::LoadShedLayer;
+    ///
+    /// let node = easy_rpc::Node::builder()
+    ///     .cluster("docs-server-layers").name("billing-1").listen("127.0.0.1:0")
+    ///     .secret_key(easy_rpc::cluster_helper::Secret::generate())
+    ///     // At most 100 handlers at once; a request over that is refused at once ("not run").
+    ///     .server_layer(
+    ///         ServiceBuilder::new().layer(LoadShedLayer::new()).layer(ConcurrencyLimitLayer::new(100)),
+    ///     )
+    ///     .default_node(false)
+    ///     .start().await?;
+    /// node.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn server_layer<L>(mut self, layer: L) -> Self
+    where
+        L: Layer<ServerService> + Send + Sync + 'static,
+        L::Service: Service<ServerCall, Response = ServerResponse> + Clone + Send + Sync + 'static,
+        <L::Service as Service<ServerCall>>::Error: Into<BoxError>,
+        <L::Service as Service<ServerCall>>::Future: Send + 'static,
+    {
+        self.server_layers.push(layer);
+        self
+    }
+
     /// Bounds on what peers can make the node's server hold (connections, pending handshakes,
     /// frames, requests at once, bytes of partial frames). Set here, they win over the
     /// `CLUSTER_RPC_MAX_*` variables, which are then ignored (with a log line); unset, those
@@ -351,7 +476,19 @@ impl NodeBuilder {
         let make_default = self
             .default
             .unwrap_or_else(|| !crate::default_node::is_set());
-        let node = Node::start(cluster, listener, self.options, limits, self.services, http)?;
+        let layers = Layers {
+            client: self.client_layers.build(),
+            server: self.server_layers.build(),
+        };
+        let node = Node::start(
+            cluster,
+            listener,
+            self.options,
+            limits,
+            self.services,
+            http,
+            layers,
+        )?;
         if make_default {
             node.make_default();
         }

@@ -86,6 +86,12 @@ pub enum NotRunReason {
     /// the node late, e.g. the node was stopped, or waited too long to start): it was
     /// dropped. The caller has already given up by then, so callers rarely see this.
     Expired,
+    /// A layer around the node's handlers ([`NodeBuilder::server_layer`]) refused it before
+    /// the handler started: an authorization check, a concurrency limit with load shedding,
+    /// or any other policy of the serving node (it logs the layer's error).
+    ///
+    /// [`NodeBuilder::server_layer`]: crate::NodeBuilder::server_layer
+    Refused,
     /// A reason this version does not know (sent by a newer node), by its wire number.
     Unknown(u16),
 }
@@ -97,6 +103,7 @@ impl NotRunReason {
             NotRunReason::Leaving => 1,
             NotRunReason::Overloaded => 2,
             NotRunReason::Expired => 3,
+            NotRunReason::Refused => 4,
             NotRunReason::Unknown(code) => code,
         }
     }
@@ -106,6 +113,7 @@ impl NotRunReason {
             1 => NotRunReason::Leaving,
             2 => NotRunReason::Overloaded,
             3 => NotRunReason::Expired,
+            4 => NotRunReason::Refused,
             other => NotRunReason::Unknown(other),
         }
     }
@@ -133,6 +141,7 @@ impl fmt::Display for NotRunReason {
             NotRunReason::Expired => {
                 f.write_str("the caller's deadline passed before the request could start")
             }
+            NotRunReason::Refused => f.write_str("a layer around its handlers refused it"),
             NotRunReason::Unknown(code) => {
                 write!(f, "it did not run it (reason {code}, from a newer version)")
             }
@@ -268,6 +277,28 @@ pub enum RpcError<E = Never> {
         /// What the server said.
         reason: String,
     },
+    /// A client layer ([`NodeBuilder::client_layer`]) failed the attempt with its own error
+    /// (the `source`): a refusal (tower's `LoadShed` `Overloaded`, a custom policy), its own
+    /// timeout (tower's `Timeout` `Elapsed`), or the call's deadline passing while a layer
+    /// held it (an [`std::io::ErrorKind::TimedOut`] I/O error). Errors of easy-rpc itself pass
+    /// through the layers unchanged and are never this.
+    ///
+    /// `sent` says whether the request had been written to the connection: if not, it never
+    /// reached a server ([`never_reached_server`](RpcError::never_reached_server)). Either
+    /// way the call is not sent to another node by itself: a node's layers are the same for
+    /// every node it calls.
+    ///
+    /// [`NodeBuilder::client_layer`]: crate::NodeBuilder::client_layer
+    Layer {
+        /// The node the attempt was for.
+        node: NodeId,
+        /// The method.
+        method: &'static str,
+        /// Whether the request had been written to the connection (it may have run).
+        sent: bool,
+        /// The layer's error.
+        source: Arc<dyn StdError + Send + Sync>,
+    },
 }
 
 impl<E> RpcError<E> {
@@ -291,7 +322,8 @@ impl<E> RpcError<E> {
             | RpcError::NodeDown { node, .. }
             | RpcError::Remote { node, .. }
             | RpcError::Codec { node, .. }
-            | RpcError::Server { node, .. } => Some(node),
+            | RpcError::Server { node, .. }
+            | RpcError::Layer { node, .. } => Some(node),
         }
     }
 
@@ -299,12 +331,14 @@ impl<E> RpcError<E> {
     /// another node cannot run it twice: [`NotRunning`](RpcError::NotRunning),
     /// [`NoNodeForRole`](RpcError::NoNodeForRole), [`NodeNotFound`](RpcError::NodeNotFound),
     /// [`Unreachable`](RpcError::Unreachable),
-    /// [`Rejected`](RpcError::Rejected) and [`NotRun`](RpcError::NotRun).
+    /// [`Rejected`](RpcError::Rejected), [`NotRun`](RpcError::NotRun), and
+    /// [`Layer`](RpcError::Layer) when not `sent`.
     ///
     /// These are exactly the failures that `any` and `by_key` send to another node by
-    /// themselves (up to [`ClientOptions::reroutes`](crate::ClientOptions::reroutes)); an error
-    /// returned to the caller that says `true` means no node was left to try, or the deadline
-    /// passed.
+    /// themselves (up to [`ClientOptions::reroutes`](crate::ClientOptions::reroutes)), except
+    /// a client layer's refusal, which is returned at once; an error returned to the caller
+    /// that says `true` means no node was left to try, the deadline passed, or a client layer
+    /// refused the call.
     pub fn never_reached_server(&self) -> bool {
         matches!(
             self,
@@ -314,6 +348,7 @@ impl<E> RpcError<E> {
                 | RpcError::Unreachable { .. }
                 | RpcError::Rejected { .. }
                 | RpcError::NotRun { .. }
+                | RpcError::Layer { sent: false, .. }
         )
     }
 
@@ -388,6 +423,17 @@ impl<E> RpcError<E> {
                 method,
                 reason,
             },
+            RpcError::Layer {
+                node,
+                method,
+                sent,
+                source,
+            } => RpcError::Layer {
+                node,
+                method,
+                sent,
+                source,
+            },
         }
     }
 }
@@ -453,6 +499,22 @@ impl<E: fmt::Display> fmt::Display for RpcError<E> {
                 method,
                 reason,
             } => write!(f, "{method} on {node} failed on the server: {reason}"),
+            RpcError::Layer {
+                node,
+                method,
+                sent,
+                source,
+            } => {
+                let sent = if *sent {
+                    "after it was sent: it may have run"
+                } else {
+                    "not sent"
+                };
+                write!(
+                    f,
+                    "{method} to {node} failed in a client layer ({sent}): {source}"
+                )
+            }
         }
     }
 }
@@ -466,6 +528,7 @@ impl<E: StdError + 'static> StdError for RpcError<E> {
                 source.as_deref().map(|e| e as &(dyn StdError + 'static))
             }
             RpcError::Remote { error, .. } => Some(error),
+            RpcError::Layer { source, .. } => Some(&**source),
             _ => None,
         }
     }

@@ -128,7 +128,7 @@ mod target;
 pub mod __fuzz;
 
 pub use builder::NodeBuilder;
-pub use client::{KeyHasher, RouteKey};
+pub use client::{Call, CallResponse, CallService, KeyHasher, RouteKey, SendCall};
 pub use cluster_helper::{self, NodeId, NodeRef};
 pub use default_node::{all, any, by_key, to, to_any_of};
 pub use easy_rpc_macros::service;
@@ -136,7 +136,10 @@ pub use error::{Error, Never, NotRunReason, RejectReason, RpcError};
 pub use handshake::PROTOCOL_VERSION;
 pub use node::Node;
 pub use options::{ClientOptions, Strategy};
-pub use server::{RefusedConnections, Served, ServerLimits, ServerStats};
+pub use server::{
+    RefusedConnections, RunHandler, Served, ServerCall, ServerLimits, ServerResponse,
+    ServerService, ServerStats,
+};
 pub use service::{Handler, MethodInfo, ServiceDef};
 pub use target::{All, AllResults, Any, ByKey, CallResult, Target, To};
 

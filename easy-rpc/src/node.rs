@@ -16,7 +16,7 @@ use crate::builder::NodeBuilder;
 use crate::client::RouteKey;
 use crate::error::Error;
 use crate::options::ClientOptions;
-use crate::runtime::Rpc;
+use crate::runtime::{Layers, Rpc};
 use crate::server::{Served, ServerLimits, ServerStats, accept_loop};
 use crate::target::{All, Any, ByKey, To};
 
@@ -123,8 +123,9 @@ impl Node {
         limits: ServerLimits,
         services: Vec<Served>,
         http: Option<tokio::net::TcpListener>,
+        layers: Layers,
     ) -> Result<Node, Error> {
-        let rpc = Rpc::new(&cluster, options, limits);
+        let rpc = Rpc::new(&cluster, options, limits, layers);
         rpc.watch_pauses();
         {
             let mut served = rpc

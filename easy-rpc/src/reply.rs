@@ -41,6 +41,11 @@ mod tests {
             postcard::to_stdvec(&Reply::<u64>::NotRun(NotRunReason::Unknown(9))).unwrap(),
             newer
         );
+        // A server layer's refusal is 4.
+        let refused = postcard::to_stdvec(&Reply::<u64>::NotRun(NotRunReason::Refused)).unwrap();
+        assert_eq!(refused, [1, 4]);
+        let back: Reply<u64> = postcard::from_bytes(&refused).unwrap();
+        assert!(matches!(back, Reply::NotRun(NotRunReason::Refused)));
         let ok: Reply<u64> =
             postcard::from_bytes(&postcard::to_stdvec(&Reply::Ok(5u64)).unwrap()).unwrap();
         assert!(matches!(ok, Reply::Ok(5)));

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use cluster_helper::{NodeId, Registry};
 
-use crate::client::{Pool, RetryBudget, RoleSets};
+use crate::client::{CallService, Pool, RetryBudget, RoleSets};
 use crate::keyring::KeyRing;
 use crate::options::ClientOptions;
-use crate::server::{Bounds, ServerLimits, ServerState, raise_open_file_limit};
+use crate::server::{Bounds, ServerLimits, ServerService, ServerState, raise_open_file_limit};
 
 /// State shared by every client and the server of one node. It holds the node's registry, not
 /// the cluster node itself: only [`Node`](crate::Node) handles own that, so dropping the last
@@ -27,6 +27,10 @@ pub(crate) struct Rpc {
     pub(crate) pool: Pool,
     pub(crate) roles: RoleSets,
     pub(crate) server: Arc<ServerState>,
+    /// The layers around each attempt of a call
+    /// ([`NodeBuilder::client_layer`](crate::NodeBuilder::client_layer)), if any: without,
+    /// attempts are sent directly.
+    pub(crate) layers: Option<CallService>,
     /// The start of the node's millisecond clock (down marks, latency decay).
     epoch: Instant,
     /// Set once the node has shut down (or was killed): calls through it fail with
@@ -49,6 +53,15 @@ impl std::fmt::Debug for Rpc {
     }
 }
 
+/// A node's tower stacks, built from the builder's layers (`None`: no layer, the direct path).
+#[derive(Default)]
+pub(crate) struct Layers {
+    /// Around each attempt of a call.
+    pub(crate) client: Option<CallService>,
+    /// Around every handler.
+    pub(crate) server: Option<ServerService>,
+}
+
 /// How often the pause watch wakes.
 const PAUSE_TICK_MS: u64 = 100;
 /// A wake-up this many ticks late is a pause of the process.
@@ -62,14 +75,13 @@ impl Rpc {
         node: &cluster_helper::Node,
         options: ClientOptions,
         limits: ServerLimits,
+        layers: Layers,
     ) -> Arc<Rpc> {
         let keys = Arc::new(KeyRing::from_source(node.key_source()));
         let bounds = Bounds::new(limits, raise_open_file_limit());
-        let server = Arc::new(ServerState::new(
-            keys.clone(),
-            node.cluster().to_owned(),
-            bounds,
-        ));
+        let mut server = ServerState::new(keys.clone(), node.cluster().to_owned(), bounds);
+        server.layers = layers.server;
+        let server = Arc::new(server);
         Arc::new(Rpc {
             id: node.id().clone(),
             registry: node.registry().clone(),
@@ -79,6 +91,7 @@ impl Rpc {
             pool: Pool::default(),
             roles: RoleSets::default(),
             server,
+            layers: layers.client,
             epoch: Instant::now(),
             stopped: AtomicBool::new(false),
             paused_at_ms: AtomicU64::new(u64::MAX),

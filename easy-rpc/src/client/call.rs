@@ -75,10 +75,29 @@ pub(crate) async fn call_one<S: ServiceDef>(
             None => deadline,
         };
         let writes = req.writes();
-        let error = match endpoint
-            .send(&rpc, method, req.clone(), now, attempt_deadline)
-            .await
-        {
+        let sent = match &rpc.layers {
+            None => {
+                endpoint
+                    .send(&rpc, method, req.clone(), now, attempt_deadline)
+                    .await
+            }
+            // Boxed, out of line: the layered attempt's future would make every call's larger.
+            Some(stack) => {
+                let attempt = tried.len() as u32 + 1;
+                Box::pin(super::layer::send(
+                    stack,
+                    &rpc,
+                    &endpoint,
+                    method,
+                    req.clone(),
+                    now,
+                    attempt_deadline,
+                    attempt,
+                ))
+                .await
+            }
+        };
+        let error = match sent {
             Ok(resp) => return Ok((endpoint.node().clone(), resp)),
             Err(error) => unless_written(error, &req, writes),
         };
@@ -181,12 +200,32 @@ pub(crate) async fn call_endpoint<S: ServiceDef>(
     rpc.budget.deposit();
     let mut retry = Retry::same_node(method.idempotent);
     let mut now = now;
+    let mut attempt = 0;
     loop {
+        attempt += 1;
         let writes = req.writes();
-        let error = match endpoint
-            .send(&rpc, method, req.clone(), now, deadline)
-            .await
-        {
+        let sent = match &rpc.layers {
+            None => {
+                endpoint
+                    .send(&rpc, method, req.clone(), now, deadline)
+                    .await
+            }
+            // Boxed, out of line (as in `call_one`).
+            Some(stack) => {
+                Box::pin(super::layer::send(
+                    stack,
+                    &rpc,
+                    &endpoint,
+                    method,
+                    req.clone(),
+                    now,
+                    deadline,
+                    attempt,
+                ))
+                .await
+            }
+        };
+        let error = match sent {
             Ok(resp) => return Ok(resp),
             Err(error) => unless_written(error, &req, writes),
         };

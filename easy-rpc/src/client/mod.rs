@@ -9,11 +9,13 @@
 //! - [`budget`]: the retries and reroutes a node's calls may add.
 //! - [`retry`]: after a failed attempt, reroute, retry or stop (a pure policy).
 //! - [`call`]: one call, and one node's call of `all`, put together from the above.
+//! - [`layer`]: tower layers around each attempt ([`Call`]), when the node has any.
 
 mod budget;
 mod call;
 mod endpoint;
 mod key;
+mod layer;
 mod load;
 mod outgoing;
 mod peer;
@@ -25,6 +27,8 @@ mod role_set;
 pub(crate) use budget::RetryBudget;
 pub(crate) use call::{Plan, call_endpoint, call_one};
 pub use key::{KeyHasher, RouteKey};
+pub(crate) use layer::ClientLayers;
+pub use layer::{Call, CallResponse, CallService, SendCall};
 pub(crate) use outgoing::Outgoing;
 pub(crate) use pick::Route;
 pub(crate) use pool::Pool;

@@ -26,11 +26,16 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    /// The outcome of an attempt that failed with `error`: [`Outcome::NotRun`] exactly when
+    /// The outcome of an attempt that failed with `error`: [`Outcome::Failed`] for a client
+    /// layer's own error ([`RpcError::Layer`]), else [`Outcome::NotRun`] exactly when
     /// [`RpcError::never_reached_server`] says so, [`Outcome::Lost`] for
     /// [`RpcError::NodeDown`].
     pub(crate) fn of<E>(error: &RpcError<E>) -> Outcome {
-        if error.never_reached_server() {
+        if matches!(error, RpcError::Layer { .. }) {
+            // A client layer's own error: the node's layers are the same for every node, so
+            // sending elsewhere would meet the same refusal.
+            Outcome::Failed
+        } else if error.never_reached_server() {
             Outcome::NotRun
         } else if matches!(error, RpcError::NodeDown { .. }) {
             Outcome::Lost
@@ -325,6 +330,26 @@ mod tests {
                     "{e}"
                 );
             }
+        }
+    }
+
+    /// A client layer's own error (a refusal, its timeout) is returned as it is, sent or not:
+    /// the node's layers are the same for every node a call could go to.
+    #[test]
+    fn a_client_layers_own_error_is_neither_rerouted_nor_retried() {
+        let t0 = Instant::now();
+        let deadline = t0 + ms(1_000);
+        for sent in [false, true] {
+            let e: RpcError = RpcError::Layer {
+                node: cluster_helper::NodeId::new("n", 1).unwrap(),
+                method: "m",
+                sent,
+                source: std::sync::Arc::new(std::io::Error::other("overloaded")),
+            };
+            assert_eq!(e.never_reached_server(), !sent);
+            assert_eq!(Outcome::of(&e), Outcome::Failed);
+            let mut r = Retry::new(&options(3, 2, 10), method(true), None);
+            assert_eq!(r.next(Outcome::of(&e), t0, deadline), Next::Stop);
         }
     }
 

@@ -202,7 +202,7 @@ async fn connection(
     // The connection runs as a task of its own: this one wakes only when it ends or the node
     // stops, so the stop signal is not polled on every request (as a `select!` over the
     // connection's future would: about 1,100 instructions a request).
-    let mut serving = tokio::spawn(served.conn.serve(framed, state.clone()));
+    let mut serving = tokio::spawn(served.conn.serve(framed, state.clone(), peer));
     let stopped = tokio::select! {
         _ = &mut serving => false,
         _ = stop.wait_for(|s| *s) => true,

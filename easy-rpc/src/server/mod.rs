@@ -3,6 +3,7 @@
 //!
 //! - [`accept`]: the accept loop and one connection's life (handshake, then serving).
 //! - [`served`]: [`Served`], the type-erased server of one service.
+//! - [`layer`]: tower layers around every handler ([`ServerCall`]).
 //! - [`state`]: what the loop and the connections share (services, leaving, in flight).
 //! - [`limits`]: [`ServerLimits`] and their bookkeeping (admission, the frame budget, the
 //!   open-file limit).
@@ -12,12 +13,15 @@
 
 mod accept;
 mod admission;
+mod layer;
 mod limits;
 mod served;
 mod state;
 mod stats;
 
 pub(crate) use accept::accept_loop;
+pub(crate) use layer::ServerLayers;
+pub use layer::{RunHandler, ServerCall, ServerResponse, ServerService};
 pub use limits::ServerLimits;
 pub(crate) use limits::{Bounds, FrameBudget, raise_open_file_limit};
 pub use served::Served;

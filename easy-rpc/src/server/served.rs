@@ -5,6 +5,7 @@
 
 use std::any::TypeId;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -79,6 +80,7 @@ pub(crate) trait ServeConnection: Send + Sync + 'static {
         &self,
         framed: Framed<Sealed<TcpStream>, FrameCodec>,
         state: Arc<ServerState>,
+        peer: SocketAddr,
     ) -> BoxFuture<'static, ()>;
 }
 
@@ -114,6 +116,8 @@ struct Conn<H> {
     running: AtomicUsize,
     /// The connection's cap on them.
     max_running: usize,
+    /// Where the connection comes from (for the server layers).
+    peer: SocketAddr,
 }
 
 impl<S, H> Clone for TarpcServe<S, H> {
@@ -187,17 +191,56 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
             },
         };
         let _in_flight = InFlight::new(&conn.state);
-        let method = S::method(&req).name;
-        let work = crate::context::with_deadline(ctx.deadline, conn.handler.handle(req));
-        let reply = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
-            Ok(resp) => Reply::Ok(resp),
-            Err(_) => {
-                tracing::error!(service = S::NAME, method, "handler panicked");
-                Reply::Failed(format!("{}.{method} panicked on the server", S::NAME))
+        let reply = match &conn.state.layers {
+            // The direct path, inline as it was before layers (not through `run`).
+            None => {
+                let method = S::method(&req).name;
+                let work = crate::context::with_deadline(ctx.deadline, conn.handler.handle(req));
+                match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+                    Ok(resp) => Reply::Ok(resp),
+                    Err(_) => {
+                        tracing::error!(service = S::NAME, method, "handler panicked");
+                        Reply::Failed(format!("{}.{method} panicked on the server", S::NAME))
+                    }
+                }
+            }
+            // Boxed, out of line: the layers' future would make every request's larger.
+            Some(stack) => {
+                let handler = conn.handler.clone();
+                let method = S::method(&req);
+                let run = async move { run::<S, H>(&handler, ctx.deadline, req).await };
+                Box::pin(super::layer::serve(
+                    stack,
+                    S::NAME,
+                    method,
+                    ctx.deadline,
+                    conn.peer,
+                    run,
+                ))
+                .await
             }
         };
         drop(running);
         Ok(reply)
+    }
+}
+
+/// Runs `req` on `handler` inside the caller's `deadline`, a panic turned into
+/// [`Reply::Failed`]: the handler's run under server layers (the direct path in
+/// [`TarpcServe::serve`] does the same inline).
+async fn run<S: ServiceDef, H: Handler<S>>(
+    handler: &H,
+    deadline: std::time::Instant,
+    req: S::Req,
+) -> Reply<S::Resp> {
+    let method = S::method(&req).name;
+    let work = crate::context::with_deadline(deadline, handler.handle(req));
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(resp) => Reply::Ok(resp),
+        Err(_) => {
+            tracing::error!(service = S::NAME, method, "handler panicked");
+            Reply::Failed(format!("{}.{method} panicked on the server", S::NAME))
+        }
     }
 }
 
@@ -206,6 +249,7 @@ impl<S: ServiceDef, H: Handler<S>> ServeConnection for TypedServer<S, H> {
         &self,
         framed: Framed<Sealed<TcpStream>, FrameCodec>,
         state: Arc<ServerState>,
+        peer: SocketAddr,
     ) -> BoxFuture<'static, ()> {
         let max_running = state.bounds.limits.max_concurrent_requests;
         let serve = TarpcServe::<S, H> {
@@ -214,6 +258,7 @@ impl<S: ServiceDef, H: Handler<S>> ServeConnection for TypedServer<S, H> {
                 state,
                 running: AtomicUsize::new(0),
                 max_running,
+                peer,
             }),
             _service: PhantomData,
         };
@@ -237,7 +282,6 @@ impl<S: ServiceDef, H: Handler<S>> ServeConnection for TypedServer<S, H> {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use std::net::SocketAddr;
     use std::time::Duration;
 
     use serde::{Deserialize, Serialize};

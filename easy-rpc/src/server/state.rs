@@ -34,6 +34,10 @@ pub(crate) struct ServerState {
     pub(crate) open: AtomicUsize,
     /// The server's limits and what they hold and refused.
     pub(crate) bounds: Arc<Bounds>,
+    /// The layers around every handler ([`NodeBuilder::server_layer`]), if any.
+    ///
+    /// [`NodeBuilder::server_layer`]: crate::NodeBuilder::server_layer
+    pub(crate) layers: Option<super::ServerService>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -60,6 +64,7 @@ impl ServerState {
             accepted: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             bounds: Arc::new(bounds),
+            layers: None,
         }
     }
 
