@@ -128,7 +128,7 @@ mod target;
 pub mod __fuzz;
 
 pub use builder::NodeBuilder;
-pub use client::{KeyHasher, RouteKey};
+pub use client::{Hedge, HedgeStats, KeyHasher, RouteKey};
 pub use cluster_helper::{self, NodeId, NodeRef};
 pub use default_node::{all, any, by_key, to, to_any_of};
 pub use easy_rpc_macros::service;

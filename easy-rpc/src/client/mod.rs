@@ -8,12 +8,16 @@
 //! - [`outgoing`]: a request on its way out, and whether it was ever written.
 //! - [`budget`]: the retries and reroutes a node's calls may add.
 //! - [`retry`]: after a failed attempt, reroute, retry or stop (a pure policy).
+//! - [`hedge`] and [`latency`]: a second request for a slow idempotent call, after a
+//!   percentile of the method's recent latencies.
 //! - [`call`]: one call, and one node's call of `all`, put together from the above.
 
 mod budget;
 mod call;
 mod endpoint;
+mod hedge;
 mod key;
+mod latency;
 mod load;
 mod outgoing;
 mod peer;
@@ -24,6 +28,8 @@ mod role_set;
 
 pub(crate) use budget::RetryBudget;
 pub(crate) use call::{Plan, call_endpoint, call_one};
+pub use hedge::{Hedge, HedgeStats};
+pub(crate) use hedge::{Hedging, call_hedged};
 pub use key::{KeyHasher, RouteKey};
 pub(crate) use outgoing::Outgoing;
 pub(crate) use pick::Route;
