@@ -20,6 +20,7 @@ use super::latency::MethodLatency;
 use super::outgoing::Outgoing;
 use super::role_set::RoleSet;
 use crate::error::{Never, RpcError};
+use crate::options::Strategy;
 use crate::runtime::Rpc;
 use crate::service::{MethodInfo, ServiceDef};
 
@@ -287,7 +288,7 @@ async fn timed<T>(
 }
 
 /// One call that asked for `hedge` (see [`Hedge`]): [`call_one`](super::call_one)'s hedged
-/// twin, which the target boxes.
+/// twin, which the target boxes. Like it, it deposits the call in the retry budget.
 pub(crate) async fn call_hedged<S: ServiceDef>(
     rpc: Arc<Rpc>,
     set: Arc<RoleSet<S>>,
@@ -296,6 +297,7 @@ pub(crate) async fn call_hedged<S: ServiceDef>(
     plan: Plan,
     hedge: Hedge,
 ) -> Result<(NodeId, S::Resp), RpcError<Never>> {
+    rpc.budget.deposit();
     rpc.hedging.calls.fetch_add(1, Ordering::Relaxed);
     let latency = rpc.hedging.latency(method);
     let delay = match hedge.kind() {
@@ -304,7 +306,7 @@ pub(crate) async fn call_hedged<S: ServiceDef>(
         Kind::Percentile(p) => latency.percentile(p, rpc.ms_at(plan.now)),
     };
     let sent_to = Mutex::new(Vec::new());
-        let first = timed(
+    let first = timed(
         &rpc,
         &latency,
         plan.now,
@@ -339,7 +341,9 @@ pub(crate) async fn call_hedged<S: ServiceDef>(
         return first.await;
     }
     if !rpc.budget.withdraw(rpc.ms_at(now)) {
-        rpc.hedging.refused_by_budget.fetch_add(1, Ordering::Relaxed);
+        rpc.hedging
+            .refused_by_budget
+            .fetch_add(1, Ordering::Relaxed);
         return first.await;
     }
     rpc.hedging.sent.fetch_add(1, Ordering::Relaxed);
@@ -353,37 +357,42 @@ pub(crate) async fn call_hedged<S: ServiceDef>(
         &rpc,
         &latency,
         now,
-        attempts(
-            rpc.clone(),
-            set,
-            method,
-            req,
-            second_plan,
-            &sent_to,
-        ),
+        attempts(rpc.clone(), set.clone(), method, req, second_plan, &sent_to),
     );
     let mut second = std::pin::pin!(second);
     // The first answer wins; the other request is dropped (tarpc sends its cancel). If one
     // fails, the call waits for the other; if both fail, it returns the first request's error.
-    tokio::select! {
+    let (result, hedge_won) = tokio::select! {
         result = &mut first => match result {
-            Ok(answer) => Ok(answer),
+            Ok(answer) => (Ok(answer), false),
             Err(error) => match second.await {
-                Ok(answer) => {
-                    rpc.hedging.won.fetch_add(1, Ordering::Relaxed);
-                    Ok(answer)
-                }
-                Err(_) => Err(error),
+                Ok(answer) => (Ok(answer), true),
+                Err(_) => (Err(error), false),
             },
         },
         result = &mut second => match result {
-            Ok(answer) => {
-                rpc.hedging.won.fetch_add(1, Ordering::Relaxed);
-                Ok(answer)
-            }
-            Err(_) => first.await,
+            Ok(answer) => (Ok(answer), true),
+            Err(_) => (first.await, false),
         },
+    };
+    if hedge_won {
+        rpc.hedging.won.fetch_add(1, Ordering::Relaxed);
+        // The first request was dropped: its node had not answered after this long. Its
+        // latency estimate learns it (tower's peak-EWMA records a dropped request too), so a
+        // balancer by latency keeps seeing a slow node that hedging answers around; otherwise
+        // the node would look idle (its calls end early) and draw more of them.
+        if let Some(slow) = tried.last()
+            && let Some(endpoint) = set.all(&rpc).into_iter().find(|e| e.node() == slow)
+            && (rpc.options.strategy == Strategy::P2cPeakEwma || endpoint.peer.ewma.is_measured())
+        {
+            let now = Instant::now();
+            endpoint
+                .peer
+                .ewma
+                .observe(rpc.ms_at(now), now.saturating_duration_since(plan.now));
+        }
     }
+    result
 }
 
 #[cfg(test)]
@@ -412,8 +421,14 @@ mod tests {
             Hedge::after(Duration::from_millis(20)).kind(),
             Kind::After(Duration::from_millis(20))
         );
-        assert_eq!(Hedge::after(Duration::ZERO).kind(), Kind::After(Duration::ZERO));
-        assert_eq!(Hedge::after(Duration::MAX).kind(), Kind::After(Hedge::MAX_DELAY));
+        assert_eq!(
+            Hedge::after(Duration::ZERO).kind(),
+            Kind::After(Duration::ZERO)
+        );
+        assert_eq!(
+            Hedge::after(Duration::MAX).kind(),
+            Kind::After(Hedge::MAX_DELAY)
+        );
         assert_eq!(Hedge::off().kind(), Kind::Off);
         assert!(!Hedge::off().is_on());
         assert!(Hedge::after(Duration::ZERO).is_on());

@@ -154,7 +154,10 @@ mod tests {
             assert!(b < BUCKETS);
             last = b;
             let hi = upper(b);
-            assert!(hi >= us.min(upper(BUCKETS - 1)), "{us} in bucket {b} up to {hi}");
+            assert!(
+                hi >= us.min(upper(BUCKETS - 1)),
+                "{us} in bucket {b} up to {hi}"
+            );
             if us >= SUB as u64 && us < 1 << 36 {
                 assert!(hi as f64 <= us as f64 * 1.125 + 1.0, "{us} -> {hi}");
             }
@@ -173,7 +176,10 @@ mod tests {
         assert_eq!(l.percentile(95.0, 10), None);
         l.record(10, Duration::from_millis(2));
         let p = l.percentile(95.0, 10).unwrap();
-        assert!(p >= Duration::from_millis(2) && p <= Duration::from_micros(2_250), "{p:?}");
+        assert!(
+            p >= Duration::from_millis(2) && p <= Duration::from_micros(2_250),
+            "{p:?}"
+        );
     }
 
     #[test]
