@@ -112,7 +112,8 @@ impl Hedge {
             percentile > 0.0 && percentile < 100.0,
             "easy-rpc: a hedging percentile must be above 0 and below 100 (e.g. 95.0)"
         );
-        let hundredths = (percentile * 100.0).round() as u32;
+        // Rounded to the nearest hundredth (`f64::round` is not `const` in Rust 1.88).
+        let hundredths = (percentile * 100.0 + 0.5) as u32;
         let hundredths = if hundredths < 1 {
             1
         } else if hundredths > 9_999 {
