@@ -363,21 +363,24 @@ pub(crate) async fn call_hedged<S: ServiceDef>(
     let mut second = std::pin::pin!(second);
     // The first answer wins; the other request is dropped (tarpc sends its cancel). If one
     // fails, the call waits for the other; if both fail, it returns the first request's error.
-    let (result, hedge_won) = tokio::select! {
+    // `(answer, answered by the second, the first dropped unanswered)`.
+    let (result, hedge_won, first_dropped) = tokio::select! {
         result = &mut first => match result {
-            Ok(answer) => (Ok(answer), false),
+            Ok(answer) => (Ok(answer), false, false),
             Err(error) => match second.await {
-                Ok(answer) => (Ok(answer), true),
-                Err(_) => (Err(error), false),
+                Ok(answer) => (Ok(answer), true, false),
+                Err(_) => (Err(error), false, false),
             },
         },
         result = &mut second => match result {
-            Ok(answer) => (Ok(answer), true),
-            Err(_) => (first.await, false),
+            Ok(answer) => (Ok(answer), true, true),
+            Err(_) => (first.await, false, false),
         },
     };
     if hedge_won {
         rpc.hedging.won.fetch_add(1, Ordering::Relaxed);
+    }
+    if first_dropped {
         // The first request was dropped: its node had not answered after this long. Its
         // latency estimate learns it (tower's peak-EWMA records a dropped request too), so a
         // balancer by latency keeps seeing a slow node that hedging answers around; otherwise
