@@ -128,7 +128,9 @@ mod target;
 pub mod __fuzz;
 
 pub use builder::NodeBuilder;
-pub use client::{Call, CallResponse, CallService, KeyHasher, RouteKey, SendCall};
+pub use client::{
+    Call, CallResponse, CallService, Hedge, HedgeStats, KeyHasher, RouteKey, SendCall,
+};
 pub use cluster_helper::{self, NodeId, NodeRef};
 pub use default_node::{all, any, by_key, to, to_any_of};
 pub use easy_rpc_macros::service;

@@ -13,7 +13,7 @@ use cluster_helper::{
 use tokio::sync::watch;
 
 use crate::builder::NodeBuilder;
-use crate::client::RouteKey;
+use crate::client::{HedgeStats, RouteKey};
 use crate::error::Error;
 use crate::options::ClientOptions;
 use crate::runtime::{Layers, Rpc};
@@ -456,6 +456,21 @@ impl Node {
     /// by partial frames, the connection cap in force.
     pub fn server_stats(&self) -> ServerStats {
         self.inner.rpc.server.stats()
+    }
+
+    /// What hedging did in this node's calls since it started: calls that asked for a hedge,
+    /// second requests sent (the extra load on the servers), how many of those answered
+    /// first, and hedges not sent (retry budget spent, no other node). See
+    /// [`Hedge`](crate::Hedge).
+    ///
+    /// ```no_run
+    /// # async fn example(node: easy_rpc::Node) {
+    /// let hedges = node.hedge_stats();
+    /// println!("{} extra requests for {} hedged calls", hedges.sent, hedges.calls);
+    /// # }
+    /// ```
+    pub fn hedge_stats(&self) -> HedgeStats {
+        self.inner.rpc.hedging.stats()
     }
 
     /// The server limits in force (as set; see

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::client::Hedge;
 use crate::error::Error;
 
 /// How [`Any`](crate::Any) picks one node of a role: for every call of a node
@@ -103,6 +104,12 @@ pub struct ClientOptions {
     /// deadline. Targets can set it per call
     /// ([`Any::attempt_timeout`](crate::Any::attempt_timeout)).
     pub attempt_timeout: Option<Duration>,
+    /// Hedging for every idempotent method that does not set its own
+    /// (`#[easy_rpc(idempotent, hedge)]`): a call through `any` (or a direct target) that has
+    /// not been answered after the delay sends a second request to another node and takes the
+    /// first answer (see [`Hedge`]). Default `None`: only the methods and targets that ask
+    /// for it hedge. Targets can set it per call ([`Any::hedge`](crate::Any::hedge)).
+    pub hedge: Option<Hedge>,
 }
 
 impl Default for ClientOptions {
@@ -119,6 +126,7 @@ impl Default for ClientOptions {
             retry_budget: 0.2,
             min_retries_per_sec: 10,
             attempt_timeout: None,
+            hedge: None,
         }
     }
 }
@@ -187,6 +195,19 @@ impl ClientOptions {
     /// Sets [`attempt_timeout`](ClientOptions::attempt_timeout).
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets [`hedge`](ClientOptions::hedge).
+    ///
+    /// ```
+    /// use easy_rpc::{ClientOptions, Hedge};
+    ///
+    /// let options = ClientOptions::default().hedge(Hedge::percentile(99.0));
+    /// assert_eq!(options.hedge, Some(Hedge::percentile(99.0)));
+    /// ```
+    pub fn hedge(mut self, hedge: Hedge) -> Self {
+        self.hedge = Some(hedge);
         self
     }
 

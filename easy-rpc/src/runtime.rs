@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use cluster_helper::{NodeId, Registry};
 
-use crate::client::{CallService, Pool, RetryBudget, RoleSets};
+use crate::client::{CallService, Hedging, Pool, RetryBudget, RoleSets};
 use crate::keyring::KeyRing;
 use crate::options::ClientOptions;
 use crate::server::{Bounds, ServerLimits, ServerService, ServerState, raise_open_file_limit};
@@ -24,6 +24,8 @@ pub(crate) struct Rpc {
     pub(crate) options: ClientOptions,
     /// The retries and reroutes the node's calls may still make.
     pub(crate) budget: RetryBudget,
+    /// Hedged calls: each hedged method's recent latencies, and the counters.
+    pub(crate) hedging: Hedging,
     pub(crate) pool: Pool,
     pub(crate) roles: RoleSets,
     pub(crate) server: Arc<ServerState>,
@@ -88,6 +90,7 @@ impl Rpc {
             keys,
             budget: RetryBudget::new(options.retry_budget, options.min_retries_per_sec),
             options,
+            hedging: Hedging::default(),
             pool: Pool::default(),
             roles: RoleSets::default(),
             server,

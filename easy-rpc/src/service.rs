@@ -38,6 +38,11 @@ pub struct MethodInfo {
     /// again after a lost connection or an attempt that timed out, overriding
     /// [`ClientOptions::retries`](crate::ClientOptions::retries).
     pub retries: Option<u32>,
+    /// `#[easy_rpc(idempotent, hedge)]` or `hedge = P` (idempotent methods only): a call that
+    /// has not been answered after this percentile of the method's recent latencies (95
+    /// without a value) sends a second request to another node and takes the first answer
+    /// (see [`Hedge`](crate::Hedge)).
+    pub hedge: Option<f64>,
 }
 
 impl MethodInfo {
@@ -48,6 +53,7 @@ impl MethodInfo {
             idempotent: false,
             timeout: None,
             retries: None,
+            hedge: None,
         }
     }
 
@@ -73,6 +79,33 @@ impl MethodInfo {
     /// connection or a timed-out attempt (a non-idempotent method is never retried).
     pub const fn retries(mut self, n: u32) -> Self {
         self.retries = Some(n);
+        self
+    }
+
+    /// Hedges the method's calls at `percentile` of its recent latencies (see
+    /// [`Hedge::percentile`](crate::Hedge::percentile)). Call it after
+    /// [`idempotent`](Self::idempotent).
+    ///
+    /// ```
+    /// static GET: easy_rpc::MethodInfo = easy_rpc::MethodInfo::new("get").idempotent().hedge(95.0);
+    /// assert_eq!(GET.hedge, Some(95.0));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the method is not (yet) marked idempotent (a call that may have run is never sent
+    /// twice), or unless `0 < percentile < 100`. In a `static`, as the macro writes it, that
+    /// is a compile error.
+    pub const fn hedge(mut self, percentile: f64) -> Self {
+        assert!(
+            self.idempotent,
+            "easy-rpc: only an idempotent method can be hedged (call .idempotent() first)"
+        );
+        assert!(
+            percentile > 0.0 && percentile < 100.0,
+            "easy-rpc: a hedging percentile must be above 0 and below 100 (e.g. 95.0)"
+        );
+        self.hedge = Some(percentile);
         self
     }
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use cluster_helper::NodeId;
 
 use crate::client::{
-    KeyHasher, Listed, Outgoing, Plan, Route, RouteKey, SetCache, Source, call_endpoint, call_one,
+    Hedge, KeyHasher, Listed, Outgoing, Plan, Route, RouteKey, SetCache, Source, call_endpoint,
+    call_hedged, call_one,
 };
 use crate::error::{NotRunReason, RejectReason, RpcError};
 use crate::options::Strategy;
@@ -159,6 +160,7 @@ pub struct Any {
     wait_for_node: Option<bool>,
     retries: Option<u32>,
     attempt_timeout: Option<Duration>,
+    hedge: Option<Hedge>,
     /// The role's set of nodes, resolved on the first call (shared by clones).
     set: Arc<SetCache>,
 }
@@ -177,6 +179,7 @@ impl Any {
             wait_for_node: None,
             retries: None,
             attempt_timeout: None,
+            hedge: None,
             set: Arc::default(),
         }
     }
@@ -232,6 +235,41 @@ impl Any {
         self
     }
 
+    /// Hedging of the idempotent calls made through this target (overrides the method's
+    /// `#[easy_rpc(hedge)]` and [`ClientOptions::hedge`](crate::ClientOptions::hedge);
+    /// [`Hedge::off`] turns them off): a call that has not been answered after the delay sends
+    /// a second request to another node of the role, takes the first answer and cancels the
+    /// other. Each second request draws from the node's retry budget. See [`Hedge`].
+    ///
+    /// Non-idempotent calls through the target are never hedged: for them the option is
+    /// ignored (as [`retries`](Self::retries) and [`attempt_timeout`](Self::attempt_timeout)
+    /// are), so one target can serve every method of a service and hedge only those that may
+    /// run twice. The macro refuses `hedge` on a method that is not idempotent.
+    ///
+    /// ```no_run
+    /// # #[easy_rpc::service]
+    /// # pub trait Billing {
+    /// #     #[easy_rpc(idempotent)]
+    /// #     async fn balance(account: String) -> u64;
+    /// # }
+    /// # async fn example(node: easy_rpc::Node) -> Result<(), easy_rpc::Error> {
+    /// use std::time::Duration;
+    /// use easy_rpc::Hedge;
+    ///
+    /// // A second request after the 95th percentile of `balance`'s recent latencies.
+    /// let billing = node.any("billing").hedge(Hedge::percentile(95.0));
+    /// let cents = billing.balance("acct-1".into()).await?;
+    /// // Or after a fixed 20 ms.
+    /// let cents = node.any("billing").hedge(Hedge::after(Duration::from_millis(20)))
+    ///     .balance("acct-1".into()).await?;
+    /// # let _ = cents;
+    /// # Ok(()) }
+    /// ```
+    pub fn hedge(mut self, hedge: Hedge) -> Self {
+        self.hedge = Some(hedge);
+        self
+    }
+
     /// The role calls go to.
     pub fn role(&self) -> &str {
         match &self.source {
@@ -270,15 +308,28 @@ impl Any {
                 wait: self.wait_for_node.unwrap_or(rpc.options.wait_for_node),
                 retries: self.retries,
                 attempt_timeout: self.attempt_timeout.or(rpc.options.attempt_timeout),
+                // Idempotent calls by balancing only: a keyed call stays with the key's owner.
+                hedge: match key {
+                    None if method.idempotent => self
+                        .hedge
+                        .or(method.hedge.map(Hedge::percentile))
+                        .or(rpc.options.hedge)
+                        .filter(Hedge::is_on),
+                    _ => None,
+                },
             };
             (rpc.clone(), set, plan)
         });
         async move {
             let (rpc, set, plan) = call.map_err(RpcError::into_remote)?;
             let req = Arc::new(Outgoing::new(req));
-            let (node, resp) = call_one::<S>(rpc, set, method, req, plan)
-                .await
-                .map_err(RpcError::into_remote)?;
+            let answer = match plan.hedge {
+                None => call_one::<S>(rpc, set, method, req, plan).await,
+                // Boxed: two chains of attempts and a timer, which every call's future would
+                // otherwise carry.
+                Some(hedge) => Box::pin(call_hedged::<S>(rpc, set, method, req, plan, hedge)).await,
+            };
+            let (node, resp) = answer.map_err(RpcError::into_remote)?;
             finish(node, method, extract(resp))
         }
     }
@@ -309,6 +360,10 @@ impl Target for Any {
 /// and when a node joins or leaves only the keys of that node move. Every node computes the
 /// same owner: the function is fixed and documented under [`RouteKey`]. From
 /// [`by_key`](crate::by_key) or [`Node::by_key`](crate::Node::by_key).
+///
+/// Calls are never hedged, even of a method marked `hedge` (see [`Hedge`]): a second request
+/// to another node would break the key's affinity, which is why a caller uses `by_key`. A
+/// call whose owner refused it without running it still goes to the key's next owner.
 ///
 /// ```no_run
 /// # #[easy_rpc::service]
@@ -411,6 +466,9 @@ impl Target for ByKey {
 /// own entry an error. A node that turns out to be leaving (it refuses the call without running
 /// it) has left the role and gets no entry. From [`all`](crate::all) or
 /// [`Node::all`](crate::Node::all).
+///
+/// Calls are not hedged (see [`Hedge`]): each already goes to every node, and a second request
+/// to the same node would not be faster.
 ///
 /// ```no_run
 /// # #[easy_rpc::service]
@@ -525,6 +583,7 @@ impl std::fmt::Debug for Any {
             .field("role", &self.role())
             .field("strategy", &self.strategy)
             .field("timeout", &self.timeout)
+            .field("hedge", &self.hedge)
             .finish()
     }
 }
@@ -631,6 +690,28 @@ impl To {
     /// If `timeout` is zero.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.any.attempt_timeout = Some(checked(timeout));
+        self
+    }
+}
+
+impl To {
+    /// Hedging of the idempotent calls made through this target, among the listed nodes (a
+    /// target of one node has no other node to send a second request to). See [`Any::hedge`].
+    ///
+    /// ```no_run
+    /// # #[easy_rpc::service]
+    /// # pub trait Billing {
+    /// #     #[easy_rpc(idempotent)]
+    /// #     async fn balance(account: String) -> u64;
+    /// # }
+    /// # async fn example(node: easy_rpc::Node) -> Result<(), easy_rpc::Error> {
+    /// let pair = node.to_any_of(["billing-0", "billing-1"]).hedge(easy_rpc::Hedge::default());
+    /// let cents = pair.balance("acct-1".into()).await?;
+    /// # let _ = cents;
+    /// # Ok(()) }
+    /// ```
+    pub fn hedge(mut self, hedge: Hedge) -> Self {
+        self.any.hedge = Some(hedge);
         self
     }
 }

@@ -105,10 +105,15 @@ fn method_infos(def: &ServiceDef) -> TokenStream {
         let idempotent = m.options.idempotent.then(|| quote!(.idempotent()));
         let timeout = m.options.timeout_ms.map(|ms| quote!(.timeout_ms(#ms)));
         let retries = m.options.retries.map(|(n, _)| quote!(.retries(#n)));
+        // After `.idempotent()`, which `hedge` checks for.
+        let hedge = m.options.hedge.map(|(p, _)| {
+            let p = proc_macro2::Literal::f64_suffixed(p);
+            quote!(.hedge(#p))
+        });
         quote! {
             #[allow(non_upper_case_globals)]
             static #ident: #krate::MethodInfo =
-                #krate::MethodInfo::new(#name) #idempotent #timeout #retries;
+                #krate::MethodInfo::new(#name) #idempotent #timeout #retries #hedge;
         }
     });
     quote!(#(#statics)*)

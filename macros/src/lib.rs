@@ -72,15 +72,23 @@ use errors::Errors;
 ///   the node's `ClientOptions::retries`; a call's `.retries(n)` overrides it in turn, and
 ///   every retry also draws from the node's retry budget.
 ///
-/// Options combine: `#[easy_rpc(idempotent, timeout_ms = 500, retries = 4)]`.
+/// - `hedge` or `hedge = P` (idempotent methods only): a call through `any` (or a direct
+///   target) that has not been answered after the `P`th percentile of the method's recent
+///   latencies (95 without a value; `0 < P < 100`) sends a second request to another node,
+///   takes the first answer and cancels the other (`easy_rpc::Hedge`); a call's `.hedge(..)`
+///   overrides it, and every second request draws from the node's retry budget. `by_key` and
+///   `all` calls are not hedged.
+///
+/// Options combine: `#[easy_rpc(idempotent, timeout_ms = 500, retries = 4, hedge = 99)]`.
 ///
 /// # Reserved method names
 ///
 /// A service method named like a method that the call targets have could not be called on
 /// them, so these names are refused:
 ///
-/// - `timeout`, `strategy`, `role`, `owner`: methods of `Any`, `All` or `ByKey` themselves,
-///   which win over the client trait's;
+/// - `timeout`, `strategy`, `role`, `owner`, `wait_for_node`, `retries`, `attempt_timeout`,
+///   `hedge`: methods of `Any`, `All`, `ByKey` or `To` themselves, which win over the client
+///   trait's;
 /// - `clone`, `to_owned`: `Clone` and `ToOwned` (in the prelude) apply to the targets, so a
 ///   call would be ambiguous;
 /// - `into`, `try_into`: `Into` and `TryInto` (in the prelude) take the target by value, so

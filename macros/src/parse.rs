@@ -293,6 +293,10 @@ pub struct MethodOptions {
     /// or an attempt that timed out (with its span, for the check that the method is
     /// idempotent).
     pub retries: Option<(u32, Span)>,
+    /// `hedge` or `hedge = P`: the percentile of the method's recent latencies after which a
+    /// call sends a second request to another node (95 without a value; with its span, for the
+    /// check that the method is idempotent).
+    pub hedge: Option<(f64, Span)>,
 }
 
 impl ServiceDef {
@@ -423,6 +427,16 @@ impl Method {
                  sent twice (add `idempotent` if running it twice is safe)",
             ));
             options.retries = None;
+        }
+        if let Some((_, span)) = options.hedge
+            && !options.idempotent
+        {
+            errors.push(syn::Error::new(
+                span,
+                "`hedge` applies to idempotent methods only: a hedged call may run on two nodes \
+                 (add `idempotent` if running it twice is safe)",
+            ));
+            options.hedge = None;
         }
         if let Some(body) = &f.default {
             errors.at(
@@ -762,13 +776,14 @@ pub fn camel_case(ident: &Ident) -> Ident {
     Ident::new(&out, ident.span())
 }
 
-/// Options compare by value; the span of `retries` (kept for one error message) is not part
-/// of it.
+/// Options compare by value; the spans of `retries` and `hedge` (kept for one error message
+/// each) are not part of it.
 impl PartialEq for MethodOptions {
     fn eq(&self, other: &Self) -> bool {
         self.idempotent == other.idempotent
             && self.timeout_ms == other.timeout_ms
             && self.retries.map(|(n, _)| n) == other.retries.map(|(n, _)| n)
+            && self.hedge.map(|(p, _)| p.to_bits()) == other.hedge.map(|(p, _)| p.to_bits())
     }
 }
 
@@ -779,8 +794,8 @@ impl MethodOptions {
     /// and ignored.
     fn parse_attr(&mut self, attr: &Attribute, errors: &mut Errors) {
         const EXPECTED: &str = "expected `#[easy_rpc(idempotent)]`, `#[easy_rpc(timeout_ms = N)]`, \
-                                `#[easy_rpc(retries = N)]` or several: \
-                                `#[easy_rpc(idempotent, timeout_ms = N, retries = N)]`";
+                                `#[easy_rpc(retries = N)]`, `#[easy_rpc(hedge)]` or several: \
+                                `#[easy_rpc(idempotent, timeout_ms = N, retries = N, hedge = P)]`";
         if !matches!(attr.meta, syn::Meta::List(_)) {
             errors.at(attr, EXPECTED);
             return;
@@ -864,12 +879,47 @@ impl MethodOptions {
                     "expected a number of retries (a `u32` literal): `retries = 3`",
                 )),
             }
+        } else if meta.path.is_ident("hedge") {
+            if self.hedge.is_some() {
+                return Err(meta.error("duplicate option `hedge`"));
+            }
+            if meta.input.is_empty() || meta.input.peek(Token![,]) {
+                self.hedge = Some((95.0, meta.path.span()));
+                return Ok(());
+            }
+            let value = meta
+                .value()
+                .map_err(|_| meta.error("expected `hedge` or `hedge = P` (a percentile)"))?;
+            let expr: Expr = value.parse()?;
+            let p = match &expr {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Int(int), ..
+                }) if int.suffix().is_empty() => int.base10_parse::<f64>().ok(),
+                Expr::Lit(ExprLit {
+                    lit: Lit::Float(float),
+                    ..
+                }) if float.suffix().is_empty() || float.suffix() == "f64" => {
+                    float.base10_parse::<f64>().ok()
+                }
+                _ => None,
+            };
+            match p {
+                Some(p) if p > 0.0 && p < 100.0 => {
+                    self.hedge = Some((p, meta.path.span()));
+                    Ok(())
+                }
+                _ => Err(syn::Error::new_spanned(
+                    expr,
+                    "expected a percentile above 0 and below 100 (a number literal): \
+                     `hedge = 95` or `hedge = 99.9`",
+                )),
+            }
         } else {
             Err(syn::Error::new(
                 meta.path.span(),
                 format!(
-                    "unknown easy_rpc option `{}`: expected `idempotent`, `timeout_ms = N` or \
-                     `retries = N`",
+                    "unknown easy_rpc option `{}`: expected `idempotent`, `timeout_ms = N`, \
+                     `retries = N` or `hedge`",
                     meta.path.to_token_stream().to_string().replace(' ', "")
                 ),
             ))
@@ -947,6 +997,7 @@ mod tests {
                 idempotent: true,
                 timeout_ms: None,
                 retries: None,
+                hedge: None,
             }
         );
 
@@ -967,6 +1018,7 @@ mod tests {
                 idempotent: true,
                 timeout_ms: Some(5),
                 retries: None,
+                hedge: None,
             }
         );
     }
@@ -1341,6 +1393,58 @@ mod tests {
             "unknown easy_rpc option `nope`",
             "expected a number of milliseconds",
         ];
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        for (e, x) in errors.iter().zip(expected) {
+            assert!(e.contains(x), "{e:?} should contain {x:?}");
+        }
+    }
+
+    #[test]
+    fn reads_hedge_and_refuses_it_on_methods_that_are_not_idempotent() {
+        let def = parse_ok(
+            TokenStream::new(),
+            parse_quote! {
+                pub trait Reads {
+                    #[easy_rpc(idempotent, hedge)]
+                    async fn default_percentile(&self);
+                    #[easy_rpc(hedge = 99.9, idempotent)]
+                    async fn fraction(&self);
+                    #[easy_rpc(idempotent, hedge = 90)]
+                    async fn whole(&self);
+                }
+            },
+        );
+        let hedges: Vec<Option<f64>> = def
+            .methods()
+            .map(|m| m.options.hedge.map(|(p, _)| p))
+            .collect();
+        assert_eq!(hedges, [Some(95.0), Some(99.9), Some(90.0)]);
+
+        let errors = errors(
+            TokenStream::new(),
+            parse_quote! {
+                pub trait Writes {
+                    #[easy_rpc(hedge)]
+                    async fn charge(&self);
+                    #[easy_rpc(idempotent, hedge = 100)]
+                    async fn all(&self);
+                    #[easy_rpc(idempotent, hedge = "95")]
+                    async fn text(&self);
+                    #[easy_rpc(idempotent, hedge, hedge = 90)]
+                    async fn twice(&self);
+                }
+            },
+        );
+        let expected = [
+            "expected a percentile above 0 and below 100",
+            "expected a percentile above 0 and below 100",
+            "duplicate option `hedge`",
+            "`hedge` applies to idempotent methods only",
+        ];
+        let mut errors = errors;
+        errors.sort();
+        let mut expected = expected.to_vec();
+        expected.sort();
         assert_eq!(errors.len(), expected.len(), "{errors:#?}");
         for (e, x) in errors.iter().zip(expected) {
             assert!(e.contains(x), "{e:?} should contain {x:?}");

@@ -18,6 +18,7 @@ const TARGET_METHODS: &[&str] = &[
     "wait_for_node",
     "retries",
     "attempt_timeout",
+    "hedge",
 ];
 
 /// A method of a prelude trait that applies to the targets and clashes with a client method of

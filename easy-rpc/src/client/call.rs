@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 use cluster_helper::NodeId;
 
 use super::endpoint::Endpoint;
+use super::hedge::Hedge;
+#[cfg(doc)]
+use super::hedge::call_hedged;
 use super::outgoing::Outgoing;
 use super::pick::{Route, ThreadRandom};
 use super::retry::{Next, Outcome, Retry};
@@ -30,17 +33,59 @@ pub(crate) struct Plan {
     pub(crate) retries: Option<u32>,
     /// The longest one attempt of an idempotent call may take (`None`: the whole deadline).
     pub(crate) attempt_timeout: Option<Duration>,
+    /// Send a second request to another node when the first is slow (see [`Hedge`]): the
+    /// target then calls [`call_hedged`] instead of [`call_one`]. 4 bytes, in what was the
+    /// plan's padding.
+    pub(crate) hedge: Option<Hedge>,
+}
+
+/// Where a call's attempts go: the nodes they must avoid from the start, and each node
+/// before an attempt is sent to it (a hedged call's second request avoids the nodes of the
+/// first); `()` for calls that are not hedged, at no cost.
+pub(crate) trait Sending: Send {
+    /// The nodes not to send to, when the attempts start.
+    fn avoid(&self) -> Vec<NodeId>;
+    /// An attempt is about to be sent to `node`.
+    fn sending(&self, node: &NodeId);
+}
+
+impl Sending for () {
+    #[inline(always)]
+    fn avoid(&self) -> Vec<NodeId> {
+        Vec::new()
+    }
+
+    #[inline(always)]
+    fn sending(&self, _node: &NodeId) {}
 }
 
 /// Sends one call to one node of `set` picked by `plan.route`, rerouting calls that never
 /// ran and retrying idempotent ones after a lost connection or an attempt that timed out (each
-/// retry drawn from the node's retry budget).
-pub(crate) async fn call_one<S: ServiceDef>(
+/// retry drawn from the node's retry budget). A call with a [`Plan::hedge`] goes through
+/// [`call_hedged`] instead.
+pub(crate) fn call_one<S: ServiceDef>(
     rpc: Arc<Rpc>,
     set: Arc<RoleSet<S>>,
     method: &'static MethodInfo,
     req: Arc<Outgoing<S::Req>>,
     plan: Plan,
+) -> impl Future<Output = Result<(NodeId, S::Resp), RpcError<Never>>> + Send + 'static {
+    // Not an `async fn` that awaits `attempts`: its future would hold the arguments besides
+    // the future it awaits.
+    rpc.budget.deposit();
+    attempts(rpc, set, method, req, plan, ())
+}
+
+/// The attempts of one call (or of one of a hedged call's two requests): pick a node not
+/// tried yet (nor in `sending.avoid()`), tell `sending`, send; after a failure reroute, retry
+/// or stop.
+pub(crate) async fn attempts<S: ServiceDef>(
+    rpc: Arc<Rpc>,
+    set: Arc<RoleSet<S>>,
+    method: &'static MethodInfo,
+    req: Arc<Outgoing<S::Req>>,
+    plan: Plan,
+    sending: impl Sending,
 ) -> Result<(NodeId, S::Resp), RpcError<Never>> {
     let Plan {
         route,
@@ -49,9 +94,8 @@ pub(crate) async fn call_one<S: ServiceDef>(
         wait,
         ..
     } = plan;
-    rpc.budget.deposit();
     let attempt_timeout = plan.attempt_timeout.filter(|_| method.idempotent);
-    let mut tried: Vec<NodeId> = Vec::new();
+    let mut tried: Vec<NodeId> = sending.avoid();
     let mut retry = Retry::new(&rpc.options, method, plan.retries);
     let mut last: Option<RpcError<Never>> = None;
     loop {
@@ -70,6 +114,7 @@ pub(crate) async fn call_one<S: ServiceDef>(
             }
             None => return Err(last.unwrap_or_else(|| set.source().none_error(S::NAME))),
         };
+        sending.sending(endpoint.node());
         let attempt_deadline = match attempt_timeout {
             Some(t) => crate::deadline::after(now, t).min(deadline),
             None => deadline,

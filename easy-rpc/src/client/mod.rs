@@ -8,13 +8,17 @@
 //! - [`outgoing`]: a request on its way out, and whether it was ever written.
 //! - [`budget`]: the retries and reroutes a node's calls may add.
 //! - [`retry`]: after a failed attempt, reroute, retry or stop (a pure policy).
+//! - [`hedge`] and [`latency`]: a second request for a slow idempotent call, after a
+//!   percentile of the method's recent latencies.
 //! - [`call`]: one call, and one node's call of `all`, put together from the above.
 //! - [`layer`]: tower layers around each attempt ([`Call`]), when the node has any.
 
 mod budget;
 mod call;
 mod endpoint;
+mod hedge;
 mod key;
+mod latency;
 mod layer;
 mod load;
 mod outgoing;
@@ -26,6 +30,8 @@ mod role_set;
 
 pub(crate) use budget::RetryBudget;
 pub(crate) use call::{Plan, call_endpoint, call_one};
+pub use hedge::{Hedge, HedgeStats};
+pub(crate) use hedge::{Hedging, call_hedged};
 pub use key::{KeyHasher, RouteKey};
 pub(crate) use layer::ClientLayers;
 pub use layer::{Call, CallResponse, CallService, SendCall};

@@ -1,7 +1,7 @@
 //! An unknown option is one error: the method is generated as if it were absent.
 #[easy_rpc::service]
 pub trait Service {
-    #[easy_rpc(idempotent, hedge = 3)]
+    #[easy_rpc(idempotent, backup = 3)]
     async fn get(&self) -> u8;
 }
 

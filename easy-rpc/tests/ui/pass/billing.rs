@@ -32,7 +32,7 @@ pub trait Billing {
     #[easy_rpc(timeout_ms = 2000)]
     async fn charge(&self, account: String, cents: u64) -> Result<Receipt, BillingError>;
     /// Is it there?
-    #[easy_rpc(idempotent, timeout_ms = 500, retries = 4)]
+    #[easy_rpc(idempotent, timeout_ms = 500, retries = 4, hedge = 99)]
     async fn ping(&self);
     /// A `Result` by its full path.
     async fn refund(&self, receipt: Receipt) -> std::result::Result<(), BillingError>;
@@ -96,6 +96,7 @@ fn main() {
     assert_eq!((info.name, info.idempotent), ("ping", true));
     assert_eq!(info.timeout, Some(std::time::Duration::from_millis(500)));
     assert_eq!(info.retries, Some(4));
+    assert_eq!(info.hedge, Some(99.0));
     let info = BillingService::method(&BillingRequest::Balance {
         account: "a".into(),
     });
@@ -103,4 +104,5 @@ fn main() {
         (info.name, info.idempotent, info.timeout, info.retries),
         ("balance", true, None, None)
     );
+    assert_eq!(info.hedge, None);
 }

@@ -32,6 +32,7 @@ use shadows::*;
 pub trait Hygiene {
     async fn plain(req: u8, resp: u8, v: u8, arg0: u8) -> u64;
     async fn result(&self, t: T2) -> ::core::result::Result<::std::string::String, u8>;
+    #[easy_rpc(idempotent, timeout_ms = 5, retries = 1, hedge)]
     async fn unit(&self);
 }
 
