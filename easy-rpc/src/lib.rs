@@ -111,6 +111,7 @@ mod error;
 mod handshake;
 mod keyring;
 mod management;
+mod metrics;
 mod node;
 mod noise;
 mod options;
@@ -134,7 +135,12 @@ pub use default_node::{all, any, by_key, to, to_any_of};
 pub use easy_rpc_macros::service;
 pub use error::{Error, Never, NotRunReason, RejectReason, RpcError};
 pub use handshake::PROTOCOL_VERSION;
+pub use metrics::{MAX_ROLE_LABELS, NodeMetrics, OTHER_ROLES};
 pub use node::Node;
+/// The metrics library whose [`Collector`](prometheus_client::collector::Collector) and
+/// [`Registry`](prometheus_client::registry::Registry) [`NodeMetrics`] works with (this
+/// version, re-exported so that a program uses the same).
+pub use prometheus_client;
 pub use options::{ClientOptions, Strategy};
 pub use server::{RefusedConnections, Served, ServerLimits, ServerStats};
 pub use service::{Handler, MethodInfo, ServiceDef};

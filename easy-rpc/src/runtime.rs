@@ -27,6 +27,8 @@ pub(crate) struct Rpc {
     pub(crate) pool: Pool,
     pub(crate) roles: RoleSets,
     pub(crate) server: Arc<ServerState>,
+    /// The node's metrics (the same as the server's).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The start of the node's millisecond clock (down marks, latency decay).
     epoch: Instant,
     /// Set once the node has shut down (or was killed): calls through it fail with
@@ -78,6 +80,7 @@ impl Rpc {
             options,
             pool: Pool::default(),
             roles: RoleSets::default(),
+            metrics: server.metrics.clone(),
             server,
             epoch: Instant::now(),
             stopped: AtomicBool::new(false),

@@ -3,6 +3,7 @@
 //! nothing else of the crate; the server and the client depend on it.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -38,7 +39,15 @@ pub struct MethodInfo {
     /// again after a lost connection or an attempt that timed out, overriding
     /// [`ClientOptions::retries`](crate::ClientOptions::retries).
     pub retries: Option<u32>,
+    /// The method's place in the node's metrics tables, given on first use (process-wide, so
+    /// a call finds its counters with one load instead of a lookup by name).
+    metrics_slot: AtomicU32,
 }
+
+/// No metrics slot given yet.
+const NO_SLOT: u32 = u32::MAX;
+/// The next metrics slot to give.
+static NEXT_SLOT: AtomicU32 = AtomicU32::new(0);
 
 impl MethodInfo {
     /// A method with no options.
@@ -48,6 +57,27 @@ impl MethodInfo {
             idempotent: false,
             timeout: None,
             retries: None,
+            metrics_slot: AtomicU32::new(NO_SLOT),
+        }
+    }
+
+    /// The method's metrics slot: a small number, the same for the life of the process,
+    /// given in the order methods are first used (one relaxed load once given).
+    pub(crate) fn metrics_slot(&self) -> usize {
+        let slot = self.metrics_slot.load(Ordering::Relaxed);
+        if slot != NO_SLOT {
+            return slot as usize;
+        }
+        let mine = NEXT_SLOT.fetch_add(1, Ordering::Relaxed).min(NO_SLOT - 1);
+        match self.metrics_slot.compare_exchange(
+            NO_SLOT,
+            mine,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => mine as usize,
+            // Another call gave it one first (the number taken here is left unused).
+            Err(theirs) => theirs as usize,
         }
     }
 

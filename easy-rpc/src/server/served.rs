@@ -18,6 +18,7 @@ use tokio_util::codec::Framed;
 use super::state::{InFlight, ServerState};
 use crate::codec::{FrameCodec, ServerCodec};
 use crate::error::NotRunReason;
+use crate::metrics::{Outcome, ServerCall};
 use crate::reply::Reply;
 use crate::sealed::Sealed;
 use crate::service::{Handler, ServiceDef};
@@ -144,7 +145,10 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         req: S::Req,
     ) -> Result<Reply<S::Resp>, ServerError> {
         let conn = &*self.conn;
+        let method = S::method(&req);
+        let counted = ServerCall::start(&conn.state.metrics.server, S::NAME, method, ctx.deadline);
         if conn.state.is_refusing() {
+            counted.finish(Outcome::NotRun);
             return Ok(Reply::NotRun(NotRunReason::Leaving));
         }
         if crate::codec::is_expired(ctx.deadline) {
@@ -155,6 +159,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
                 .bounds
                 .expired_requests
                 .fetch_add(1, Ordering::Relaxed);
+            counted.finish(Outcome::NotRun);
             return Ok(Reply::NotRun(NotRunReason::Expired));
         }
         let running = Running(&conn.running);
@@ -164,6 +169,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
                 .bounds
                 .refused_requests
                 .fetch_add(1, Ordering::Relaxed);
+            counted.finish(Outcome::NotRun);
             return Ok(Reply::NotRun(NotRunReason::Overloaded));
         }
         let _admitted = match &conn.state.bounds.admission {
@@ -181,17 +187,22 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
                             _ => &conn.state.bounds.refused_requests,
                         };
                         counter.fetch_add(1, Ordering::Relaxed);
+                        counted.finish(Outcome::NotRun);
                         return Ok(Reply::NotRun(reason));
                     }
                 },
             },
         };
         let _in_flight = InFlight::new(&conn.state);
-        let method = S::method(&req).name;
+        let method = method.name;
         let work = crate::context::with_deadline(ctx.deadline, conn.handler.handle(req));
         let reply = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
-            Ok(resp) => Reply::Ok(resp),
+            Ok(resp) => {
+                counted.finish(Outcome::Ok);
+                Reply::Ok(resp)
+            }
             Err(_) => {
+                counted.finish(Outcome::Server);
                 tracing::error!(service = S::NAME, method, "handler panicked");
                 Reply::Failed(format!("{}.{method} panicked on the server", S::NAME))
             }

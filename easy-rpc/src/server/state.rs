@@ -34,6 +34,8 @@ pub(crate) struct ServerState {
     pub(crate) open: AtomicUsize,
     /// The server's limits and what they hold and refused.
     pub(crate) bounds: Arc<Bounds>,
+    /// The node's metrics (the server counts its requests there; the client side shares it).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -60,6 +62,7 @@ impl ServerState {
             accepted: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             bounds: Arc::new(bounds),
+            metrics: Arc::default(),
         }
     }
 
