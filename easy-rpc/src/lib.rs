@@ -110,6 +110,7 @@ mod default_node;
 mod error;
 mod handshake;
 mod keyring;
+pub mod log;
 mod management;
 mod metrics;
 mod node;
