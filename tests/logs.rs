@@ -86,7 +86,13 @@ async fn timeouts_and_a_killed_node_give_one_line_per_method_naming_it() {
     // Twenty calls running on the server when it is killed.
     caller.command("exec 20 10000 30000").await;
     let started = Instant::now();
-    while server.output().iter().filter(|l| l.starts_with("EXEC ")).count() < 20 {
+    while server
+        .output()
+        .iter()
+        .filter(|l| l.starts_with("EXEC "))
+        .count()
+        < 20
+    {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the server did not start 20 calls:\n{}",
@@ -128,7 +134,11 @@ async fn timeouts_and_a_killed_node_give_one_line_per_method_naming_it() {
     // Only warnings of ours: the calls' failures above.
     let warnings = lines_with(&out, " WARN ", "");
     assert_eq!(warnings.len(), 2, "{warnings:#?}");
-    assert!(lines_with(&out, "ERROR", "").is_empty(), "{}", out.join("\n"));
+    assert!(
+        lines_with(&out, "ERROR", "").is_empty(),
+        "{}",
+        out.join("\n")
+    );
     // Dropping the processes kills them.
 }
 

@@ -200,9 +200,18 @@ async fn scraped_counts_match_the_calls_made() {
 
     // Client side: every call by outcome, exactly.
     let calls = "easy_rpc_client_calls_total";
-    assert_eq!(m.outcomes(calls, "echo"), counts(&[("ok", 8), ("no_node_for_role", 2)]));
-    assert_eq!(m.outcomes(calls, "check"), counts(&[("ok", 3), ("remote", 2)]));
-    assert_eq!(m.outcomes(calls, "sleep"), counts(&[("ok", 1), ("timeout", 1)]));
+    assert_eq!(
+        m.outcomes(calls, "echo"),
+        counts(&[("ok", 8), ("no_node_for_role", 2)])
+    );
+    assert_eq!(
+        m.outcomes(calls, "check"),
+        counts(&[("ok", 3), ("remote", 2)])
+    );
+    assert_eq!(
+        m.outcomes(calls, "sleep"),
+        counts(&[("ok", 1), ("timeout", 1)])
+    );
     assert_eq!(m.outcomes(calls, "boom"), counts(&[("server", 1)]));
     for (method, n) in [("echo", 10), ("check", 5), ("sleep", 2), ("boom", 1)] {
         let labels = [("service", "Meter"), ("method", method)];
@@ -217,7 +226,11 @@ async fn scraped_counts_match_the_calls_made() {
         assert_eq!(m.count("easy_rpc_client_retries_total", &labels), 0);
     }
     // The client served nothing.
-    assert!(s.0.samples.iter().any(|x| x.metric == "easy_rpc_server_requests_total"));
+    assert!(
+        s.0.samples
+            .iter()
+            .any(|x| x.metric == "easy_rpc_server_requests_total")
+    );
     assert!(
         !m.0.samples
             .iter()
@@ -229,7 +242,10 @@ async fn scraped_counts_match_the_calls_made() {
     let requests = "easy_rpc_server_requests_total";
     assert_eq!(s.outcomes(requests, "echo"), counts(&[("ok", 8)]));
     assert_eq!(s.outcomes(requests, "check"), counts(&[("ok", 5)]));
-    assert_eq!(s.outcomes(requests, "sleep"), counts(&[("ok", 1), ("timeout", 1)]));
+    assert_eq!(
+        s.outcomes(requests, "sleep"),
+        counts(&[("ok", 1), ("timeout", 1)])
+    );
     assert_eq!(s.outcomes(requests, "boom"), counts(&[("server", 1)]));
     for (method, n) in [("echo", 8), ("check", 5), ("sleep", 2), ("boom", 1)] {
         let labels = [("service", "Meter"), ("method", method)];
@@ -240,10 +256,16 @@ async fn scraped_counts_match_the_calls_made() {
         );
     }
     // One pooled connection from the caller.
-    assert_eq!(s.count("easy_rpc_server_connections_accepted_total", &[]), 1);
+    assert_eq!(
+        s.count("easy_rpc_server_connections_accepted_total", &[]),
+        1
+    );
     assert_eq!(s.count("easy_rpc_server_connections_open", &[]), 1);
     assert_eq!(
-        s.count("easy_rpc_server_connections_refused_total", &[("reason", "handshake")]),
+        s.count(
+            "easy_rpc_server_connections_refused_total",
+            &[("reason", "handshake")]
+        ),
         0
     );
 
@@ -254,8 +276,14 @@ async fn scraped_counts_match_the_calls_made() {
             2,
             "{who}"
         );
-        assert_eq!(x.count("easy_rpc_cluster_members", &[("status", "joining")]), 0);
-        assert_eq!(x.count("easy_rpc_cluster_members", &[("status", "leaving")]), 0);
+        assert_eq!(
+            x.count("easy_rpc_cluster_members", &[("status", "joining")]),
+            0
+        );
+        assert_eq!(
+            x.count("easy_rpc_cluster_members", &[("status", "leaving")]),
+            0
+        );
         for role in ["meter", "audit", "caller"] {
             assert_eq!(
                 x.count("easy_rpc_cluster_role_nodes", &[("role", role)]),
@@ -264,7 +292,10 @@ async fn scraped_counts_match_the_calls_made() {
             );
         }
         assert_eq!(x.count("easy_rpc_cluster_roles", &[]), 3, "{who}");
-        assert_eq!(x.get("easy_rpc_cluster_role_nodes", &[("role", "_other")]), None);
+        assert_eq!(
+            x.get("easy_rpc_cluster_role_nodes", &[("role", "_other")]),
+            None
+        );
         assert_eq!(x.count("easy_rpc_node_ready", &[]), 1, "{who}");
         assert_eq!(x.count("easy_rpc_cluster_failures_total", &[]), 0, "{who}");
         assert!(
@@ -288,13 +319,19 @@ async fn scraped_counts_match_the_calls_made() {
     assert!(m.count("easy_rpc_cluster_joins_total", &[]) >= 1);
 
     // The same text from the node itself, and through a collector in a registry of one's own.
-    assert!(client.metrics_text().contains("easy_rpc_client_calls_total{"));
+    assert!(
+        client
+            .metrics_text()
+            .contains("easy_rpc_client_calls_total{")
+    );
     let mut registry = easy_rpc::prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(client.metrics()));
     let mut text = String::new();
     easy_rpc::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(
-        text.contains("easy_rpc_client_calls_total{service=\"Meter\",method=\"boom\",outcome=\"server\"} 1"),
+        text.contains(
+            "easy_rpc_client_calls_total{service=\"Meter\",method=\"boom\",outcome=\"server\"} 1"
+        ),
         "{text}"
     );
 
@@ -304,7 +341,8 @@ async fn scraped_counts_match_the_calls_made() {
     for _ in 0..200 {
         let m = Metrics::scrape(client_http).await;
         if m.count("easy_rpc_cluster_members", &[("status", "serving")]) == 1
-            && m.get("easy_rpc_cluster_role_nodes", &[("role", "meter")]).is_none()
+            && m.get("easy_rpc_cluster_role_nodes", &[("role", "meter")])
+                .is_none()
         {
             left = Some(m);
             break;
@@ -341,10 +379,19 @@ async fn role_labels_are_capped() {
             .collect();
     assert_eq!(series.len(), easy_rpc::MAX_ROLE_LABELS + 1);
     // All have one node: ties go by name, so the last five are summed.
-    assert_eq!(m.count("easy_rpc_cluster_role_nodes", &[("role", "r00000")]), 1);
-    assert_eq!(m.get("easy_rpc_cluster_role_nodes", &[("role", "r01004")]), None);
     assert_eq!(
-        m.count("easy_rpc_cluster_role_nodes", &[("role", easy_rpc::OTHER_ROLES)]),
+        m.count("easy_rpc_cluster_role_nodes", &[("role", "r00000")]),
+        1
+    );
+    assert_eq!(
+        m.get("easy_rpc_cluster_role_nodes", &[("role", "r01004")]),
+        None
+    );
+    assert_eq!(
+        m.count(
+            "easy_rpc_cluster_role_nodes",
+            &[("role", easy_rpc::OTHER_ROLES)]
+        ),
         5
     );
     assert_eq!(

@@ -259,7 +259,11 @@ pub(crate) async fn join_loop(
         } else if inner.registry.is_ready()
             && !others.is_empty()
             && warned_alone.is_some_and(|t| t.elapsed() >= ALONE_WARN_EVERY)
-            && inner.registry.snapshot().members().all(|m| m.id == inner.id)
+            && inner
+                .registry
+                .snapshot()
+                .members()
+                .all(|m| m.id == inner.id)
         {
             warned_alone = Some(tokio::time::Instant::now());
             warn_alone(&inner, &others, "still no answer from any seed");

@@ -136,13 +136,16 @@ pub use default_node::{all, any, by_key, to, to_any_of};
 pub use easy_rpc_macros::service;
 pub use error::{Error, Never, NotRunReason, RejectReason, RpcError};
 pub use handshake::PROTOCOL_VERSION;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub use metrics::ScrapeFixture;
 pub use metrics::{MAX_ROLE_LABELS, NodeMetrics, OTHER_ROLES};
 pub use node::Node;
+pub use options::{ClientOptions, Strategy};
 /// The metrics library whose [`Collector`](prometheus_client::collector::Collector) and
 /// [`Registry`](prometheus_client::registry::Registry) [`NodeMetrics`] works with (this
 /// version, re-exported so that a program uses the same).
 pub use prometheus_client;
-pub use options::{ClientOptions, Strategy};
 pub use server::{RefusedConnections, Served, ServerLimits, ServerStats};
 pub use service::{Handler, MethodInfo, ServiceDef};
 pub use target::{All, AllResults, Any, ByKey, CallResult, Target, To};

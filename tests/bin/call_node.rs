@@ -57,9 +57,7 @@ async fn main() {
             eprintln!("call_node: cannot read {line:?}");
             continue;
         };
-        let target = node
-            .any(&role)
-            .timeout(Duration::from_millis(timeout_ms));
+        let target = node.any(&role).timeout(Duration::from_millis(timeout_ms));
         let calls = (0..count).map(|id| {
             let target = target.clone();
             let method = method.to_owned();
@@ -75,7 +73,13 @@ async fn main() {
         let kinds: Vec<String> = results
             .iter()
             .filter_map(|r| r.as_ref().err())
-            .map(|e| format!("{e:?}").split([' ', '{']).next().unwrap_or("").to_owned())
+            .map(|e| {
+                format!("{e:?}")
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
             .collect();
         println!(
             "DONE {method} ok={ok} failed={} {}",

@@ -115,7 +115,7 @@ pub(crate) struct MethodSlot {
 }
 
 impl MethodSlot {
-    fn count(&self, outcome: Outcome) {
+    pub(crate) fn count(&self, outcome: Outcome) {
         self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -172,10 +172,8 @@ impl Methods {
     pub(crate) fn slot(&self, service: &'static str, method: &'static MethodInfo) -> &MethodSlot {
         let i = method.metrics_slot();
         let slot = match self.chunks.get(i / CHUNK) {
-            Some(chunk) => {
-                &chunk.get_or_init(|| (0..CHUNK).map(|_| MethodSlot::default()).collect())
-                    [i % CHUNK]
-            }
+            Some(chunk) => &chunk
+                .get_or_init(|| (0..CHUNK).map(|_| MethodSlot::default()).collect())[i % CHUNK],
             None => {
                 self.overflow.names.get_or_init(|| ("_other", "_other"));
                 return &self.overflow;

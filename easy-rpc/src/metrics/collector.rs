@@ -2,16 +2,19 @@
 //! scraped from the per-method counters, the server's counters, the registry and the gossip
 //! counters.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cluster_helper::NodeStatus;
+use cluster_helper::{GossipStats, NodeStatus, Snapshot};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use super::Metrics;
 use super::calls::{Methods, Outcome};
 use crate::node::{Node, WeakNode};
+use crate::server::ServerStats;
 
 /// The most role names a scrape shows as label values of `easy_rpc_cluster_role_nodes`: roles
 /// are user data (up to 10,000 per node), and each value is a time series to the monitoring
@@ -136,8 +139,31 @@ fn int(v: usize) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn encode(node: &Node, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-    let metrics = &node.rpc().metrics;
+/// What a scrape reads.
+struct Sources<'a> {
+    metrics: &'a Metrics,
+    server: ServerStats,
+    snapshot: Arc<Snapshot>,
+    gossip: GossipStats,
+    ready: bool,
+}
+
+fn encode(node: &Node, enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+    let sources = Sources {
+        metrics: &node.rpc().metrics,
+        server: node.server_stats(),
+        snapshot: node.registry().snapshot(),
+        gossip: node.gossip_stats(),
+        ready: crate::management::readiness(node).0,
+    };
+    encode_sources(&sources, enc)
+}
+
+fn encode_sources(
+    src: &Sources<'_>,
+    mut enc: DescriptorEncoder<'_>,
+) -> Result<(), std::fmt::Error> {
+    let metrics = src.metrics;
     encode_methods(&mut enc, "client", "calls", "call", &metrics.client)?;
     let client: Vec<_> = metrics.client.used().collect();
     let per_method = |f: fn(&super::calls::MethodSlot) -> u64| {
@@ -164,8 +190,8 @@ fn encode(node: &Node, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::E
         per_method(|s| n(&s.hedges)),
     )?;
     encode_methods(&mut enc, "server", "requests", "request", &metrics.server)?;
-    encode_server(node, &mut enc)?;
-    encode_membership(node, &mut enc)
+    encode_server(&src.server, &mut enc)?;
+    encode_membership(src, &mut enc)
 }
 
 /// Calls (or requests) by outcome, their latency and those in flight, per method.
@@ -229,8 +255,7 @@ fn upper(s: &str) -> String {
 }
 
 /// The server's connections and refusals.
-fn encode_server(node: &Node, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-    let s = node.server_stats();
+fn encode_server(s: &ServerStats, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
     let u = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
     gauge(
         enc,
@@ -313,8 +338,11 @@ fn encode_server(node: &Node, enc: &mut DescriptorEncoder<'_>) -> Result<(), std
 }
 
 /// Membership as this node's registry sees it, and gossip traffic.
-fn encode_membership(node: &Node, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-    let snapshot = node.registry().snapshot();
+fn encode_membership(
+    src: &Sources<'_>,
+    enc: &mut DescriptorEncoder<'_>,
+) -> Result<(), std::fmt::Error> {
+    let snapshot = &src.snapshot;
     let mut by_status = [0i64; 3];
     for m in snapshot.members() {
         let i = match m.status {
@@ -352,7 +380,7 @@ fn encode_membership(node: &Node, enc: &mut DescriptorEncoder<'_>) -> Result<(),
             .into_iter()
             .map(|(role, v)| ([("role", role)], int(v))),
     )?;
-    let metrics = &node.rpc().metrics;
+    let metrics = src.metrics;
     counter(
         enc,
         "easy_rpc_cluster_joins",
@@ -376,9 +404,9 @@ fn encode_membership(node: &Node, enc: &mut DescriptorEncoder<'_>) -> Result<(),
         enc,
         "easy_rpc_node_ready",
         "1 once this node has joined and serves, 0 while joining or leaving.",
-        i64::from(crate::management::readiness(node).0),
+        i64::from(src.ready),
     )?;
-    let g = node.gossip_stats();
+    let g = &src.gossip;
     counters(
         enc,
         "easy_rpc_gossip_packets",
@@ -405,6 +433,77 @@ fn encode_membership(node: &Node, enc: &mut DescriptorEncoder<'_>) -> Result<(),
         ]
         .map(|(r, v)| ([("reason", r)], v)),
     )
+}
+
+/// A scrape of synthetic data, for the benchmark of what one scrape costs (feature
+/// `test-util`): a registry of serving members with roles, and client and server counters
+/// for methods that each had calls with a few outcomes.
+///
+/// ```
+/// let fixture = easy_rpc::ScrapeFixture::new(10, 4, 3);
+/// let text = fixture.scrape();
+/// assert!(text.contains("easy_rpc_cluster_members{status=\"serving\"} 10"));
+/// assert!(text.contains("method=\"method-2\""));
+/// ```
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+#[derive(Clone, Debug)]
+pub struct ScrapeFixture {
+    metrics: Arc<Metrics>,
+    registry: cluster_helper::Registry,
+}
+
+#[cfg(feature = "test-util")]
+impl ScrapeFixture {
+    /// `members` serving members with 3 roles each among `roles`, and `methods` methods of
+    /// one service with calls on both sides (ok, timeout and the method's own error).
+    pub fn new(members: usize, roles: usize, methods: usize) -> ScrapeFixture {
+        use std::time::Duration;
+        let metrics = Metrics::default();
+        for i in 0..methods {
+            let name: &'static str = Box::leak(format!("method-{i}").into_boxed_str());
+            let method: &'static crate::MethodInfo =
+                Box::leak(Box::new(crate::MethodInfo::new(name)));
+            for (k, outcome) in [Outcome::Ok, Outcome::Ok, Outcome::Timeout, Outcome::Remote]
+                .into_iter()
+                .enumerate()
+            {
+                let took = Duration::from_micros(300 << (3 * k));
+                for side in [&metrics.client, &metrics.server] {
+                    let slot = side.slot("Fixture", method);
+                    slot.count(outcome);
+                    slot.latency.observe(took);
+                }
+            }
+        }
+        ScrapeFixture {
+            metrics: Arc::new(metrics),
+            registry: cluster_helper::synthetic_registry(members, roles, 3),
+        }
+    }
+
+    /// One scrape, in the Prometheus text format, as `/metrics` serves it.
+    pub fn scrape(&self) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(self.clone()));
+        let mut out = String::with_capacity(64 * 1024);
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
+        out
+    }
+}
+
+#[cfg(feature = "test-util")]
+impl Collector for ScrapeFixture {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let sources = Sources {
+            metrics: &self.metrics,
+            server: ServerStats::default(),
+            snapshot: self.registry.snapshot(),
+            gossip: GossipStats::default(),
+            ready: true,
+        };
+        encode_sources(&sources, encoder)
+    }
 }
 
 /// At most `cap` roles with their node counts (the ones with the most nodes, ties by name,
@@ -448,6 +547,9 @@ mod tests {
     fn under_the_cap_every_role_has_its_label_and_ties_go_by_name() {
         let capped = capped_roles(vec![("b", 2), ("a", 2), ("c", 5)], 3);
         assert_eq!(capped, vec![("c", 5), ("a", 2), ("b", 2)]);
-        assert_eq!(capped_roles(vec![("b", 1), ("a", 1)], 1), vec![("a", 1), (OTHER_ROLES, 1)]);
+        assert_eq!(
+            capped_roles(vec![("b", 1), ("a", 1)], 1),
+            vec![("a", 1), (OTHER_ROLES, 1)]
+        );
     }
 }

@@ -18,6 +18,8 @@ mod membership;
 use std::sync::atomic::AtomicU64;
 
 pub(crate) use calls::{ClientCall, Methods, Outcome, ServerCall, rerouted, retried};
+#[cfg(feature = "test-util")]
+pub use collector::ScrapeFixture;
 pub(crate) use collector::text;
 pub use collector::{MAX_ROLE_LABELS, NodeMetrics, OTHER_ROLES};
 pub(crate) use membership::count_membership;
