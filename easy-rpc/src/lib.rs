@@ -22,6 +22,12 @@
 //!   `CLUSTER_HTTP_LISTEN`): `/livez`, `/readyz` for Kubernetes probes, `/cluster` (the
 //!   registry as JSON) and a live page; the `easy-rpc` command line (`members`, `roles`,
 //!   `watch`, `health`) reads it. Unauthenticated: keep it inside the pod's network.
+//! - Metrics, always on: calls and requests per service, method and outcome, latency, in
+//!   flight, reroutes, retries, connections, membership and gossip traffic, in the Prometheus
+//!   text format at the management endpoint's `/metrics` ([`Node::metrics_text`]), or as a
+//!   collector for a registry of the program's own ([`Node::metrics`], [`NodeMetrics`]).
+//! - Logs through `tracing` that name the node, the service and the method, one line per
+//!   failing method rather than per call; [`log::default_filter`] is the filter to start from.
 //!
 //! ```
 //! use easy_rpc::{Node, RpcError};

@@ -477,6 +477,7 @@ impl Node {
     ///     .secret_key(easy_rpc::cluster_helper::Secret::generate())
     ///     .default_node(false)
     ///     .start().await?;
+    /// node.ready().await;
     /// let text = node.metrics_text();
     /// assert!(text.contains("# TYPE easy_rpc_client_calls_total counter"));
     /// assert!(text.contains("easy_rpc_cluster_members{status=\"serving\"} 1"));

@@ -40,6 +40,7 @@ pub const OTHER_ROLES: &str = "_other";
 ///     .secret_key(easy_rpc::cluster_helper::Secret::generate())
 ///     .default_node(false)
 ///     .start().await?;
+/// node.ready().await;
 /// let mut registry = Registry::default();
 /// registry.register_collector(Box::new(node.metrics()));
 /// let mut text = String::new();
