@@ -21,6 +21,13 @@ pub trait ServiceDef: Send + Sync + 'static {
     type Resp: Serialize + DeserializeOwned + Send + 'static;
     /// The method a request calls.
     fn method(req: &Self::Req) -> &'static MethodInfo;
+    /// Whether a response is the method's own error (a method returning `Result` returned
+    /// `Err`): the server counts it as `remote` in its metrics. `false` unless implemented
+    /// (the macro does).
+    fn is_remote_error(resp: &Self::Resp) -> bool {
+        let _ = resp;
+        false
+    }
 }
 
 /// Static facts about one method, from the trait and its `#[easy_rpc(...)]` options.

@@ -198,7 +198,11 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         let work = crate::context::with_deadline(ctx.deadline, conn.handler.handle(req));
         let reply = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
             Ok(resp) => {
-                counted.finish(Outcome::Ok);
+                counted.finish(if S::is_remote_error(&resp) {
+                    Outcome::Remote
+                } else {
+                    Outcome::Ok
+                });
                 Reply::Ok(resp)
             }
             Err(_) => {
