@@ -17,6 +17,10 @@ mod membership;
 
 use std::sync::atomic::AtomicU64;
 
+/// For the hedging path: `crate::metrics::hedged(&rpc, S::NAME, method)` when it starts an
+/// extra attempt (exported as `easy_rpc_client_hedges_total`).
+#[allow(unused_imports)]
+pub(crate) use calls::hedged;
 pub(crate) use calls::{ClientCall, Methods, Outcome, ServerCall, rerouted, retried};
 #[cfg(feature = "test-util")]
 pub use collector::ScrapeFixture;
