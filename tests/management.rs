@@ -178,6 +178,16 @@ async fn cluster_json_equals_each_registry() {
         assert_eq!(me["roles"], serde_json::json!(roles));
         assert_eq!(me["services"], serde_json::json!(["Work"]));
         assert_eq!(me["gossip_addr"], node.gossip_addr().to_string().as_str());
+        // When each member was last heard: never for this node itself, and within a few
+        // gossip intervals for the live others (the bound is generous for a loaded machine).
+        for m in doc["members"].as_array().unwrap() {
+            if m["id"] == node.id().to_string().as_str() {
+                assert!(m["last_heard_ms"].is_null(), "{m}");
+            } else {
+                let ms = m["last_heard_ms"].as_u64().unwrap_or_else(|| panic!("{m}"));
+                assert!(ms < 5_000, "{m}");
+            }
+        }
     }
 
     // A role change shows up on every node's endpoint.

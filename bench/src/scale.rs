@@ -42,7 +42,7 @@ pub fn run(args: &[String]) {
     let trials = num(args, "--trials", 3) as usize;
     println!("# scale\n");
     println!(
-        "gossip settings from CLUSTER_* or the defaults (every 250 ms, phi 8); {}\n",
+        "gossip settings from CLUSTER_* or the defaults (every 250 ms, phi 8, fanout auto); {}\n",
         crate::procs::machine()
     );
     let procs = list(args, "--procs", "10,25,50,100");
@@ -133,6 +133,12 @@ fn builder(cluster: &str, name: &str) -> cluster_helper::NodeBuilder {
     let mut b = Node::builder();
     if let Ok(interval) = std::env::var("CLUSTER_GOSSIP_INTERVAL") {
         b = b.gossip_interval(parse_ms(&interval));
+    }
+    if let Some(fanout) = std::env::var("CLUSTER_GOSSIP_FANOUT")
+        .ok()
+        .and_then(|f| f.parse().ok())
+    {
+        b = b.gossip_fanout(fanout);
     }
     b.cluster(cluster)
         .name(name)

@@ -41,6 +41,11 @@ pub struct ChitchatConfig {
     /// compresses the digest. This MUST stay `V0` until every node in the cluster runs a version
     /// able to decode the newer format.
     pub protocol_version: ProtocolVersion,
+    /// Patched: how many live nodes a gossip round sends a SYN to. `None` (the default) adapts
+    /// it to the cluster: 3 while a node has at most 32 live peers, then `96 / peers` (at least
+    /// 1), so that the digests a node sends per round (each carries one entry per member) stay
+    /// about as many bytes as 3 digests of 32 members up to about 96 members.
+    pub gossip_fanout: Option<std::num::NonZeroUsize>,
 }
 
 impl ChitchatConfig {
@@ -59,6 +64,7 @@ impl ChitchatConfig {
             catchup_callback: None,
             extra_liveness_predicate: None,
             protocol_version: ProtocolVersion::V0,
+            gossip_fanout: None,
         }
     }
 }
@@ -79,6 +85,7 @@ impl Default for ChitchatConfig {
             catchup_callback: None,
             extra_liveness_predicate: None,
             protocol_version: ProtocolVersion::V0,
+            gossip_fanout: None,
         }
     }
 }

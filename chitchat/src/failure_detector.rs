@@ -46,6 +46,13 @@ impl FailureDetector {
             })
     }
 
+    /// Patched: when a newer heartbeat of each tracked node was last reported.
+    pub(crate) fn last_heartbeats(&self) -> impl Iterator<Item = (&ChitchatId, Instant)> {
+        self.node_samples
+            .iter()
+            .filter_map(|(id, window)| window.last_heartbeat.map(|at| (id, at)))
+    }
+
     /// Reports node heartbeat.
     pub fn report_heartbeat(&mut self, chitchat_id: &ChitchatId) {
         debug!(node_id=%chitchat_id.node_id, "reporting node heartbeat.");

@@ -358,6 +358,14 @@ impl Chitchat {
         self.live_nodes_watcher_rx.clone()
     }
 
+    /// Patched: when this node last heard a newer heartbeat of each other node it tracks,
+    /// from that node or through another's gossip (the failure detector's last sample).
+    pub fn last_heartbeats(&self) -> impl Iterator<Item = (&ChitchatId, std::time::Instant)> {
+        self.failure_detector
+            .last_heartbeats()
+            .map(|(id, at)| (id, at.into_std()))
+    }
+
     /// Returns the set of nodes considered dead by the failure detector.
     pub fn dead_nodes(&self) -> impl Iterator<Item = &ChitchatId> {
         self.failure_detector.dead_nodes()
@@ -653,6 +661,7 @@ mod tests {
             catchup_callback: None,
             extra_liveness_predicate: None,
             protocol_version: ProtocolVersion::V0,
+            gossip_fanout: None,
         };
         start_node_with_config(transport, config).await
     }
@@ -865,6 +874,7 @@ mod tests {
                 node_state.get("READY") == Some("true")
             })),
             protocol_version: ProtocolVersion::V0,
+            gossip_fanout: None,
         };
         let mut nodes = Vec::new();
         for chitchat_id in &chitchat_ids {

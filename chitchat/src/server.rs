@@ -20,6 +20,23 @@ use crate::{Chitchat, ChitchatConfig, ChitchatId};
 /// Number of nodes picked for random gossip.
 const GOSSIP_COUNT: usize = 3;
 
+/// Patched: the live peers up to which a round gossips with [`GOSSIP_COUNT`] nodes when the
+/// fanout adapts ([`ChitchatConfig::gossip_fanout`] is `None`); past it, the fanout is
+/// `GOSSIP_COUNT * FULL_FANOUT_PEERS / peers`, at least 1.
+const FULL_FANOUT_PEERS: usize = 32;
+
+/// Patched: how many live nodes a round sends a SYN to. Every SYN and every SYNACK answering
+/// it carries a digest with one entry per member, so a node's bytes per round grow as
+/// fanout x members: adapting the fanout keeps them near those of 3 digests of 32 members
+/// up to 96 members, and growing as one digest per round beyond.
+pub(crate) fn gossip_fanout(configured: Option<std::num::NonZeroUsize>, peers: usize) -> usize {
+    match configured {
+        Some(fanout) => fanout.get(),
+        None if peers <= FULL_FANOUT_PEERS => GOSSIP_COUNT,
+        None => (GOSSIP_COUNT * FULL_FANOUT_PEERS / peers).max(1),
+    }
+}
+
 /// UDP Chitchat server handler.
 ///
 /// It is necessary to hold (and not drop) the handler
@@ -314,8 +331,10 @@ impl Server {
             .into_iter()
             .filter(|addr| *addr != chitchat_guard.self_chitchat_id().gossip_advertise_addr)
             .collect();
+        let fanout = gossip_fanout(chitchat_guard.config.gossip_fanout, live_nodes.len());
         let (selected_nodes, random_dead_node_opt, random_seed_node_opt) = select_nodes_for_gossip(
             &mut self.rng,
+            fanout,
             peer_nodes,
             live_nodes,
             dead_nodes,
@@ -370,6 +389,7 @@ enum Command {
 
 fn select_nodes_for_gossip<R>(
     rng: &mut R,
+    fanout: usize,
     peer_nodes: HashSet<SocketAddr>,
     live_nodes: HashSet<SocketAddr>,
     dead_nodes: HashSet<SocketAddr>,
@@ -381,7 +401,7 @@ where
     let live_nodes_count = live_nodes.len();
     let dead_nodes_count = dead_nodes.len();
 
-    // Select `GOSSIP_COUNT` number of live nodes.
+    // Select `fanout` live nodes (patched: was always `GOSSIP_COUNT`).
     // On startup, select from cluster nodes since we don't know any live node yet.
     let nodes = if live_nodes_count == 0 {
         peer_nodes
@@ -390,7 +410,7 @@ where
     }
     .iter()
     .cloned()
-    .sample(rng, GOSSIP_COUNT);
+    .sample(rng, fanout);
 
     let mut has_gossiped_with_a_seed_node = false;
     for chitchat_id in &nodes {
@@ -786,6 +806,19 @@ mod tests {
     }
 
     #[test]
+    fn test_gossip_fanout_adapts_to_peers() {
+        // Patched: the adaptive fanout and its bounds.
+        assert_eq!(gossip_fanout(None, 0), 3);
+        assert_eq!(gossip_fanout(None, 32), 3);
+        assert_eq!(gossip_fanout(None, 33), 2);
+        assert_eq!(gossip_fanout(None, 48), 2);
+        assert_eq!(gossip_fanout(None, 49), 1);
+        assert_eq!(gossip_fanout(None, 10_000), 1);
+        let five = std::num::NonZeroUsize::new(5);
+        assert_eq!(gossip_fanout(five, 1000), 5);
+    }
+
+    #[test]
     fn test_select_nodes_for_gossip() {
         let node1 = ChitchatId::for_local_test(10_001);
         let node2 = ChitchatId::for_local_test(10_002);
@@ -793,6 +826,7 @@ mod tests {
         let mut rng = RngForTest::default();
         let (nodes, dead_node, seed_node) = select_nodes_for_gossip(
             &mut rng,
+            GOSSIP_COUNT,
             to_hash_set(vec![
                 node1.gossip_advertise_addr,
                 node2.gossip_advertise_addr,
@@ -822,6 +856,7 @@ mod tests {
         let mut rng = RngForTest::default();
         let (nodes, dead_node, seed_node) = select_nodes_for_gossip(
             &mut rng,
+            GOSSIP_COUNT,
             nodes.clone(),
             nodes,
             to_hash_set(Vec::new()),
@@ -842,6 +877,7 @@ mod tests {
         let mut rng = RngForTest::default();
         let (gossip_nodes, gossip_dead_node, gossip_seed_node) = select_nodes_for_gossip(
             &mut rng,
+            GOSSIP_COUNT,
             to_hash_set(nodes.clone()),
             to_hash_set(vec![nodes[0]]),
             nodes[1..].iter().cloned().collect(),

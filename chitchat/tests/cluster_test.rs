@@ -438,6 +438,7 @@ impl Simulator {
             catchup_callback,
             extra_liveness_predicate: None,
             protocol_version: ProtocolVersion::V0,
+            gossip_fanout: None,
         };
         let handle = spawn_chitchat(config, Vec::new(), &self.transport)
             .await

@@ -37,6 +37,7 @@ async fn spawn_one(chitchat_id: u16, transport: &dyn Transport) -> ChitchatHandl
         catchup_callback: None,
         extra_liveness_predicate: None,
         protocol_version: ProtocolVersion::V0,
+        gossip_fanout: None,
     };
     spawn_chitchat(config, Vec::new(), transport).await.unwrap()
 }

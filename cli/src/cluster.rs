@@ -17,6 +17,8 @@ pub(crate) struct Member {
     pub(crate) services: Vec<String>,
     pub(crate) gossip: String,
     pub(crate) rpc: String,
+    /// How long ago the node last heard the member's heartbeat (`-` for the node itself).
+    pub(crate) heard: String,
     /// The member as JSON, unchanged.
     pub(crate) raw: Value,
 }
@@ -77,6 +79,9 @@ impl Member {
             services: list(&m["services"]),
             gossip: text(&m["gossip_addr"]),
             rpc: text(&m["rpc_addr"]),
+            heard: m["last_heard_ms"]
+                .as_u64()
+                .map_or_else(|| "-".into(), |ms| format!("{ms} ms ago")),
             raw: m.clone(),
         }
     }

@@ -67,7 +67,7 @@ const COMMANDS: &[Command] = &[
         name: "members",
         args: HTTP_ARGS,
         about: "the members the node sees: name (* = that node), incarnation, status, roles, \
-                services, gossip and RPC addresses",
+                services, gossip and RPC addresses, when the node last heard each",
         run: members::run,
     },
     Command {

@@ -1,4 +1,5 @@
-//! `easy-rpc members`: every member the node sees, with status, roles, services, addresses.
+//! `easy-rpc members`: every member the node sees, with status, roles, services, addresses
+//! and when the node last heard it.
 
 use std::io::Write;
 
@@ -32,6 +33,7 @@ pub(crate) fn run(args: &[String], out: &mut dyn Write) -> Result<u8, Failure> {
                 joined(&m.services),
                 m.gossip.clone(),
                 m.rpc.clone(),
+                m.heard.clone(),
             ]
         })
         .collect();
@@ -44,6 +46,7 @@ pub(crate) fn run(args: &[String], out: &mut dyn Write) -> Result<u8, Failure> {
             "SERVICES",
             "GOSSIP",
             "RPC",
+            "LAST HEARD",
         ],
         &rows,
     );

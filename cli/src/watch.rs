@@ -214,6 +214,7 @@ mod tests {
                 services: vec![],
                 gossip: "127.0.0.1:1".into(),
                 rpc: "-".into(),
+                heard: "-".into(),
                 raw: json!({ "id": id }),
             },
         )

@@ -335,6 +335,13 @@ impl NodeBuilder {
         self
     }
 
+    /// How many live peers each gossip round sends its digest to (1 to 16), instead of
+    /// adapting it to the cluster's size ([`Config::gossip_fanout`]).
+    pub fn gossip_fanout(mut self, fanout: u32) -> Self {
+        self.code.gossip_fanout = Some(Some(fanout));
+        self
+    }
+
     /// How long a leaving node keeps gossiping after announcing it leaves.
     pub fn leave_grace(mut self, grace: Duration) -> Self {
         self.code.leave_grace = Some(grace);
@@ -626,6 +633,14 @@ mod tests {
             e.contains("gossip interval") && !e.contains("CLUSTER_"),
             "{e}"
         );
+        let e = NodeBuilder::new()
+            .gossip_fanout(0)
+            .listen("127.0.0.1:0")
+            .start()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gossip fanout") && e.contains("1 to 16"), "{e}");
     }
 
     /// A `tracing` writer that keeps everything written to it.

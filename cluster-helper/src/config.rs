@@ -16,6 +16,9 @@ use crate::settings::{Field, Origins};
 /// The default port for gossip (UDP) and RPC (TCP).
 pub const DEFAULT_PORT: u16 = 7946;
 
+/// The largest fixed [`Config::gossip_fanout`].
+pub(crate) const MAX_GOSSIP_FANOUT: u32 = 16;
+
 /// Where a node accepts RPC connections.
 ///
 /// The default is [`Disabled`](RpcListen::Disabled): a cluster-helper node alone binds no TCP
@@ -143,6 +146,14 @@ pub struct Config {
     /// declared down once nothing was heard from it for about this many mean heartbeat
     /// intervals. With the default interval a crashed node leaves the registry in about 2-3 s.
     pub phi_threshold: f64,
+    /// How many live peers each gossip round sends its digest to (`CLUSTER_GOSSIP_FANOUT`,
+    /// `auto` or 1 to 16). `None` (the default, `auto`) adapts it to the cluster: 3 while a node
+    /// has at most 32 live peers, then `96 / peers`, at least 1. Every gossip message carries
+    /// an entry per member, so this keeps a node's gossip bytes near 10 KB/s up to about 128
+    /// members (they grow linearly beyond), at the price of changes and heartbeats taking
+    /// a few more rounds to reach everyone in large clusters (ARCHITECTURE.md, "What limits
+    /// N"). A fixed fanout trades bytes for speed the other way.
+    pub gossip_fanout: Option<u32>,
     /// How long a leaving node keeps gossiping after announcing `leaving` (so that every peer
     /// hears it) before it stops (`CLUSTER_LEAVE_GRACE`, default 500ms).
     pub leave_grace: Duration,
@@ -179,6 +190,7 @@ impl Default for Config {
             dns_server: None,
             gossip_interval: Duration::from_millis(250),
             phi_threshold: 8.0,
+            gossip_fanout: None,
             leave_grace: Duration::from_millis(500),
             join_timeout: Duration::from_secs(5),
             dns_min_interval: Duration::from_secs(1),
@@ -205,6 +217,7 @@ pub const ENV_VARS: &[&str] = &[
     "CLUSTER_DNS_SERVER",
     "CLUSTER_GOSSIP_INTERVAL",
     "CLUSTER_PHI_THRESHOLD",
+    "CLUSTER_GOSSIP_FANOUT",
     "CLUSTER_LEAVE_GRACE",
     "CLUSTER_JOIN_TIMEOUT",
     "CLUSTER_DNS_MIN_INTERVAL",
@@ -232,6 +245,15 @@ impl Config {
                 Field::PhiThreshold,
                 self.phi_threshold.to_string(),
                 "a number of at least 1, e.g. 8".into(),
+            );
+        }
+        if let Some(fanout) = self.gossip_fanout
+            && !(1..=MAX_GOSSIP_FANOUT).contains(&fanout)
+        {
+            return fail(
+                Field::GossipFanout,
+                fanout.to_string(),
+                format!("`auto` or a number from 1 to {MAX_GOSSIP_FANOUT}"),
             );
         }
         if self.dns_min_interval.is_zero() {

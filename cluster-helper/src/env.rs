@@ -103,6 +103,23 @@ pub(crate) fn settings_from_env(get: impl Fn(&str) -> Option<String>) -> Result<
                 })?,
         );
     }
+    if let Some(v) = var("CLUSTER_GOSSIP_FANOUT") {
+        s.gossip_fanout = Some(match v.trim() {
+            "auto" => None,
+            n => Some(
+                n.parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=crate::config::MAX_GOSSIP_FANOUT).contains(n))
+                    .ok_or_else(|| {
+                        Error::config(
+                            "CLUSTER_GOSSIP_FANOUT",
+                            v,
+                            "`auto` or a number from 1 to 16, e.g. 3",
+                        )
+                    })?,
+            ),
+        });
+    }
     if let Some(v) = var("CLUSTER_LEAVE_GRACE") {
         s.leave_grace = Some(parse_duration("CLUSTER_LEAVE_GRACE", &v)?);
     }
@@ -286,6 +303,7 @@ mod tests {
             ("CLUSTER_DNS_SERVER", "127.0.0.1:5353"),
             ("CLUSTER_GOSSIP_INTERVAL", "100ms"),
             ("CLUSTER_PHI_THRESHOLD", "10"),
+            ("CLUSTER_GOSSIP_FANOUT", "2"),
             ("CLUSTER_LEAVE_GRACE", "1s"),
             ("CLUSTER_JOIN_TIMEOUT", "2s"),
             ("CLUSTER_DNS_MIN_INTERVAL", "200ms"),
@@ -315,6 +333,7 @@ mod tests {
         assert_eq!(s.dns_server, Some(addr("127.0.0.1:5353")));
         assert_eq!(s.gossip_interval, Some(Duration::from_millis(100)));
         assert_eq!(s.phi_threshold, Some(10.0));
+        assert_eq!(s.gossip_fanout, Some(Some(2)));
         assert_eq!(s.leave_grace, Some(Duration::from_secs(1)));
         assert_eq!(s.join_timeout, Some(Duration::from_secs(2)));
         assert_eq!(s.dns_min_interval, Some(Duration::from_millis(200)));
@@ -389,6 +408,15 @@ mod tests {
         assert!(e.contains("CLUSTER_NAME"), "{e}");
         let e = err(&[("CLUSTER_NODE_NAME", "a#b")]);
         assert!(e.contains("CLUSTER_NODE_NAME"), "{e}");
+        for bad in ["0", "17", "many"] {
+            let e = err(&[("CLUSTER_GOSSIP_FANOUT", bad)]);
+            assert!(
+                e.contains("CLUSTER_GOSSIP_FANOUT") && e.contains("auto"),
+                "{e}"
+            );
+        }
+        let auto = settings_from_env(env(&[("CLUSTER_GOSSIP_FANOUT", "auto")])).unwrap();
+        assert_eq!(auto.gossip_fanout, Some(None));
         let e = err(&[("CLUSTER_PHI_THRESHOLD", "-1")]);
         assert!(e.contains("CLUSTER_PHI_THRESHOLD"), "{e}");
         let e = err(&[("CLUSTER_DNS_SERVER", "dns.example")]);

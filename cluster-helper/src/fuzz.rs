@@ -133,6 +133,7 @@ fn node(name: &str, port: u16, kvs: Vec<(String, String)>) -> Chitchat {
         catchup_callback: None,
         extra_liveness_predicate: None,
         protocol_version: ProtocolVersion::V1,
+        gossip_fanout: None,
     };
     let (_seeds_tx, seeds) = tokio::sync::watch::channel(HashSet::new());
     Chitchat::with_chitchat_id_and_seeds(config, seeds, kvs)

@@ -63,6 +63,9 @@ pub(crate) fn gossip_config(
         catchup_callback: None,
         extra_liveness_predicate: None,
         protocol_version: ProtocolVersion::V1,
+        gossip_fanout: config
+            .gossip_fanout
+            .and_then(|n| std::num::NonZeroUsize::new(n as usize)),
     }
 }
 

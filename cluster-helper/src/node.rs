@@ -16,7 +16,7 @@ use crate::builder::NodeBuilder;
 use crate::config::Config;
 use crate::discovery::{DiscoveryConfig, spawn_discovery};
 use crate::error::{Error, Result};
-use crate::id::{NodeId, NodeRef, Role, ServiceName};
+use crate::id::{NodeId, NodeRef, Role, ServiceName, check_node_name};
 use crate::identity::{default_node_name, next_incarnation};
 use crate::keyring::{KeySource, Keyring};
 use crate::local::{Local, LocalState, change};
@@ -364,6 +364,33 @@ impl Node {
     /// This node's status.
     pub fn status(&self) -> NodeStatus {
         self.inner.local.view().status
+    }
+
+    /// How long ago this node last heard that each other member was alive: when its heartbeat
+    /// last advanced here, whether its own gossip brought it or another node's did. The
+    /// failure detector declares a member down when this grows well past the usual gap
+    /// between heartbeats (a few gossip intervals). Members this node tracks, live or
+    /// recently dead, by id; this node itself is not in it.
+    ///
+    /// ```no_run
+    /// # async fn f(node: cluster_helper::Node) {
+    /// for (id, ago) in node.last_heard().await {
+    ///     println!("{id}: last heard {} ms ago", ago.as_millis());
+    /// }
+    /// # }
+    /// ```
+    pub async fn last_heard(&self) -> std::collections::BTreeMap<NodeId, Duration> {
+        let cc = self.inner.chitchat.lock().await;
+        let now = std::time::Instant::now();
+        cc.last_heartbeats()
+            .filter(|(cid, _)| check_node_name(&cid.node_id).is_ok())
+            .map(|(cid, at)| {
+                (
+                    NodeId::from_parts(cid.node_id.clone(), cid.generation_id),
+                    now.saturating_duration_since(at),
+                )
+            })
+            .collect()
     }
 
     /// Counters of this node's gossip traffic.

@@ -221,6 +221,37 @@ pub enum ClusterEvent {
     },
 }
 
+/// One log line per membership change, as this node (`me`, absent in a registry of no node)
+/// sees it: members coming, leaving and going and role changes at info, other updates at
+/// debug. (A name conflict has its own, rate-limited, warning.)
+fn log_event(me: Option<&NodeId>, event: &ClusterEvent) {
+    let me = me.map_or_else(String::new, ToString::to_string);
+    match event {
+        ClusterEvent::NodeUp(m) => {
+            tracing::info!(node = %me, member = %m.id, roles = ?m.roles, "member up");
+        }
+        ClusterEvent::NodeLeaving(m) => {
+            tracing::info!(node = %me, member = %m.id, "member leaving");
+        }
+        ClusterEvent::NodeDown(m) => {
+            tracing::info!(node = %me, member = %m.id, "member down");
+        }
+        ClusterEvent::RoleAdded { node, role } => {
+            tracing::info!(node = %me, member = %node, %role, "role added");
+        }
+        ClusterEvent::RoleRemoved { node, role } => {
+            tracing::info!(node = %me, member = %node, %role, "role removed");
+        }
+        ClusterEvent::NodeUpdated(m) => {
+            tracing::debug!(
+                node = %me, member = %m.id, services = ?m.services, rpc = ?m.rpc_addr,
+                "member updated"
+            );
+        }
+        ClusterEvent::NameConflict { .. } => {}
+    }
+}
+
 /// The roles for which `m` is in role lookups: its roles if it is serving, else none.
 fn looked_up_roles(m: &Member) -> Option<&std::collections::BTreeSet<Role>> {
     (m.status == NodeStatus::Serving).then_some(&m.roles)
@@ -388,6 +419,7 @@ impl Registry {
         // Err only means nobody is subscribed.
         let _ = self.shared.every_snapshot.send(new);
         for event in events {
+            log_event(me, &event);
             let _ = self.shared.events.send(event);
         }
     }

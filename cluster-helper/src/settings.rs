@@ -42,6 +42,7 @@ pub(crate) enum Field {
     DnsServer,
     GossipInterval,
     PhiThreshold,
+    GossipFanout,
     LeaveGrace,
     JoinTimeout,
     DnsMinInterval,
@@ -70,6 +71,7 @@ impl Field {
             Field::DnsServer => "DNS server",
             Field::GossipInterval => "gossip interval",
             Field::PhiThreshold => "phi threshold",
+            Field::GossipFanout => "gossip fanout",
             Field::LeaveGrace => "leave grace",
             Field::JoinTimeout => "join timeout",
             Field::DnsMinInterval => "DNS min interval",
@@ -96,6 +98,7 @@ impl Field {
             Field::DnsServer => "dns_server",
             Field::GossipInterval => "gossip_interval",
             Field::PhiThreshold => "phi_threshold",
+            Field::GossipFanout => "gossip_fanout",
             Field::LeaveGrace => "leave_grace",
             Field::JoinTimeout => "join_timeout",
             Field::DnsMinInterval => "dns_interval min",
@@ -166,6 +169,8 @@ pub(crate) struct Settings {
     pub dns_server: Option<Address>,
     pub gossip_interval: Option<Duration>,
     pub phi_threshold: Option<f64>,
+    /// `Some(None)`: adaptive, set explicitly (`CLUSTER_GOSSIP_FANOUT=auto`).
+    pub gossip_fanout: Option<Option<u32>>,
     pub leave_grace: Option<Duration>,
     pub join_timeout: Option<Duration>,
     pub dns_min_interval: Option<Duration>,
@@ -193,6 +198,7 @@ impl Settings {
             dns_server,
             gossip_interval,
             phi_threshold,
+            gossip_fanout,
             leave_grace,
             join_timeout,
             dns_min_interval,
@@ -237,6 +243,13 @@ impl Shown for RpcListen {
 impl Shown for Duration {
     fn shown(&self) -> String {
         format!("{self:?}")
+    }
+}
+
+/// A gossip fanout: `None` is `auto`.
+impl Shown for Option<u32> {
+    fn shown(&self) -> String {
+        self.map_or_else(|| "auto".to_owned(), |n| n.to_string())
     }
 }
 
@@ -504,6 +517,14 @@ pub(crate) fn merge(base: &Config, env: &Settings, code: &Settings) -> Merged {
         code.phi_threshold.as_ref(),
     ) {
         config.phi_threshold = v;
+    }
+    if let Some(v) = m.pick(
+        Field::GossipFanout,
+        "CLUSTER_GOSSIP_FANOUT",
+        env.gossip_fanout.as_ref(),
+        code.gossip_fanout.as_ref(),
+    ) {
+        config.gossip_fanout = v;
     }
 
     Merged {

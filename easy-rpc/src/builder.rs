@@ -201,6 +201,9 @@ impl NodeBuilder {
         fn gossip_interval(interval: Duration);
         /// The phi-accrual threshold of the failure detector.
         fn phi_threshold(phi: f64);
+        /// How many live peers each gossip round sends its digest to (1 to 16), instead of
+        /// adapting it to the cluster's size.
+        fn gossip_fanout(fanout: u32);
         /// How long a leaving node keeps announcing it leaves before it stops.
         fn leave_grace(grace: Duration);
         /// How long to wait for a peer before starting a new cluster alone.

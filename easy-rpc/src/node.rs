@@ -221,6 +221,13 @@ impl Node {
         self.inner.cluster.registry()
     }
 
+    /// How long ago this node last heard that each other member was alive (its heartbeat
+    /// advanced here, through its own gossip or another node's), by id; see
+    /// [`cluster_helper::Node::last_heard`].
+    pub async fn last_heard(&self) -> std::collections::BTreeMap<NodeId, std::time::Duration> {
+        self.inner.cluster.last_heard().await
+    }
+
     /// The serving nodes that have `role`: a local, lock-free read.
     pub fn nodes_with_role(&self, role: &str) -> Nodes {
         self.inner.cluster.nodes_with_role(role)

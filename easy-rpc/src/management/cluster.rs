@@ -11,20 +11,23 @@
 //!   "members": [ { "id": "billing-1#1764230000456", "name": "billing-1",
 //!                  "incarnation": 1764230000456, "status": "serving",
 //!                  "roles": ["billing"], "services": ["Billing"],
-//!                  "gossip_addr": "10.0.0.6:7946", "rpc_addr": "10.0.0.6:7946" } ],
+//!                  "gossip_addr": "10.0.0.6:7946", "rpc_addr": "10.0.0.6:7946",
+//!                  "last_heard_ms": 180 } ],
 //!   "roles": { "billing": ["billing-1#1764230000456"] }
 //! }
 //! ```
 //!
 //! `members` is every live member of the registry (joining, serving, leaving; this node
 //! included), ordered by id; `roles` maps each role to the *serving* nodes that have it (what
-//! role lookups return), ordered by id. The registry does not record when a member was last
-//! heard from (the failure detector keeps that inside the gossip layer), so no such field is
-//! given. Incarnations exceed JavaScript's exact integers: compare ids (strings), not
+//! role lookups return), ordered by id. `last_heard_ms` is how long ago this node last heard
+//! the member's heartbeat advance (`null` for itself): it stays within a few gossip intervals
+//! for a healthy member and grows until the failure detector declares a silent one down.
+//! Incarnations exceed JavaScript's exact integers: compare ids (strings), not
 //! incarnations, in a browser.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use cluster_helper::Member;
 use serde::Serialize;
@@ -65,11 +68,15 @@ struct MemberView {
     services: Vec<String>,
     gossip_addr: SocketAddr,
     rpc_addr: Option<SocketAddr>,
+    /// Milliseconds since this node last heard the member's heartbeat advance (`null` for
+    /// this node itself).
+    last_heard_ms: Option<u64>,
 }
 
-impl From<&Member> for MemberView {
-    fn from(m: &Member) -> Self {
+impl MemberView {
+    fn new(m: &Member, last_heard: Option<Duration>) -> Self {
         MemberView {
+            last_heard_ms: last_heard.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             id: m.id.to_string(),
             name: m.id.name().to_owned(),
             incarnation: m.id.incarnation(),
@@ -83,7 +90,8 @@ impl From<&Member> for MemberView {
 }
 
 /// The `/cluster` document of `node`, from one registry snapshot.
-pub(crate) fn json(node: &Node) -> Vec<u8> {
+pub(crate) async fn json(node: &Node) -> Vec<u8> {
+    let heard = node.last_heard().await;
     let snapshot = node.registry().snapshot();
     let (ready, readiness) = super::routes::readiness(node);
     let id = node.id();
@@ -103,7 +111,10 @@ pub(crate) fn json(node: &Node) -> Vec<u8> {
             rpc_addr: node.rpc_addr(),
             in_flight: node.in_flight(),
         },
-        members: snapshot.members().map(|m| MemberView::from(&**m)).collect(),
+        members: snapshot
+            .members()
+            .map(|m| MemberView::new(m, heard.get(&m.id).copied()))
+            .collect(),
         roles: snapshot
             .roles()
             .map(|(role, nodes)| {

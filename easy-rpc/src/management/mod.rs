@@ -69,8 +69,8 @@ async fn accept_loop(listener: TcpListener, node: WeakNode, mut stop: watch::Rec
             let _slot = slot;
             let _ = stream.set_nodelay(true);
             let service = hyper::service::service_fn(move |req| {
-                let response = routes::respond(&node, &req);
-                async move { Ok::<_, Infallible>(response) }
+                let node = node.clone();
+                async move { Ok::<_, Infallible>(routes::respond(&node, &req).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -27,7 +27,7 @@ pub(crate) fn readiness(node: &Node) -> (bool, &'static str) {
 }
 
 /// The response to `req`.
-pub(crate) fn respond<B: Body>(node: &WeakNode, req: &Request<B>) -> Response<Full<Bytes>> {
+pub(crate) async fn respond<B: Body>(node: &WeakNode, req: &Request<B>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
         r.headers_mut()
@@ -78,7 +78,7 @@ pub(crate) fn respond<B: Body>(node: &WeakNode, req: &Request<B>) -> Response<Fu
             Bytes::from(node.metrics_text()),
         ),
         "/cluster" => {
-            let body = super::cluster::json(&node);
+            let body = super::cluster::json(&node).await;
             response(StatusCode::OK, "application/json", Bytes::from(body))
         }
         _ => response(
