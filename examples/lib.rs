@@ -4,13 +4,14 @@ use std::fmt::Write;
 
 use cluster_helper::{NodeId, Snapshot};
 
-/// Installs a log subscriber; `RUST_LOG` decides the level (default `warn`).
+/// Installs a log subscriber on standard error: `RUST_LOG` decides the level (default `warn`),
+/// tarpc's own events are off ([`easy_rpc::log::default_filter`]), colours only on a terminal.
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            easy_rpc::log::default_filter(),
+        ))
+        .with_ansi(easy_rpc::log::colours_on_stderr())
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -12,6 +12,7 @@
 //! cargo run --release -p easy-rpc-bench -- churn                # calls under churn
 //! cargo run --release -p easy-rpc-bench -- net                  # membership over lossy links (root)
 //! cargo run --release -p easy-rpc-bench -- scale                # growth with the number of nodes
+//! cargo run --release -p easy-rpc-bench -- scrape               # one scrape of /metrics
 //! ```
 //!
 //! `bench/run.sh` runs them all; `bench/guard.sh` builds and runs the guard.
@@ -32,6 +33,7 @@ mod net;
 mod procs;
 mod rpc;
 mod scale;
+mod scrape;
 mod secret;
 mod timing;
 
@@ -57,10 +59,11 @@ fn main() {
         Some("work-server") => churn::server(&args[1..]),
         Some("net") => net::run(&args[1..]),
         Some("scale") => scale::run(&args[1..]),
+        Some("scrape") => scrape::run(&args[1..]),
         Some("net-node") => fleet::node_main(),
         _ => {
             eprintln!(
-                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench layers [--quick] [--rounds N] [--secs S]\n       bench instr [--calls N]\n       bench guard [--update] [--calls N] [--file PATH]\n       bench codec\n       bench handshake [--quick]\n       bench churn [--quick]\n       bench net [--nodes N] [--loss 0,1,5] [--trials T] [--minutes M] [--asymmetric]\n       bench scale [--procs 10,25,50,100] [--nodes 100,250,500,1000] [--secs S] [--trials T]"
+                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench layers [--quick] [--rounds N] [--secs S]\n       bench instr [--calls N]\n       bench guard [--update] [--calls N] [--file PATH]\n       bench codec\n       bench handshake [--quick]\n       bench churn [--quick]\n       bench net [--nodes N] [--loss 0,1,5] [--trials T] [--minutes M] [--asymmetric]\n       bench scale [--procs 10,25,50,100] [--nodes 100,250,500,1000] [--secs S] [--trials T]\n       bench scrape [--members 100] [--roles 20] [--methods 50] [--iters 200]"
             );
             std::process::exit(2);
         }

@@ -234,6 +234,9 @@ pub(crate) async fn join_loop(
     let own: HashSet<SocketAddr> = [inner.gossip_addr, bound].into_iter().collect();
     drop(inner);
     let mut first = true;
+    // When the node last said it is alone while seeds name other addresses (at most once
+    // every `ALONE_WARN_EVERY`).
+    let mut warned_alone: Option<tokio::time::Instant> = None;
     loop {
         let Some(inner) = weak.upgrade() else { return };
         if *inner.stop.borrow() {
@@ -252,12 +255,21 @@ pub(crate) async fn join_loop(
                 || join_deadline.is_some_and(|d| tokio::time::Instant::now() >= d))
         {
             if !others.is_empty() {
-                tracing::warn!(
-                    node = %inner.id, seeds = ?others,
-                    "no seed answered within the join timeout; starting as a new cluster"
-                );
+                warned_alone = Some(tokio::time::Instant::now());
+                warn_alone(&inner, &others, "no seed answered within the join timeout");
             }
             become_ready(&inner).await;
+        } else if inner.registry.is_ready()
+            && !others.is_empty()
+            && warned_alone.is_some_and(|t| t.elapsed() >= ALONE_WARN_EVERY)
+            && inner
+                .registry
+                .snapshot()
+                .members()
+                .all(|m| m.id == inner.id)
+        {
+            warned_alone = Some(tokio::time::Instant::now());
+            warn_alone(&inner, &others, "still no answer from any seed");
         }
         first = false;
         // Gossip with discovered addresses that are not (yet) live members: this is how a node
@@ -287,6 +299,30 @@ pub(crate) async fn join_loop(
             None => tokio::time::sleep(pause).await,
         }
     }
+}
+
+/// How often a node that started alone says again that its seeds do not answer.
+const ALONE_WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Says that the node runs alone although its seeds name other addresses, and what to check.
+fn warn_alone(inner: &Inner, seeds: &[SocketAddr], what: &str) {
+    let rejected = crate::GossipStats::read(&inner.counters).packets_rejected;
+    tracing::warn!(
+        node = %inner.id,
+        cluster = %inner.config.cluster,
+        seeds = ?seeds,
+        rejected_packets = rejected,
+        "{what}; running as a cluster of one. Check that every node has the same secret \
+         (CLUSTER_SECRET) and cluster name (CLUSTER_NAME): a node with another one is ignored \
+         without an answer{}; and that the seeds are reachable over UDP on their gossip port. \
+         Said again every {}s while alone",
+        if rejected > 0 {
+            " (this node dropped packets sealed with another secret or cluster name)"
+        } else {
+            ""
+        },
+        ALONE_WARN_EVERY.as_secs()
+    );
 }
 
 #[cfg(test)]

@@ -22,6 +22,12 @@
 //!   `CLUSTER_HTTP_LISTEN`): `/livez`, `/readyz` for Kubernetes probes, `/cluster` (the
 //!   registry as JSON) and a live page; the `easy-rpc` command line (`members`, `roles`,
 //!   `watch`, `health`) reads it. Unauthenticated: keep it inside the pod's network.
+//! - Metrics, always on: calls and requests per service, method and outcome, latency, in
+//!   flight, reroutes, retries, connections, membership and gossip traffic, in the Prometheus
+//!   text format at the management endpoint's `/metrics` ([`Node::metrics_text`]), or as a
+//!   collector for a registry of the program's own ([`Node::metrics`], [`NodeMetrics`]).
+//! - Logs through `tracing` that name the node, the service and the method, one line per
+//!   failing method rather than per call; [`log::default_filter`] is the filter to start from.
 //!
 //! ```
 //! use easy_rpc::{Node, RpcError};
@@ -110,7 +116,9 @@ mod default_node;
 mod error;
 mod handshake;
 mod keyring;
+pub mod log;
 mod management;
+mod metrics;
 mod node;
 mod noise;
 mod options;
@@ -136,8 +144,16 @@ pub use default_node::{all, any, by_key, to, to_any_of};
 pub use easy_rpc_macros::service;
 pub use error::{Error, Never, NotRunReason, RejectReason, RpcError};
 pub use handshake::PROTOCOL_VERSION;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub use metrics::ScrapeFixture;
+pub use metrics::{MAX_ROLE_LABELS, NodeMetrics, OTHER_ROLES};
 pub use node::Node;
 pub use options::{ClientOptions, Strategy};
+/// The metrics library whose [`Collector`](prometheus_client::collector::Collector) and
+/// [`Registry`](prometheus_client::registry::Registry) [`NodeMetrics`] works with (this
+/// version, re-exported so that a program uses the same).
+pub use prometheus_client;
 pub use server::{
     RefusedConnections, RunHandler, Served, ServerCall, ServerLimits, ServerResponse,
     ServerService, ServerStats,

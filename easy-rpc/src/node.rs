@@ -62,7 +62,7 @@ struct Inner {
 }
 
 /// A handle that does not keep the node running (the management endpoint holds one).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct WeakNode(Weak<Inner>);
 
 impl WeakNode {
@@ -162,6 +162,7 @@ impl Node {
                 }
             }
         });
+        crate::metrics::count_membership(rpc.metrics.clone(), cluster.registry(), stop_rx.clone());
         let http_addr = http.as_ref().and_then(|l| l.local_addr().ok());
         let node = Node {
             inner: Arc::new(Inner {
@@ -477,6 +478,47 @@ impl Node {
     /// [`ServerStats::max_connections`] for the connection cap derived at start).
     pub fn server_limits(&self) -> &ServerLimits {
         &self.inner.rpc.server.bounds.limits
+    }
+
+    /// This node's metrics as a [`prometheus_client`] collector, to register with a registry
+    /// of the program's own (see [`NodeMetrics`](crate::NodeMetrics)); the management
+    /// endpoint's `/metrics` serves the same.
+    pub fn metrics(&self) -> crate::NodeMetrics {
+        crate::NodeMetrics::new(self.weak())
+    }
+
+    /// This node's metrics in the Prometheus text format (version 0.0.4), as the management
+    /// endpoint's `/metrics` serves them: calls and requests per service, method and outcome,
+    /// their latency and those in flight, reroutes and retries, connections, membership and
+    /// gossip traffic.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), easy_rpc::Error> {
+    /// let node = easy_rpc::Node::builder()
+    ///     .cluster("docs-metrics-text").name("n1").listen("127.0.0.1:0")
+    ///     .secret_key(easy_rpc::cluster_helper::Secret::generate())
+    ///     .default_node(false)
+    ///     .start().await?;
+    /// node.ready().await;
+    /// let text = node.metrics_text();
+    /// assert!(text.contains("# TYPE easy_rpc_client_calls_total counter"));
+    /// assert!(text.contains("easy_rpc_cluster_members{status=\"serving\"} 1"));
+    /// node.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::text(self)
+    }
+
+    /// The state this node's clients and server share.
+    pub(crate) fn rpc(&self) -> &Arc<Rpc> {
+        &self.inner.rpc
+    }
+
+    /// A handle that does not keep the node running.
+    pub(crate) fn weak(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.inner))
     }
 
     /// Whether [`shutdown`](Node::shutdown) has begun (the node then refuses new connections

@@ -33,6 +33,8 @@ pub(crate) struct Rpc {
     /// ([`NodeBuilder::client_layer`](crate::NodeBuilder::client_layer)), if any: without,
     /// attempts are sent directly.
     pub(crate) layers: Option<CallService>,
+    /// The node's metrics (the same as the server's).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The start of the node's millisecond clock (down marks, latency decay).
     epoch: Instant,
     /// Set once the node has shut down (or was killed): calls through it fail with
@@ -93,6 +95,7 @@ impl Rpc {
             hedging: Hedging::default(),
             pool: Pool::default(),
             roles: RoleSets::default(),
+            metrics: server.metrics.clone(),
             server,
             layers: layers.client,
             epoch: Instant::now(),

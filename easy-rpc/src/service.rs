@@ -3,6 +3,7 @@
 //! nothing else of the crate; the server and the client depend on it.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -20,6 +21,13 @@ pub trait ServiceDef: Send + Sync + 'static {
     type Resp: Serialize + DeserializeOwned + Send + 'static;
     /// The method a request calls.
     fn method(req: &Self::Req) -> &'static MethodInfo;
+    /// Whether a response is the method's own error (a method returning `Result` returned
+    /// `Err`): the server counts it as `remote` in its metrics. `false` unless implemented
+    /// (the macro does).
+    fn is_remote_error(resp: &Self::Resp) -> bool {
+        let _ = resp;
+        false
+    }
 }
 
 /// Static facts about one method, from the trait and its `#[easy_rpc(...)]` options.
@@ -43,7 +51,15 @@ pub struct MethodInfo {
     /// without a value) sends a second request to another node and takes the first answer
     /// (see [`Hedge`](crate::Hedge)).
     pub hedge: Option<f64>,
+    /// The method's place in the node's metrics tables, given on first use (process-wide, so
+    /// a call finds its counters with one load instead of a lookup by name).
+    metrics_slot: AtomicU32,
 }
+
+/// No metrics slot given yet.
+const NO_SLOT: u32 = u32::MAX;
+/// The next metrics slot to give.
+static NEXT_SLOT: AtomicU32 = AtomicU32::new(0);
 
 impl MethodInfo {
     /// A method with no options.
@@ -54,6 +70,27 @@ impl MethodInfo {
             timeout: None,
             retries: None,
             hedge: None,
+            metrics_slot: AtomicU32::new(NO_SLOT),
+        }
+    }
+
+    /// The method's metrics slot: a small number, the same for the life of the process,
+    /// given in the order methods are first used (one relaxed load once given).
+    pub(crate) fn metrics_slot(&self) -> usize {
+        let slot = self.metrics_slot.load(Ordering::Relaxed);
+        if slot != NO_SLOT {
+            return slot as usize;
+        }
+        let mine = NEXT_SLOT.fetch_add(1, Ordering::Relaxed).min(NO_SLOT - 1);
+        match self.metrics_slot.compare_exchange(
+            NO_SLOT,
+            mine,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => mine as usize,
+            // Another call gave it one first (the number taken here is left unused).
+            Err(theirs) => theirs as usize,
         }
     }
 

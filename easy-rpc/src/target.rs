@@ -13,6 +13,7 @@ use crate::client::{
     call_hedged, call_one,
 };
 use crate::error::{NotRunReason, RejectReason, RpcError};
+use crate::metrics::ClientCall;
 use crate::options::Strategy;
 use crate::runtime::Rpc;
 use crate::service::{MethodInfo, ServiceDef};
@@ -322,6 +323,7 @@ impl Any {
         });
         async move {
             let (rpc, set, plan) = call.map_err(RpcError::into_remote)?;
+            let counted = ClientCall::start(&rpc, S::NAME, method, plan.now);
             let req = Arc::new(Outgoing::new(req));
             let answer = match plan.hedge {
                 None => call_one::<S>(rpc, set, method, req, plan).await,
@@ -329,8 +331,12 @@ impl Any {
                 // otherwise carry.
                 Some(hedge) => Box::pin(call_hedged::<S>(rpc, set, method, req, plan, hedge)).await,
             };
-            let (node, resp) = answer.map_err(RpcError::into_remote)?;
-            finish(node, method, extract(resp))
+            let result = match answer {
+                Ok((node, resp)) => finish(node, method, extract(resp)),
+                Err(e) => Err(e.into_remote()),
+            };
+            counted.finish(&result);
+            result
         }
     }
 }
@@ -547,24 +553,28 @@ impl Target for All {
                 let req = req.clone();
                 async move {
                     let node = endpoint.node().clone();
+                    let counted = ClientCall::start(&rpc, S::NAME, method, now);
                     let result =
                         match call_endpoint::<S>(rpc, endpoint, method, req, now, deadline).await {
                             Ok(resp) => finish(node.clone(), method, extract(resp)),
-                            // It left the role between the snapshot and the call: not a member
-                            // any more, so no entry (and nothing ran).
-                            Err(
-                                RpcError::Rejected {
-                                    reason: RejectReason::Leaving,
-                                    ..
-                                }
-                                | RpcError::NotRun {
-                                    reason: NotRunReason::Leaving,
-                                    ..
-                                },
-                            ) => return None,
                             Err(e) => Err(e.into_remote()),
                         };
-                    Some((node, result))
+                    counted.finish(&result);
+                    match result {
+                        // It left the role between the snapshot and the call: not a member
+                        // any more, so no entry (and nothing ran).
+                        Err(
+                            RpcError::Rejected {
+                                reason: RejectReason::Leaving,
+                                ..
+                            }
+                            | RpcError::NotRun {
+                                reason: NotRunReason::Leaving,
+                                ..
+                            },
+                        ) => None,
+                        result => Some((node, result)),
+                    }
                 }
             });
             Ok(futures::future::join_all(calls)

@@ -244,6 +244,16 @@ fn service_struct(def: &ServiceDef, names: &Names) -> (TokenStream, TokenStream)
         let info = info_static(m);
         quote!(#request::#variant { .. } => &#info,)
     });
+    let (resp, v) = (local("resp"), local("v"));
+    let error_arms = def.wire_methods().map(|m| {
+        let variant = &m.variant;
+        match &m.returns {
+            Returns::Result { .. } => {
+                quote!(#response::#variant(ref #v) => ::core::result::Result::is_err(#v),)
+            }
+            Returns::Plain => quote!(#response::#variant(_) => false,),
+        }
+    });
     let item = quote! {
         #docs
         #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug)]
@@ -257,6 +267,11 @@ fn service_struct(def: &ServiceDef, names: &Names) -> (TokenStream, TokenStream)
             fn method(#req: &#request) -> &'static #krate::MethodInfo {
                 match *#req {
                     #(#arms)*
+                }
+            }
+            fn is_remote_error(#resp: &#response) -> bool {
+                match *#resp {
+                    #(#error_arms)*
                 }
             }
         }

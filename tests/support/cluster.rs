@@ -113,16 +113,20 @@ pub fn all_see(nodes: &[&Node], role: &str, expected: &[&str]) -> bool {
     nodes.iter().all(|n| names_with_role(n, role) == expected)
 }
 
-/// Installs a log subscriber once (RUST_LOG decides, default warn).
+/// Installs a log subscriber once: `RUST_LOG` decides (default warn), tarpc's own events are
+/// off ([`easy_rpc::log::default_filter`]), colours only when standard output (where the test
+/// writer prints) is a terminal.
 pub fn init_logs() {
+    use std::io::IsTerminal;
     use std::sync::Once;
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        let colours = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-            )
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                easy_rpc::log::default_filter(),
+            ))
+            .with_ansi(colours)
             .with_test_writer()
             .try_init();
     });

@@ -168,10 +168,29 @@ pub(crate) async fn attempts<S: ServiceDef>(
                 return Err(error);
             }
             let until = crate::deadline::after(now, jitter(pause));
+            counted(&rpc, S::NAME, method, endpoint.node(), next, &error);
             tokio::time::sleep_until(until.into()).await;
             now = Instant::now();
+        } else {
+            counted(&rpc, S::NAME, method, endpoint.node(), next, &error);
         }
         last = Some(error);
+    }
+}
+
+/// Counts (and logs at debug level) a reroute or a retry about to happen.
+fn counted(
+    rpc: &Rpc,
+    service: &'static str,
+    method: &'static MethodInfo,
+    node: &NodeId,
+    next: Next,
+    error: &RpcError<Never>,
+) {
+    match next {
+        Next::Reroute => crate::metrics::rerouted(rpc, service, method, node, error),
+        Next::Retry(_) => crate::metrics::retried(rpc, service, method, node, error),
+        Next::Stop => {}
     }
 }
 
@@ -275,10 +294,12 @@ pub(crate) async fn call_endpoint<S: ServiceDef>(
             Err(error) => unless_written(error, &req, writes),
         };
         now = Instant::now();
-        match retry.next(Outcome::of(&error), now, deadline) {
+        let next = retry.next(Outcome::of(&error), now, deadline);
+        match next {
             Next::Stop => return Err(error),
             Next::Retry(_) if !rpc.budget.withdraw(rpc.ms_at(now)) => return Err(error),
             Next::Reroute | Next::Retry(_) => {}
         }
+        counted(&rpc, S::NAME, method, endpoint.node(), next, &error);
     }
 }

@@ -348,6 +348,7 @@ pub(crate) async fn call_hedged<S: ServiceDef>(
         return first.await;
     }
     rpc.hedging.sent.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::hedged(&rpc, S::NAME, method);
     let second_plan = Plan {
         now,
         // The first request already waits for a node if the call asked to.

@@ -12,6 +12,8 @@
 mod cluster;
 mod routes;
 
+pub(crate) use routes::readiness;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;

@@ -44,10 +44,10 @@ pub(crate) async fn respond<B: Body>(node: &WeakNode, req: &Request<B>) -> Respo
         return r;
     }
     let path = req.uri().path();
-    if !matches!(path, "/" | "/livez" | "/readyz" | "/cluster") {
+    if !matches!(path, "/" | "/livez" | "/readyz" | "/cluster" | "/metrics") {
         return text(
             StatusCode::NOT_FOUND,
-            "not found: try /livez, /readyz, /cluster or /\n",
+            "not found: try /livez, /readyz, /cluster, /metrics or /\n",
         );
     }
     let Some(node) = node.upgrade() else {
@@ -72,6 +72,11 @@ pub(crate) async fn respond<B: Body>(node: &WeakNode, req: &Request<B>) -> Respo
                 },
             )
         }
+        "/metrics" => response(
+            StatusCode::OK,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Bytes::from(node.metrics_text()),
+        ),
         "/cluster" => {
             let body = super::cluster::json(&node).await;
             response(StatusCode::OK, "application/json", Bytes::from(body))

@@ -19,6 +19,7 @@ use tokio_util::codec::Framed;
 use super::state::{InFlight, ServerState};
 use crate::codec::{FrameCodec, ServerCodec};
 use crate::error::NotRunReason;
+use crate::metrics::{CountedRequest, Outcome};
 use crate::reply::Reply;
 use crate::sealed::Sealed;
 use crate::service::{Handler, ServiceDef};
@@ -148,7 +149,11 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         req: S::Req,
     ) -> Result<Reply<S::Resp>, ServerError> {
         let conn = &*self.conn;
+        let method = S::method(&req);
+        let counted =
+            CountedRequest::start(&conn.state.metrics.server, S::NAME, method, ctx.deadline);
         if conn.state.is_refusing() {
+            counted.finish(Outcome::NotRun);
             return Ok(Reply::NotRun(NotRunReason::Leaving));
         }
         if crate::codec::is_expired(ctx.deadline) {
@@ -159,6 +164,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
                 .bounds
                 .expired_requests
                 .fetch_add(1, Ordering::Relaxed);
+            counted.finish(Outcome::NotRun);
             return Ok(Reply::NotRun(NotRunReason::Expired));
         }
         let running = Running(&conn.running);
@@ -168,6 +174,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
                 .bounds
                 .refused_requests
                 .fetch_add(1, Ordering::Relaxed);
+            counted.finish(Outcome::NotRun);
             return Ok(Reply::NotRun(NotRunReason::Overloaded));
         }
         let _admitted = match &conn.state.bounds.admission {
@@ -185,6 +192,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
                             _ => &conn.state.bounds.refused_requests,
                         };
                         counter.fetch_add(1, Ordering::Relaxed);
+                        counted.finish(Outcome::NotRun);
                         return Ok(Reply::NotRun(reason));
                     }
                 },
@@ -194,7 +202,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         let reply = match &conn.state.layers {
             // The direct path, inline as it was before layers (not through `run`).
             None => {
-                let method = S::method(&req).name;
+                let method = method.name;
                 let work = crate::context::with_deadline(ctx.deadline, conn.handler.handle(req));
                 match std::panic::AssertUnwindSafe(work).catch_unwind().await {
                     Ok(resp) => Reply::Ok(resp),
@@ -207,7 +215,6 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
             // Boxed, out of line: the layers' future would make every request's larger.
             Some(stack) => {
                 let handler = conn.handler.clone();
-                let method = S::method(&req);
                 let run = async move { run::<S, H>(&handler, ctx.deadline, req).await };
                 Box::pin(super::layer::serve(
                     stack,
@@ -220,6 +227,13 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
                 .await
             }
         };
+        counted.finish(match &reply {
+            Reply::Ok(resp) if S::is_remote_error(resp) => Outcome::Remote,
+            Reply::Ok(_) => Outcome::Ok,
+            // Refused by a server layer before the handler started.
+            Reply::NotRun(_) => Outcome::NotRun,
+            Reply::Failed(_) => Outcome::Server,
+        });
         drop(running);
         Ok(reply)
     }

@@ -38,6 +38,8 @@ pub(crate) struct ServerState {
     ///
     /// [`NodeBuilder::server_layer`]: crate::NodeBuilder::server_layer
     pub(crate) layers: Option<super::ServerService>,
+    /// The node's metrics (the server counts its requests there; the client side shares it).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -65,6 +67,7 @@ impl ServerState {
             open: AtomicUsize::new(0),
             bounds: Arc::new(bounds),
             layers: None,
+            metrics: Arc::default(),
         }
     }
 
