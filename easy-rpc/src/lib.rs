@@ -128,6 +128,7 @@ mod sealed;
 mod server;
 mod service;
 mod target;
+mod trace;
 
 /// Entry points for the fuzz targets (feature `fuzzing`); not part of the API.
 #[cfg(feature = "fuzzing")]

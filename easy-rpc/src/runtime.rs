@@ -85,6 +85,7 @@ impl Rpc {
         let bounds = Bounds::new(limits, raise_open_file_limit());
         let mut server = ServerState::new(keys.clone(), node.cluster().to_owned(), bounds);
         server.layers = layers.server;
+        server.node = node.id().to_string();
         let server = Arc::new(server);
         Arc::new(Rpc {
             id: node.id().clone(),

@@ -17,6 +17,7 @@ use crate::metrics::ClientCall;
 use crate::options::Strategy;
 use crate::runtime::Rpc;
 use crate::service::{MethodInfo, ServiceDef};
+use tracing::Instrument;
 
 mod sealed {
     /// Only this crate's targets are [`Target`](super::Target)s.
@@ -321,20 +322,40 @@ impl Any {
             };
             (rpc.clone(), set, plan)
         });
+        // The role for the call's span, copied only when calls are traced.
+        let role = crate::trace::calls_traced().then(|| self.role().to_owned());
         async move {
+            // Made when first polled: a child of the span the call is awaited in.
+            let span = crate::trace::client_span(S::NAME, method.name, role.as_deref());
             let (rpc, set, plan) = call.map_err(RpcError::into_remote)?;
             let counted = ClientCall::start(&rpc, S::NAME, method, plan.now);
             let req = Arc::new(Outgoing::new(req));
-            let answer = match plan.hedge {
-                None => call_one::<S>(rpc, set, method, req, plan).await,
-                // Boxed: two chains of attempts and a timer, which every call's future would
-                // otherwise carry.
-                Some(hedge) => Box::pin(call_hedged::<S>(rpc, set, method, req, plan, hedge)).await,
+            macro_rules! send {
+                () => {
+                    match plan.hedge {
+                        None => call_one::<S>(rpc, set, method, req, plan).await,
+                        // Boxed: two chains of attempts and a timer, which every call's future
+                        // would otherwise carry.
+                        Some(hedge) => {
+                            Box::pin(call_hedged::<S>(rpc, set, method, req, plan, hedge)).await
+                        }
+                    }
+                };
+            }
+            let answer = if span.is_disabled() {
+                send!()
+            } else {
+                // Boxed: only calls a subscriber traces carry the instrumented future.
+                Box::pin(async { send!() }.instrument(span.clone())).await
             };
             let result = match answer {
-                Ok((node, resp)) => finish(node, method, extract(resp)),
+                Ok((node, resp)) => {
+                    crate::trace::record_node(&span, &node);
+                    finish(node, method, extract(resp))
+                }
                 Err(e) => Err(e.into_remote()),
             };
+            crate::trace::record_end(&span, &result);
             counted.finish(&result);
             result
         }
@@ -544,6 +565,8 @@ impl Target for All {
             let set = self.any.set.get::<S>(rpc, &self.any.source);
             (rpc.clone(), set, now, deadline)
         });
+        // The role for the nodes' calls' spans, copied only when calls are traced.
+        let role = crate::trace::calls_traced().then(|| self.any.role().to_owned());
         async move {
             let (rpc, set, now, deadline) = call.map_err(RpcError::into_remote)?;
             let endpoints = set.all(&rpc);
@@ -551,14 +574,21 @@ impl Target for All {
             let calls = endpoints.into_iter().map(|endpoint| {
                 let rpc = rpc.clone();
                 let req = req.clone();
+                // One span per node's call, each a child of the caller's span.
+                let span = crate::trace::client_span(S::NAME, method.name, role.as_deref());
                 async move {
                     let node = endpoint.node().clone();
                     let counted = ClientCall::start(&rpc, S::NAME, method, now);
-                    let result =
-                        match call_endpoint::<S>(rpc, endpoint, method, req, now, deadline).await {
-                            Ok(resp) => finish(node.clone(), method, extract(resp)),
-                            Err(e) => Err(e.into_remote()),
-                        };
+                    let sent = crate::trace::within(
+                        &span,
+                        call_endpoint::<S>(rpc, endpoint, method, req, now, deadline),
+                    );
+                    crate::trace::record_node(&span, &node);
+                    let result = match sent.await {
+                        Ok(resp) => finish(node.clone(), method, extract(resp)),
+                        Err(e) => Err(e.into_remote()),
+                    };
+                    crate::trace::record_end(&span, &result);
                     counted.finish(&result);
                     match result {
                         // It left the role between the snapshot and the call: not a member

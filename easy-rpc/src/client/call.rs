@@ -168,17 +168,34 @@ pub(crate) async fn attempts<S: ServiceDef>(
                 return Err(error);
             }
             let until = crate::deadline::after(now, jitter(pause));
-            counted(&rpc, S::NAME, method, endpoint.node(), next, &error);
+            counted(
+                &rpc,
+                S::NAME,
+                method,
+                endpoint.node(),
+                next,
+                &error,
+                tried.len() as u32 + 1,
+            );
             tokio::time::sleep_until(until.into()).await;
             now = Instant::now();
         } else {
-            counted(&rpc, S::NAME, method, endpoint.node(), next, &error);
+            counted(
+                &rpc,
+                S::NAME,
+                method,
+                endpoint.node(),
+                next,
+                &error,
+                tried.len() as u32 + 1,
+            );
         }
         last = Some(error);
     }
 }
 
-/// Counts (and logs at debug level) a reroute or a retry about to happen.
+/// Counts (and logs at debug level) a reroute or a retry about to happen, which will be the
+/// call's attempt number `attempt` (recorded on the call's span, if it has one).
 fn counted(
     rpc: &Rpc,
     service: &'static str,
@@ -186,7 +203,9 @@ fn counted(
     node: &NodeId,
     next: Next,
     error: &RpcError<Never>,
+    attempt: u32,
 ) {
+    crate::trace::record_attempt(attempt);
     match next {
         Next::Reroute => crate::metrics::rerouted(rpc, service, method, node, error),
         Next::Retry(_) => crate::metrics::retried(rpc, service, method, node, error),
@@ -300,6 +319,14 @@ pub(crate) async fn call_endpoint<S: ServiceDef>(
             Next::Retry(_) if !rpc.budget.withdraw(rpc.ms_at(now)) => return Err(error),
             Next::Reroute | Next::Retry(_) => {}
         }
-        counted(&rpc, S::NAME, method, endpoint.node(), next, &error);
+        counted(
+            &rpc,
+            S::NAME,
+            method,
+            endpoint.node(),
+            next,
+            &error,
+            attempt + 1,
+        );
     }
 }

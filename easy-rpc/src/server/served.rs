@@ -148,13 +148,25 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         ctx: tarpc::context::Context,
         req: S::Req,
     ) -> Result<Reply<S::Resp>, ServerError> {
+        // A child of tarpc's span of the request (which carries the caller's trace context):
+        // the handler runs in it, so the calls it makes are its children.
+        let span = crate::trace::server_span(S::NAME, S::method(&req).name, &self.conn.state.node);
+        let reply = crate::trace::within(&span, self.serve_request(ctx, req)).await;
+        crate::trace::record_reply(&span, &reply);
+        Ok(reply)
+    }
+}
+
+impl<S: ServiceDef, H: Handler<S>> TarpcServe<S, H> {
+    /// [`Serve::serve`] without its span.
+    async fn serve_request(self, ctx: tarpc::context::Context, req: S::Req) -> Reply<S::Resp> {
         let conn = &*self.conn;
         let method = S::method(&req);
         let counted =
             CountedRequest::start(&conn.state.metrics.server, S::NAME, method, ctx.deadline);
         if conn.state.is_refusing() {
             counted.finish(Outcome::NotRun);
-            return Ok(Reply::NotRun(NotRunReason::Leaving));
+            return Reply::NotRun(NotRunReason::Leaving);
         }
         if crate::codec::is_expired(ctx.deadline) {
             // Its caller had given up before it reached this node (it waited in a stopped
@@ -165,7 +177,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
                 .expired_requests
                 .fetch_add(1, Ordering::Relaxed);
             counted.finish(Outcome::NotRun);
-            return Ok(Reply::NotRun(NotRunReason::Expired));
+            return Reply::NotRun(NotRunReason::Expired);
         }
         let running = Running(&conn.running);
         if conn.running.fetch_add(1, Ordering::Relaxed) >= conn.max_running {
@@ -175,7 +187,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
                 .refused_requests
                 .fetch_add(1, Ordering::Relaxed);
             counted.finish(Outcome::NotRun);
-            return Ok(Reply::NotRun(NotRunReason::Overloaded));
+            return Reply::NotRun(NotRunReason::Overloaded);
         }
         let _admitted = match &conn.state.bounds.admission {
             None => None,
@@ -193,7 +205,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
                         };
                         counter.fetch_add(1, Ordering::Relaxed);
                         counted.finish(Outcome::NotRun);
-                        return Ok(Reply::NotRun(reason));
+                        return Reply::NotRun(reason);
                     }
                 },
             },
@@ -235,7 +247,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
             Reply::Failed(_) => Outcome::Server,
         });
         drop(running);
-        Ok(reply)
+        reply
     }
 }
 

@@ -40,6 +40,8 @@ pub(crate) struct ServerState {
     pub(crate) layers: Option<super::ServerService>,
     /// The node's metrics (the server counts its requests there; the client side shares it).
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// This node's id, as the request spans show it.
+    pub(crate) node: String,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -68,6 +70,7 @@ impl ServerState {
             bounds: Arc::new(bounds),
             layers: None,
             metrics: Arc::default(),
+            node: String::new(),
         }
     }
 

@@ -1,0 +1,128 @@
+//! The spans of calls: one per call on the caller (`call`) and one per request on the node
+//! that runs it (`serve`), both at `DEBUG` under the `easy_rpc` target, so that they cost a
+//! callsite check and nothing else unless a subscriber asks for them.
+//!
+//! Fields, named after OpenTelemetry's RPC conventions where one exists: `otel.name`
+//! (`Service.method`), `otel.kind` (`client` or `server`), `rpc.system` (`easy-rpc`),
+//! `rpc.service`, `rpc.method`; on `call` also `role` (the target's role, empty for a direct
+//! target), `node` (the node that answered, or the last one tried), `attempts` (sends made:
+//! 1, or more after reroutes and retries) and `outcome` (`ok` or the error's kind); on `serve`
+//! `node` (this node) and `outcome` (`ok`, `not_run:<reason>` or `failed`).
+//!
+//! Across nodes, the trace context travels in tarpc's request context: tarpc's own `RPC`
+//! spans (target `tarpc`, `INFO`) take it from the current span on the caller, and set the
+//! remote parent on the node that runs the request; `serve` is their child there, and every
+//! call the handler makes is a child of `serve`. So a chain `gateway -> billing -> audit` is
+//! one trace, as long as the layer that exports spans (e.g. `tracing-opentelemetry`) sees
+//! tarpc's spans: give that layer its own filter (`easy_rpc=debug,tarpc=info`), and keep
+//! `easy_rpc::log::default_filter` (which turns tarpc's noisy *events* off) for the log
+//! output layer only.
+
+use std::future::Future;
+
+use futures::future::Either;
+use tracing::Span;
+use tracing::field::Empty;
+use tracing::instrument::{Instrument, Instrumented};
+
+/// Whether a subscriber wants calls' spans: checked when a call is made, so that the call
+/// copies what its span will show (its role) only then.
+pub(crate) fn calls_traced() -> bool {
+    tracing::enabled!(tracing::Level::DEBUG)
+}
+
+/// The span of one call of `service.method` to a node of `role` ("" for a direct target);
+/// none without a role (the call was made while no subscriber wanted its span).
+pub(crate) fn client_span(service: &'static str, method: &'static str, role: Option<&str>) -> Span {
+    let Some(role) = role else {
+        return Span::none();
+    };
+    tracing::debug_span!(
+        "call",
+        otel.name = %format_args!("{service}.{method}"),
+        otel.kind = "client",
+        rpc.system = "easy-rpc",
+        rpc.service = service,
+        rpc.method = method,
+        role,
+        node = Empty,
+        attempts = 1u32,
+        outcome = Empty,
+    )
+}
+
+/// The span of one request for `service.method` run by `node`.
+pub(crate) fn server_span(service: &'static str, method: &'static str, node: &str) -> Span {
+    tracing::debug_span!(
+        "serve",
+        otel.name = %format_args!("{service}.{method}"),
+        otel.kind = "server",
+        rpc.system = "easy-rpc",
+        rpc.service = service,
+        rpc.method = method,
+        node,
+        outcome = Empty,
+    )
+}
+
+/// Records on the current span (the call's, when a subscriber wants it) that the call goes
+/// on to its attempt number `attempt`. Only after a failed attempt: the span starts at 1.
+pub(crate) fn record_attempt(attempt: u32) {
+    let span = Span::current();
+    if !span.is_disabled() {
+        span.record("attempts", attempt);
+    }
+}
+
+/// Records on a call's span the node that answered it.
+pub(crate) fn record_node(span: &Span, node: &cluster_helper::NodeId) {
+    if !span.is_disabled() {
+        span.record("node", tracing::field::display(node));
+    }
+}
+
+/// Records how a call ended on its span: the outcome (`ok`, or the error's kind as the
+/// metrics label it), and for an error the node it names, if any (the last one tried).
+pub(crate) fn record_end<T, E>(span: &Span, result: &Result<T, crate::error::RpcError<E>>) {
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(node) = result.as_ref().err().and_then(|e| e.node()) {
+        span.record("node", tracing::field::display(node));
+    }
+    let outcome = match result {
+        Ok(_) => crate::metrics::Outcome::Ok,
+        Err(e) => crate::metrics::Outcome::of(e),
+    };
+    span.record("outcome", outcome.label());
+}
+
+/// Records how a request ended on its span: `ok` (the method's own errors included),
+/// `not_run:<reason>`, or `failed` (it panicked, or a server layer failed it).
+pub(crate) fn record_reply<R>(span: &Span, reply: &crate::reply::Reply<R>) {
+    if span.is_disabled() {
+        return;
+    }
+    use crate::reply::Reply;
+    match reply {
+        Reply::Ok(_) => span.record("outcome", "ok"),
+        Reply::NotRun(reason) => span.record(
+            "outcome",
+            tracing::field::display(format_args!("not_run:{reason}")),
+        ),
+        Reply::Failed(_) => span.record("outcome", "failed"),
+    };
+}
+
+/// `fut` run inside `span`, or `fut` itself when no subscriber wants the span: then the call
+/// pays one branch, and its future grows by a pointer at most (the instrumented one is boxed).
+pub(crate) fn within<F: Future>(
+    span: &Span,
+    fut: F,
+) -> Either<F, std::pin::Pin<Box<Instrumented<F>>>> {
+    if span.is_disabled() {
+        Either::Left(fut)
+    } else {
+        Either::Right(Box::pin(fut.instrument(span.clone())))
+    }
+}
