@@ -3,7 +3,7 @@
 # runs each part, printing the machine and each command before its output. Run it on an
 # otherwise idle machine; `--quick` passes fewer trials / shorter rounds to every part.
 #
-#   bench/run.sh [--quick] [PART...]     PART: cluster churn codec rpc instr net scale
+#   bench/run.sh [--quick] [PART...]     PART: cluster churn codec rpc layers instr scrape net scale
 #                                        (default: all)
 #
 # Needs taskset (util-linux) for `rpc`'s same-core placement, valgrind for `instr`, and root
@@ -18,11 +18,11 @@ parts=()
 for a in "$@"; do
     case "$a" in
         --quick) quick=(--quick) ;;
-        cluster | churn | codec | rpc | instr | net | scale) parts+=("$a") ;;
-        *) echo "usage: bench/run.sh [--quick] [cluster|churn|codec|rpc|instr|net|scale]..." >&2; exit 2 ;;
+        cluster | churn | codec | rpc | layers | instr | scrape | net | scale) parts+=("$a") ;;
+        *) echo "usage: bench/run.sh [--quick] [cluster|churn|codec|rpc|layers|instr|scrape|net|scale]..." >&2; exit 2 ;;
     esac
 done
-[ ${#parts[@]} -gt 0 ] || parts=(cluster churn codec rpc instr net scale)
+[ ${#parts[@]} -gt 0 ] || parts=(cluster churn codec rpc layers instr scrape net scale)
 
 echo "# machine"
 echo
@@ -44,7 +44,7 @@ bench=target/release/bench
 for part in "${parts[@]}"; do
     args=("$part")
     case "$part" in
-        cluster | churn | rpc) args+=("${quick[@]}") ;;
+        cluster | churn | rpc | layers) args+=("${quick[@]}") ;;
         instr) [ ${#quick[@]} -gt 0 ] && args+=(--calls 500) ;;
         net) [ ${#quick[@]} -gt 0 ] && args+=(--trials 2 --minutes 0.1) ;;
         scale) [ ${#quick[@]} -gt 0 ] && args+=(--procs 10,25 --nodes 25,50 --trials 1) ;;
