@@ -1,4 +1,5 @@
 //! The client processes of the RPC benchmark: `bench rpc-client tarpc <addr>` (plain tarpc,
+//! or `tarpc-sealed`: plain tarpc over the sealed stream of a node's connection,
 //! no node of ours in the process) and `bench rpc-client easy <cluster> <seed>` (an easy-rpc
 //! node). Both make calls the way tarpc's own examples do: one connection, D spawned tasks
 //! calling back to back. They print `ready`, then answer commands on stdin, one JSON line per
@@ -170,21 +171,27 @@ pub fn client(args: &[String]) {
         .collect();
     let rt = crate::rpc::rt();
     match args.first().copied() {
-        Some("tarpc") => {
+        Some(kind @ ("tarpc" | "tarpc-sealed")) => {
             let addr: std::net::SocketAddr = parse(args.get(1).copied(), "address");
             let plain = rt.block_on(async {
                 let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
                 stream.set_nodelay(true).expect("nodelay");
-                let transport = tarpc::serde_transport::new(
-                    tokio_util::codec::Framed::new(
-                        stream,
-                        tokio_util::codec::LengthDelimitedCodec::new(),
-                    ),
-                    Postcard::default(),
-                );
                 let mut cfg = tarpc::client::Config::default();
                 cfg.max_in_flight_requests = 100_000;
-                PlainAdderClient::new(cfg, transport).spawn()
+                let codec = tokio_util::codec::LengthDelimitedCodec::new;
+                if kind == "tarpc" {
+                    let framed = tokio_util::codec::Framed::new(stream, codec());
+                    let transport = tarpc::serde_transport::new(framed, Postcard::default());
+                    PlainAdderClient::new(cfg, transport).spawn()
+                } else {
+                    let key = crate::rpc::sealed_key();
+                    let sealed = easy_rpc::__private::handshake_sealed(stream, &key, "Adder")
+                        .await
+                        .expect("the handshake");
+                    let framed = tokio_util::codec::Framed::new(sealed, codec());
+                    let transport = tarpc::serde_transport::new(framed, Postcard::default());
+                    PlainAdderClient::new(cfg, transport).spawn()
+                }
             });
             let naive = Naive::new(plain.clone());
             serve_commands(&rt, |rt, w| match w {
@@ -274,7 +281,7 @@ pub fn client(args: &[String]) {
             });
         }
         _ => panic!(
-            "rpc-client tarpc <addr> | easy <cluster> <seed> [--node-thread] [--quiet] [--concurrency-layer]"
+            "rpc-client tarpc|tarpc-sealed <addr> | easy <cluster> <seed> [--node-thread] [--quiet] [--concurrency-layer]"
         ),
     }
 }

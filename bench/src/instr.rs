@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 
 use crate::procs::Proc;
 
-/// Plain tarpc or easy-rpc.
+/// Plain tarpc, plain tarpc over a node's sealed stream, or easy-rpc.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Imp {
     Tarpc,
+    Sealed,
     Easy,
 }
 
@@ -128,13 +129,14 @@ fn one_run(
     let cluster = format!("bench-instr-{}-{label}", std::process::id());
     let mut others = Vec::new();
     let (server, client_args) = match imp {
-        Imp::Tarpc => {
-            let (server, addr) =
-                Proc::spawn("tarpc server", &server_prefix, &["rpc-server", "tarpc"]);
-            (
-                server,
-                vec!["rpc-client".to_owned(), "tarpc".to_owned(), addr],
-            )
+        Imp::Tarpc | Imp::Sealed => {
+            let kind = if imp == Imp::Tarpc {
+                "tarpc"
+            } else {
+                "tarpc-sealed"
+            };
+            let (server, addr) = Proc::spawn("tarpc server", &server_prefix, &["rpc-server", kind]);
+            (server, vec!["rpc-client".to_owned(), kind.to_owned(), addr])
         }
         Imp::Easy => {
             let (server, seed) = Proc::spawn(
@@ -232,6 +234,22 @@ pub(crate) fn per_call_pair(depth: usize, n: u64) -> [PerCall; 2] {
     ]
 }
 
+/// Instructions per call of plain tarpc over a node's sealed stream, `depth` caller tasks.
+fn per_call_sealed(depth: usize, n: u64) -> PerCall {
+    let run = |k: u64| {
+        let label = format!("sealed-d{depth}-{k}n");
+        let cmd = format!("count plain {depth} {}", k * n);
+        let (c, s) = one_run(Imp::Sealed, 1, "r1", &cmd, true, &label);
+        (c, s.expect("server counted"))
+    };
+    let (a, b) = (run(1), run(3));
+    let per = |a: u64, b: u64| (b as f64 - a as f64) / (2 * n) as f64;
+    PerCall {
+        client: per(a.0, b.0),
+        server: per(a.1, b.1),
+    }
+}
+
 /// Client instructions per node-call: `all` over 8 nodes, and `any()` over the same 8.
 fn all_vs_any(n: u64) -> (f64, f64) {
     let per = |cmd: &dyn Fn(u64) -> String, label: &str, calls_per: f64| {
@@ -288,8 +306,12 @@ pub fn run(args: &[String]) {
     println!(
         "| figure | plain tarpc | easy-rpc | easy-rpc over plain tarpc | goal |\n| --- | --- | --- | --- | --- |"
     );
+    let mut one = None;
     for depth in [1, 64] {
         let [e, t] = per_call_pair(depth, n);
+        if depth == 1 {
+            one = Some(e);
+        }
         let (cg, sg) = if depth == 1 {
             ("<= +5 %", "<= +3 %")
         } else {
@@ -308,6 +330,21 @@ pub fn run(args: &[String]) {
             pct(e.server, t.server)
         );
     }
+    // The encryption every call pays: plain tarpc over the same sealed stream.
+    let sealed = per_call_sealed(1, n);
+    let e = one.expect("measured at 1 in flight");
+    println!(
+        "| client instructions per call, 1 in flight, against sealed tarpc (baseline column: sealed tarpc) | {:.0} | {:.0} | {} | reported |",
+        sealed.client,
+        e.client,
+        pct(e.client, sealed.client)
+    );
+    println!(
+        "| server instructions per request, 1 in flight, against sealed tarpc (baseline column: sealed tarpc) | {:.0} | {:.0} | {} | reported |",
+        sealed.server,
+        e.server,
+        pct(e.server, sealed.server)
+    );
     let (all, any) = all_vs_any(n / 4);
     println!(
         "| `all` over 8 nodes: client instructions per node-call vs one `any()` over the same 8 | `any()`: {any:.0} | `all`: {all:.0} per node | {:.2}x | <= 1.2x |",

@@ -136,6 +136,35 @@ pub fn server(args: &[String]) {
                     );
                 }
             }
+            Some("tarpc-sealed") => {
+                // Plain tarpc over the stream a node's connection uses after its handshake:
+                // every frame sealed (Noise, AES-GCM), so that the ratio against it is what
+                // easy-rpc adds beyond the encryption.
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                println!("{}", listener.local_addr().unwrap());
+                loop {
+                    let (stream, _) = listener.accept().await.unwrap();
+                    stream.set_nodelay(true).unwrap();
+                    tokio::spawn(async move {
+                        let Ok(sealed) =
+                            easy_rpc::__private::handshake_accept(stream, &sealed_key()).await
+                        else {
+                            return;
+                        };
+                        let framed = tokio_util::codec::Framed::new(
+                            sealed,
+                            tokio_util::codec::LengthDelimitedCodec::new(),
+                        );
+                        let transport = tarpc::serde_transport::new(framed, Postcard::default());
+                        BaseChannel::with_defaults(transport)
+                            .execute(PlainImpl.serve())
+                            .for_each(|f| async move {
+                                tokio::spawn(f);
+                            })
+                            .await;
+                    });
+                }
+            }
             Some("easy") => {
                 let (cluster, name, roles) = (args[1], args[2], args[3]);
                 let mut b = node_builder(cluster, name, quiet)
@@ -148,9 +177,21 @@ pub fn server(args: &[String]) {
                 println!("{}", node.gossip_addr());
                 std::future::pending::<()>().await;
             }
-            _ => panic!("rpc-server easy|tarpc"),
+            _ => panic!("rpc-server easy|tarpc|tarpc-sealed"),
         }
     });
+}
+
+/// The pre-shared key of the sealed plain-tarpc baseline (`tarpc-sealed`): derived from this
+/// run's secret as a node derives its RPC key.
+pub(crate) fn sealed_key() -> [u8; 32] {
+    let secret: cluster_helper::Secret = crate::secret::secret().parse().expect("the secret");
+    *cluster_helper::ClusterKey::derive(
+        secret.expose(),
+        "bench-tarpc-sealed",
+        easy_rpc::__private::RPC_KEY_PURPOSE,
+    )
+    .as_bytes()
 }
 
 /// One call of `add`, as a caller task of the benchmark makes it back to back.

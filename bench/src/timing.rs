@@ -74,19 +74,42 @@ pub(crate) fn paired(
     cmd_b: &str,
     rounds: usize,
 ) -> Vec<(Value, Value)> {
+    rotated(&mut [a, b], &[cmd_a, cmd_b], rounds)
+        .into_iter()
+        .map(|round| {
+            let [x, y]: [Value; 2] = round.try_into().expect("two sides");
+            (x, y)
+        })
+        .collect()
+}
+
+/// `sides` in rounds, each round every side once in order, each on its own with the others
+/// paused; `cmds[i]` is side `i`'s command. One answer per side per round.
+pub(crate) fn rotated(sides: &mut [&mut Side], cmds: &[&str], rounds: usize) -> Vec<Vec<Value>> {
     let mut out = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        b.pause();
-        a.resume();
-        let x = a.client().ask_json(cmd_a);
-        a.pause();
-        b.resume();
-        let y = b.client().ask_json(cmd_b);
-        out.push((x, y));
+        let mut round = Vec::with_capacity(sides.len());
+        for i in 0..sides.len() {
+            for (j, side) in sides.iter().enumerate() {
+                if j != i {
+                    side.pause();
+                }
+            }
+            sides[i].resume();
+            round.push(sides[i].client().ask_json(cmds[i]));
+        }
+        out.push(round);
     }
-    a.resume();
-    b.resume();
+    sides.iter().for_each(|side| side.resume());
     out
+}
+
+/// Rounds of three sides as the pairs of sides `x` and `y`, for [`row`].
+fn pairs_of(rounds: &[Vec<Value>], x: usize, y: usize) -> Vec<(Value, Value)> {
+    rounds
+        .iter()
+        .map(|r| (r[x].clone(), r[y].clone()))
+        .collect()
 }
 
 /// One table row: each side's median, the per-round ratios' median and range.
@@ -117,6 +140,17 @@ fn placement(p: Placement, rounds: usize, secs: f64) {
     let (tserver, taddr) = Proc::spawn("tarpc server", &prefix, &["rpc-server", "tarpc"]);
     let (tclient, _) = Proc::spawn("tarpc client", &prefix, &["rpc-client", "tarpc", &taddr]);
     let mut tarpc = Side(vec![tclient, tserver]);
+    let (sserver, saddr) = Proc::spawn(
+        "sealed tarpc server",
+        &prefix,
+        &["rpc-server", "tarpc-sealed"],
+    );
+    let (sclient, _) = Proc::spawn(
+        "sealed tarpc client",
+        &prefix,
+        &["rpc-client", "tarpc-sealed", &saddr],
+    );
+    let mut sealed = Side(vec![sclient, sserver]);
     let (s0, seed) = Proc::spawn(
         "easy-rpc server 0",
         &prefix,
@@ -132,52 +166,92 @@ fn placement(p: Placement, rounds: usize, secs: f64) {
 
     println!("\n## {}\n", p.describe());
     println!(
-        "Both sides: single-threaded tokio runtimes, loopback TCP with TCP_NODELAY, postcard; \
+        "Every side: single-threaded tokio runtimes, loopback TCP with TCP_NODELAY, postcard; \
          one connection, D spawned caller tasks calling back to back. Plain tarpc: its own \
-         server and client processes. easy-rpc: `node.any(role).add(..)` from a client node \
-         that found the servers by gossip. {rounds} rounds of {secs} s per side, alternating \
-         (plain tarpc first); the other side's processes are stopped (SIGSTOP) during a round. \
-         Ratio: easy-rpc / plain tarpc per round, median [min-max].\n"
+         server and client processes. Sealed tarpc: the same, over the stream a node's \
+         connection uses after its handshake (Noise, every frame sealed with AES-GCM), which \
+         every easy-rpc call pays for. easy-rpc: `node.any(role).add(..)` from a client node \
+         that found the servers by gossip. {rounds} rounds of {secs} s per side, in turn \
+         (plain tarpc, sealed tarpc, easy-rpc); the other sides' processes are stopped \
+         (SIGSTOP) during a round. Ratio: per round, median [min-max].\n"
     );
-    println!("| figure | plain tarpc | easy-rpc | ratio | goal |\n| --- | --- | --- | --- | --- |");
+    println!("| figure | baseline | easy-rpc | ratio | goal |\n| --- | --- | --- | --- | --- |");
     // Warm-up, not recorded.
-    paired(&mut tarpc, "run plain 1 0.2", &mut easy, "run r1 1 0.2", 1);
+    rotated(
+        &mut [&mut tarpc, &mut sealed, &mut easy],
+        &["run plain 1 0.2", "run plain 1 0.2", "run r1 1 0.2"],
+        1,
+    );
 
-    let one = paired(
-        &mut tarpc,
-        &format!("run plain 1 {secs}"),
-        &mut easy,
-        &format!("run r1 1 {secs}"),
+    let one = rotated(
+        &mut [&mut tarpc, &mut sealed, &mut easy],
+        &[
+            &format!("run plain 1 {secs}"),
+            &format!("run plain 1 {secs}"),
+            &format!("run r1 1 {secs}"),
+        ],
         rounds,
     );
     row(
-        "`any()`, 1 node, 1 in flight, calls/s",
-        &one,
+        "`any()`, 1 node, 1 in flight, calls/s, vs plain tarpc",
+        &pairs_of(&one, 0, 2),
         "rate",
         "",
         ">= 0.97x",
     );
     row(
-        "`any()`, 1 node, 1 in flight, p50 latency",
-        &one,
+        "`any()`, 1 node, 1 in flight, calls/s, vs sealed tarpc",
+        &pairs_of(&one, 1, 2),
+        "rate",
+        "",
+        "reported",
+    );
+    row(
+        "sealed tarpc vs plain tarpc (the encryption), 1 in flight, calls/s",
+        &pairs_of(&one, 0, 1),
+        "rate",
+        "",
+        "reported",
+    );
+    row(
+        "`any()`, 1 node, 1 in flight, p50 latency, vs plain tarpc",
+        &pairs_of(&one, 0, 2),
         "p50_us",
         "µs",
         "<= 1.1x",
     );
-    let d64 = paired(
-        &mut tarpc,
-        &format!("run plain 64 {secs}"),
-        &mut easy,
-        &format!("run r1 64 {secs}"),
+    let d64 = rotated(
+        &mut [&mut tarpc, &mut sealed, &mut easy],
+        &[
+            &format!("run plain 64 {secs}"),
+            &format!("run plain 64 {secs}"),
+            &format!("run r1 64 {secs}"),
+        ],
         rounds,
     );
     row(
-        "`any()`, 1 node, 64 in flight, calls/s",
-        &d64,
+        "`any()`, 1 node, 64 in flight, calls/s, vs plain tarpc",
+        &pairs_of(&d64, 0, 2),
         "rate",
         "",
         ">= 0.95x",
     );
+    row(
+        "`any()`, 1 node, 64 in flight, calls/s, vs sealed tarpc",
+        &pairs_of(&d64, 1, 2),
+        "rate",
+        "",
+        "reported",
+    );
+    row(
+        "sealed tarpc vs plain tarpc (the encryption), 64 in flight, calls/s",
+        &pairs_of(&d64, 0, 1),
+        "rate",
+        "",
+        "reported",
+    );
+    // Only the plain baseline from here on.
+    sealed.pause();
 
     // Allocations per call, client side: counted, so one run each is enough.
     let t_alloc = f(
@@ -258,6 +332,7 @@ fn placement(p: Placement, rounds: usize, secs: f64) {
         pairs.push((any, all));
     }
     tarpc.resume();
+    sealed.resume();
     let per_node_call = |v: &Value| f(v, "cpu_ns") / f(v, "node_calls");
     let ratios: Vec<f64> = pairs
         .iter()

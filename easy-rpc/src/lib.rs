@@ -210,4 +210,27 @@ pub mod __private {
                 crate::handshake::HandshakeError::Io(_) => None,
             })
     }
+
+    /// The server side of the handshake on `stream` with the pre-shared `key`, accepting any
+    /// service: the stream it returns seals every frame as a node's connections do. For the
+    /// benchmark's baseline of plain tarpc over the same sealed stream (what easy-rpc's calls
+    /// cost beyond the encryption every call pays).
+    #[cfg(feature = "test-util")]
+    pub async fn handshake_accept(
+        stream: ::tokio::net::TcpStream,
+        key: &[u8; 32],
+    ) -> Result<
+        impl ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite + Unpin + Send + use<>,
+        Option<crate::RejectReason>,
+    > {
+        crate::handshake::server(stream, std::slice::from_ref(key), |_| {
+            crate::handshake::Admission::Accept
+        })
+        .await
+        .map(|(_, sealed)| sealed)
+        .map_err(|e| match e {
+            crate::handshake::HandshakeError::Rejected(r) => Some(r),
+            crate::handshake::HandshakeError::Io(_) => None,
+        })
+    }
 }
