@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_helper::NodeId;
+use futures::future::Either;
 
 use crate::client::{
-    Hedge, KeyHasher, Listed, Outgoing, Plan, Route, RouteKey, SetCache, Source, call_endpoint,
-    call_hedged, call_one,
+    Hedge, KeyHasher, Listed, Outgoing, Plan, RoleSet, Route, RouteKey, SetCache, Source,
+    call_endpoint, call_hedged, call_one,
 };
 use crate::error::{NotRunReason, RejectReason, RpcError};
 use crate::metrics::ClientCall;
@@ -322,44 +323,58 @@ impl Any {
             };
             (rpc.clone(), set, plan)
         });
-        // The role for the call's span, copied only when calls are traced.
-        let role = crate::trace::calls_traced().then(|| self.role().to_owned());
-        async move {
-            // Made when first polled: a child of the span the call is awaited in.
-            let span = crate::trace::client_span(S::NAME, method.name, role.as_deref());
-            let (rpc, set, plan) = call.map_err(RpcError::into_remote)?;
-            let counted = ClientCall::start(&rpc, S::NAME, method, plan.now);
-            let req = Arc::new(Outgoing::new(req));
-            macro_rules! send {
-                () => {
-                    match plan.hedge {
-                        None => call_one::<S>(rpc, set, method, req, plan).await,
-                        // Boxed: two chains of attempts and a timer, which every call's future
-                        // would otherwise carry.
-                        Some(hedge) => {
-                            Box::pin(call_hedged::<S>(rpc, set, method, req, plan, hedge)).await
-                        }
-                    }
-                };
-            }
-            let answer = if span.is_disabled() {
-                send!()
-            } else {
-                // Boxed: only calls a subscriber traces carry the instrumented future.
-                Box::pin(async { send!() }.instrument(span.clone())).await
-            };
-            let result = match answer {
-                Ok((node, resp)) => {
-                    crate::trace::record_node(&span, &node);
-                    finish(node, method, extract(resp))
-                }
-                Err(e) => Err(e.into_remote()),
-            };
-            crate::trace::record_end(&span, &result);
-            counted.finish(&result);
-            result
+        let traced = crate::trace::traced();
+        let sent = send_counted::<S, T, E>(call, method, req, extract, traced);
+        if !traced {
+            return Either::Left(sent);
         }
+        // Traced: the call runs in its span, boxed so that only traced calls carry it.
+        let role = self.role().to_owned();
+        Either::Right(Box::pin(async move {
+            // Made when first polled: a child of the span the call is awaited in.
+            let span = crate::trace::client_span(S::NAME, method.name, Some(&role));
+            let result = sent.instrument(span.clone()).await;
+            crate::trace::record_end(&span, &result);
+            result
+        }))
     }
+}
+
+/// One call of `method` (to be sent as `call` planned it, unless the node was not running),
+/// counted in the node's metrics; when `traced`, the node that answered is recorded on the
+/// current span (the call's).
+async fn send_counted<S, T, E>(
+    call: Result<(Arc<Rpc>, Arc<RoleSet<S>>, Plan), RpcError>,
+    method: &'static MethodInfo,
+    req: S::Req,
+    extract: fn(S::Resp) -> Option<Result<T, E>>,
+    traced: bool,
+) -> CallResult<T, E>
+where
+    S: ServiceDef,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let (rpc, set, plan) = call.map_err(RpcError::into_remote)?;
+    let counted = ClientCall::start(&rpc, S::NAME, method, plan.now);
+    let req = Arc::new(Outgoing::new(req));
+    let answer = match plan.hedge {
+        None => call_one::<S>(rpc, set, method, req, plan).await,
+        // Boxed: two chains of attempts and a timer, which every call's future would
+        // otherwise carry.
+        Some(hedge) => Box::pin(call_hedged::<S>(rpc, set, method, req, plan, hedge)).await,
+    };
+    let result = match answer {
+        Ok((node, resp)) => {
+            if traced {
+                crate::trace::record_node(&tracing::Span::current(), &node);
+            }
+            finish(node, method, extract(resp))
+        }
+        Err(e) => Err(e.into_remote()),
+    };
+    counted.finish(&result);
+    result
 }
 
 impl sealed::Sealed for Any {}
@@ -566,7 +581,7 @@ impl Target for All {
             (rpc.clone(), set, now, deadline)
         });
         // The role for the nodes' calls' spans, copied only when calls are traced.
-        let role = crate::trace::calls_traced().then(|| self.any.role().to_owned());
+        let role = crate::trace::traced().then(|| self.any.role().to_owned());
         async move {
             let (rpc, set, now, deadline) = call.map_err(RpcError::into_remote)?;
             let endpoints = set.all(&rpc);

@@ -25,9 +25,11 @@ use tracing::Span;
 use tracing::field::Empty;
 use tracing::instrument::{Instrument, Instrumented};
 
-/// Whether a subscriber wants calls' spans: checked when a call is made, so that the call
-/// copies what its span will show (its role) only then.
-pub(crate) fn calls_traced() -> bool {
+/// Whether a subscriber wants the spans of calls and requests: checked once when a call is
+/// made and once per request served, so that the others make no span at all (no `Span` in
+/// their futures, and not the span macro's fallback, which builds every field for the `log`
+/// crate while no subscriber was ever set).
+pub(crate) fn traced() -> bool {
     tracing::enabled!(tracing::Level::DEBUG)
 }
 

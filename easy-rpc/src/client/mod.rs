@@ -38,4 +38,4 @@ pub use layer::{Call, CallResponse, CallService, SendCall};
 pub(crate) use outgoing::Outgoing;
 pub(crate) use pick::Route;
 pub(crate) use pool::Pool;
-pub(crate) use role_set::{Listed, RoleSets, SetCache, Source};
+pub(crate) use role_set::{Listed, RoleSet, RoleSets, SetCache, Source};

@@ -15,6 +15,7 @@ use tarpc::ServerError;
 use tarpc::server::{BaseChannel, Channel, Serve};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
+use tracing::Instrument;
 
 use super::state::{InFlight, ServerState};
 use crate::codec::{FrameCodec, ServerCodec};
@@ -148,10 +149,16 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         ctx: tarpc::context::Context,
         req: S::Req,
     ) -> Result<Reply<S::Resp>, ServerError> {
+        if !crate::trace::traced() {
+            // No span: the request's future holds none, and the span macro's fallback (which
+            // builds its fields for the `log` crate when no subscriber was ever set) is not run.
+            return Ok(self.serve_request(ctx, req).await);
+        }
         // A child of tarpc's span of the request (which carries the caller's trace context):
-        // the handler runs in it, so the calls it makes are its children.
+        // the handler runs in it, so the calls it makes are its children. Boxed: only traced
+        // requests carry the instrumented future.
         let span = crate::trace::server_span(S::NAME, S::method(&req).name, &self.conn.state.node);
-        let reply = crate::trace::within(&span, self.serve_request(ctx, req)).await;
+        let reply = Box::pin(self.serve_request(ctx, req).instrument(span.clone())).await;
         crate::trace::record_reply(&span, &reply);
         Ok(reply)
     }
