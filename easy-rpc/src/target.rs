@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_helper::NodeId;
-use futures::future::Either;
 
 use crate::client::{
     Hedge, KeyHasher, Listed, Outgoing, Plan, RoleSet, Route, RouteKey, SetCache, Source,
@@ -323,20 +322,26 @@ impl Any {
             };
             (rpc.clone(), set, plan)
         });
-        let traced = crate::trace::traced();
-        let sent = send_counted::<S, T, E>(call, method, req, extract, traced);
-        if !traced {
-            return Either::Left(sent);
+        // The role for the call's span, copied only when calls are traced.
+        let role = crate::trace::traced().then(|| self.role().to_owned());
+        async move {
+            match role {
+                None => send_counted::<S, T, E>(call, method, req, extract, false).await,
+                // Boxed: only traced calls carry the span and the instrumented future.
+                Some(role) => {
+                    Box::pin(async move {
+                        // Made when first polled: a child of the span the call is awaited in.
+                        let span = crate::trace::client_span(S::NAME, method.name, Some(&role));
+                        let result = send_counted::<S, T, E>(call, method, req, extract, true)
+                            .instrument(span.clone())
+                            .await;
+                        crate::trace::record_end(&span, &result);
+                        result
+                    })
+                    .await
+                }
+            }
         }
-        // Traced: the call runs in its span, boxed so that only traced calls carry it.
-        let role = self.role().to_owned();
-        Either::Right(Box::pin(async move {
-            // Made when first polled: a child of the span the call is awaited in.
-            let span = crate::trace::client_span(S::NAME, method.name, Some(&role));
-            let result = sent.instrument(span.clone()).await;
-            crate::trace::record_end(&span, &result);
-            result
-        }))
     }
 }
 
