@@ -299,6 +299,71 @@ async fn routes_methods_and_the_page() {
     }
 }
 
+/// `/cluster?wait=<version>` (the page's long poll): at once when the registry's version
+/// differs, as soon as it changes while waiting, after about a second when nothing changes;
+/// a bad version is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_wait_answers_on_a_change_or_after_a_second() {
+    let cluster = unique_cluster("mgmt-wait");
+    let node = start(&cluster, "mw-a", &["billing"], &[]).await;
+    node.ready().await;
+    let addr = node.http_addr().unwrap();
+    let version = get(addr, "/cluster").await.json()["version"]
+        .as_u64()
+        .unwrap();
+
+    // An older version: at once.
+    let started = Instant::now();
+    let r = get(addr, &format!("/cluster?wait={}", version.wrapping_sub(1))).await;
+    assert_eq!(r.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // The current version, nothing changing: held about a second, then the same document.
+    let started = Instant::now();
+    let doc = get(addr, &format!("/cluster?x=1&wait={version}"))
+        .await
+        .json();
+    let held = started.elapsed();
+    if doc["version"].as_u64() == Some(version) {
+        assert!(
+            held >= Duration::from_millis(900),
+            "answered after {held:?}"
+        );
+    }
+    assert!(held < Duration::from_secs(3), "held {held:?}");
+
+    // A change while waiting: answered as soon as the registry has it.
+    let version = node.registry().version();
+    let waiting = tokio::spawn(async move {
+        let started = Instant::now();
+        let doc = get(addr, &format!("/cluster?wait={version}")).await.json();
+        (doc, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let changed = Instant::now();
+    node.add_role("audit").await.unwrap();
+    let (doc, held) = waiting.await.unwrap();
+    assert_ne!(doc["version"].as_u64(), Some(version), "{doc}");
+    assert!(held < Duration::from_secs(1), "held {held:?}");
+    assert!(
+        changed.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        changed.elapsed()
+    );
+    assert!(doc["roles"]["audit"].is_array(), "{doc}");
+
+    for bad in ["/cluster?wait=", "/cluster?wait=x", "/cluster?wait=-1"] {
+        let r = get(addr, bad).await;
+        assert_eq!(r.status, 400, "{bad}: {r:?}");
+        assert!(r.body.contains("wait"), "{r:?}");
+    }
+    node.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn off_by_default_and_bad_values_name_the_variable() {
     let cluster = unique_cluster("mgmt-off");
@@ -541,7 +606,8 @@ fn chromium() -> Option<&'static str> {
 /// Loads `url` in headless chromium for `budget_ms` of the page's (virtual) time and returns
 /// the DOM, or writes a screenshot to `screenshot`. Virtual time stands still while a fetch is
 /// pending, so the page's polls take real time only through the server's (or a proxy's)
-/// latency.
+/// latency: up to a second each, as the page's `/cluster?wait=<version>` is held until the
+/// registry changes.
 async fn browse(url: String, budget_ms: u64, screenshot: Option<std::path::PathBuf>) -> String {
     let profile = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "chromium-{}-{}",
@@ -649,7 +715,7 @@ async fn page_in_headless_chromium_shows_members_and_a_death() {
     let http = a.http_addr().unwrap();
 
     // Every member and role, after the page's script ran.
-    let dom = browse(format!("http://{http}/"), 3000, None).await;
+    let dom = browse(format!("http://{http}/"), 1000, None).await;
     for n in [&a, &b, &c] {
         let r = row(&dom, &format!("data-member=\"{}\"", n.id().name()))
             .unwrap_or_else(|| panic!("no row for {}:\n{dom}", n.id()));
@@ -670,7 +736,7 @@ async fn page_in_headless_chromium_shows_members_and_a_death() {
     assert!(dom.contains(&format!("<span id=\"cluster\">{cluster}</span>")));
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("management-page.png");
     let _ = std::fs::remove_file(&shot);
-    browse(format!("http://{http}/"), 2000, Some(shot.clone())).await;
+    browse(format!("http://{http}/"), 1000, Some(shot.clone())).await;
     let png = std::fs::read(&shot).expect("the screenshot");
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
@@ -678,10 +744,11 @@ async fn page_in_headless_chromium_shows_members_and_a_death() {
     );
     eprintln!("screenshot of the page: {}", shot.display());
 
-    // One session across a death: each poll through the proxy takes 300 ms of real time.
+    // One session across a death: each poll through the proxy takes 300 ms of real time, and
+    // up to a second more while the node holds it for a change (8 polls in all).
     let polled = std::sync::Arc::new(tokio::sync::Notify::new());
     let proxy = slow_proxy(http, Duration::from_millis(300), polled.clone()).await;
-    let session = tokio::spawn(browse(format!("http://{proxy}/"), 20_000, None));
+    let session = tokio::spawn(browse(format!("http://{proxy}/"), 4000, None));
     tokio::time::timeout(Duration::from_secs(30), polled.notified())
         .await
         .expect("the page polled /cluster");
