@@ -5,7 +5,7 @@
 //! `chromium` keeps its page (`/`) open, driven over the DevTools protocol
 //! (`easy_rpc_tests::browser`), with no virtual time: the page polls on the wall clock. Each
 //! trial starts a node process (`bench page-node`), waits until the page shows it serving,
-//! lets it live `--alive-secs`, SIGKILLs it and records, on the wall clock: when the
+//! lets it live `--alive-secs` (plus a spread over the page's one-second poll cycle), SIGKILLs it and records, on the wall clock: when the
 //! observer's registry dropped it (failure detection), and when the page showed it down (the
 //! `data-shown-at` the page writes on its `down` change, in the same render that removes its
 //! row). Needs `chromium`.
@@ -157,7 +157,8 @@ pub fn run(args: &[String]) {
                 within,
             )
             .unwrap_or_else(|| panic!("the page never showed {name} serving"));
-        std::thread::sleep(alive);
+        // Spread the signals over the page's one-second poll cycle.
+        std::thread::sleep(alive + Duration::from_millis((i as u64 * 373) % 1000));
 
         let killed = wall_ms();
         drop(proc); // SIGKILL, then reaped
@@ -210,7 +211,7 @@ pub fn run(args: &[String]) {
     println!("# page: SIGKILL to shown down in the browser\n");
     println!(
         "One observing node with its management endpoint, headless chromium on its page in real \
-         time (no virtual time), {trials} node processes SIGKILLed in turn after {alive:?} alive; \
+         time (no virtual time), {trials} node processes SIGKILLed in turn after {alive:?} alive (plus 0-1 s); \
          gossip every {}; times on the wall clock from the SIGKILL; {machine}\n",
         gossip_ms.map_or("250 ms (the default)".to_owned(), |ms| format!("{ms} ms"))
     );

@@ -148,3 +148,20 @@ fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Resp
     );
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::wait_param;
+
+    #[test]
+    fn the_wait_parameter() {
+        assert_eq!(wait_param(None), Ok(None));
+        assert_eq!(wait_param(Some("")), Ok(None));
+        assert_eq!(wait_param(Some("x=1")), Ok(None));
+        assert_eq!(wait_param(Some("wait=12")), Ok(Some(12)));
+        assert_eq!(wait_param(Some("x=1&wait=0")), Ok(Some(0)));
+        assert_eq!(wait_param(Some("wait=")), Err(()));
+        assert_eq!(wait_param(Some("wait=-1")), Err(()));
+        assert_eq!(wait_param(Some("wait=abc")), Err(()));
+    }
+}
