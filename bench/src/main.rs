@@ -13,6 +13,7 @@
 //! cargo run --release -p easy-rpc-bench -- net                  # membership over lossy links (root)
 //! cargo run --release -p easy-rpc-bench -- scale                # growth with the number of nodes
 //! cargo run --release -p easy-rpc-bench -- scrape               # one scrape of /metrics
+//! cargo run -p easy-rpc-bench -- page                           # SIGKILL to shown down on the page (chromium)
 //! ```
 //!
 //! `bench/run.sh` runs them all; `bench/guard.sh` builds and runs the guard.
@@ -30,6 +31,7 @@ mod handshake;
 mod instr;
 mod layers;
 mod net;
+mod page;
 mod procs;
 mod rpc;
 mod scale;
@@ -61,9 +63,11 @@ fn main() {
         Some("scale") => scale::run(&args[1..]),
         Some("scrape") => scrape::run(&args[1..]),
         Some("net-node") => fleet::node_main(),
+        Some("page") => page::run(&args[1..]),
+        Some("page-node") => page::node(&args[1..]),
         _ => {
             eprintln!(
-                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench layers [--quick] [--rounds N] [--secs S]\n       bench instr [--calls N]\n       bench guard [--update] [--calls N] [--file PATH]\n       bench codec\n       bench handshake [--quick]\n       bench churn [--quick]\n       bench net [--nodes N] [--loss 0,1,5] [--trials T] [--minutes M] [--asymmetric]\n       bench scale [--procs 10,25,50,100] [--nodes 100,250,500,1000] [--secs S] [--trials T]\n       bench scrape [--members 100] [--roles 20] [--methods 50] [--iters 200]"
+                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench layers [--quick] [--rounds N] [--secs S]\n       bench instr [--calls N]\n       bench guard [--update] [--calls N] [--file PATH]\n       bench codec\n       bench handshake [--quick]\n       bench churn [--quick]\n       bench net [--nodes N] [--loss 0,1,5] [--trials T] [--minutes M] [--asymmetric]\n       bench scale [--procs 10,25,50,100] [--nodes 100,250,500,1000] [--secs S] [--trials T]\n       bench scrape [--members 100] [--roles 20] [--methods 50] [--iters 200]\n       bench page [--trials 5] [--alive-secs 3] [--gossip-ms MS]"
             );
             std::process::exit(2);
         }

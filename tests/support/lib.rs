@@ -1,5 +1,6 @@
 //! Test support.
 //!
+//! - [`browser`]: headless `chromium` in real time, its DOM read over the DevTools protocol.
 //! - [`churn`]: the fault suite's service, and load that counts every outcome.
 //! - [`cluster`]: starting test nodes on loopback and waiting for conditions.
 //! - [`http`]: a raw HTTP/1.1 client for the management endpoint.
@@ -9,6 +10,7 @@
 //! - [`dns`]: a real, in-process DNS server on loopback whose records tests can change (the
 //!   `easy-rpc-test-dns` crate).
 
+pub mod browser;
 pub mod churn;
 pub mod cluster;
 pub mod http;

@@ -22,6 +22,9 @@
 //! role lookups return), ordered by id. `last_heard_ms` is how long ago this node last heard
 //! the member's heartbeat advance (`null` for itself): it stays within a few gossip intervals
 //! for a healthy member and grows until the failure detector declares a silent one down.
+//! `version` is the registry's version: `/cluster?wait=<version>` answers as soon as it differs
+//! from `<version>`, or after [`LONG_POLL`](super::LONG_POLL) (a long poll: how the page shows
+//! changes as soon as the registry has them).
 //! Incarnations exceed JavaScript's exact integers: compare ids (strings), not
 //! incarnations, in a browser.
 

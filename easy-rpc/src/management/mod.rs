@@ -1,5 +1,7 @@
 //! The management HTTP endpoint: health (`/livez`, `/readyz`), the cluster as this node sees it
-//! (`/cluster`, JSON) and a live page (`/`), on a port of its own, off by default
+//! (`/cluster`, JSON; `/cluster?wait=<version>` waits up to [`LONG_POLL`] for a change from that
+//! version, so that the page shows a change as soon as the registry has it) and a live page
+//! (`/`), on a port of its own, off by default
 //! (`CLUSTER_HTTP_LISTEN` or [`NodeBuilder::http_listen`](crate::NodeBuilder::http_listen)).
 //!
 //! It is hyper's HTTP/1 server, bounded so that no client can hurt the node: at most
@@ -31,6 +33,10 @@ pub(crate) const MAX_CONNECTIONS: usize = 32;
 pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest request head read (hyper's read buffer; its minimum is 8 KiB).
 pub(crate) const MAX_HEAD: usize = 16 * 1024;
+/// How long `/cluster?wait=<version>` holds its answer while the registry stays at that
+/// version (it answers at once when the version differs, and with the unchanged document
+/// after this long, so that "last heard" times still refresh).
+pub(crate) const LONG_POLL: Duration = Duration::from_secs(1);
 /// How long one connection may stay open, however busy.
 pub(crate) const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 

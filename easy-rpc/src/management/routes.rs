@@ -10,6 +10,8 @@ use cluster_helper::NodeStatus;
 
 use crate::node::{Node, WeakNode};
 
+use super::LONG_POLL;
+
 /// The page at `/`: self-contained (inline style and script, no build step, nothing fetched
 /// but `/cluster`).
 const PAGE: &str = include_str!("page.html");
@@ -44,11 +46,26 @@ pub(crate) async fn respond<B: Body>(node: &WeakNode, req: &Request<B>) -> Respo
         return r;
     }
     let path = req.uri().path();
+    let wait = match path {
+        "/cluster" => match wait_param(req.uri().query()) {
+            Ok(wait) => wait,
+            Err(()) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "bad wait: expected /cluster?wait=<version>, the version of a /cluster answer\n",
+                );
+            }
+        },
+        _ => None,
+    };
     if !matches!(path, "/" | "/livez" | "/readyz" | "/cluster" | "/metrics") {
         return text(
             StatusCode::NOT_FOUND,
             "not found: try /livez, /readyz, /cluster, /metrics or /\n",
         );
+    }
+    if let Some(version) = wait {
+        wait_for_change(node, version).await;
     }
     let Some(node) = node.upgrade() else {
         // The node is gone; the endpoint is about to stop.
@@ -89,6 +106,28 @@ pub(crate) async fn respond<B: Body>(node: &WeakNode, req: &Request<B>) -> Respo
     }
 }
 
+/// The `wait` parameter of a query string: `None` if absent, an error if not a number.
+fn wait_param(query: Option<&str>) -> Result<Option<u64>, ()> {
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    match query.split('&').find_map(|kv| kv.strip_prefix("wait=")) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| ()),
+    }
+}
+
+/// Returns once the registry's version is no longer `version`, after [`LONG_POLL`] at most,
+/// or at once if the node is gone. Holds no strong reference to the node while it waits.
+async fn wait_for_change(node: &WeakNode, version: u64) {
+    let Some(mut snapshots) = node.upgrade().map(|n| n.registry().watch()) else {
+        return;
+    };
+    // The receiver is marked as seen at subscription: `wait_for` checks the current snapshot
+    // first, so a change between the caller's answer and this request returns at once.
+    let _ = tokio::time::timeout(LONG_POLL, snapshots.wait_for(|s| s.version() != version)).await;
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     response(
         status,
@@ -108,4 +147,21 @@ fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Resp
         HeaderValue::from_static("nosniff"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wait_param;
+
+    #[test]
+    fn the_wait_parameter() {
+        assert_eq!(wait_param(None), Ok(None));
+        assert_eq!(wait_param(Some("")), Ok(None));
+        assert_eq!(wait_param(Some("x=1")), Ok(None));
+        assert_eq!(wait_param(Some("wait=12")), Ok(Some(12)));
+        assert_eq!(wait_param(Some("x=1&wait=0")), Ok(Some(0)));
+        assert_eq!(wait_param(Some("wait=")), Err(()));
+        assert_eq!(wait_param(Some("wait=-1")), Err(()));
+        assert_eq!(wait_param(Some("wait=abc")), Err(()));
+    }
 }
