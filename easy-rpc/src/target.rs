@@ -345,11 +345,14 @@ impl Any {
     }
 }
 
+/// A call ready to send: the node's runtime, the role's set of nodes, the plan.
+type Planned<S> = (Arc<Rpc>, Arc<RoleSet<S>>, Plan);
+
 /// One call of `method` (to be sent as `call` planned it, unless the node was not running),
 /// counted in the node's metrics; when `traced`, the node that answered is recorded on the
 /// current span (the call's).
 async fn send_counted<S, T, E>(
-    call: Result<(Arc<Rpc>, Arc<RoleSet<S>>, Plan), RpcError>,
+    call: Result<Planned<S>, RpcError>,
     method: &'static MethodInfo,
     req: S::Req,
     extract: fn(S::Resp) -> Option<Result<T, E>>,
