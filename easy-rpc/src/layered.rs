@@ -24,12 +24,12 @@ use std::task::{Context, Poll, ready};
 use std::thread::LocalKey;
 use std::time::Instant;
 
-use futures::future::{BoxFuture, MaybeDone};
+use futures::future::BoxFuture;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
 /// A request's own work (the client's send, the server's handler), type-erased once: a
-/// future that keeps its output until it is taken ([`MaybeDone`]).
+/// future that keeps its output until it is taken.
 pub(crate) trait Work: Future<Output = ()> + Send {
     /// The error the work ended with, taken out; `None` if it succeeded (or has not ended).
     fn take_error(self: Pin<&mut Self>) -> Option<BoxError>;
@@ -39,14 +39,49 @@ pub(crate) trait Work: Future<Output = ()> + Send {
     fn output_into(self: Pin<&mut Self>, slot: &mut dyn Any);
 }
 
-impl<F, T> Work for MaybeDone<F>
+pin_project_lite::pin_project! {
+    /// A request's work and, once it has finished, its output, side by side (taking the output
+    /// moves only it, not the finished future).
+    struct Running<F, T> {
+        #[pin]
+        work: F,
+        output: Option<Result<T, BoxError>>,
+        started: bool,
+        ends: Ends,
+    }
+}
+
+impl<F, T> Future for Running<F, T>
+where
+    F: Future<Output = Result<T, BoxError>>,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if this.output.is_some() {
+            return Poll::Ready(());
+        }
+        if !*this.started {
+            *this.started = true;
+            (this.ends.0).0.fetch_or(STARTED, Ordering::Release);
+        }
+        let output = ready!(this.work.poll(cx));
+        *this.output = Some(output);
+        (this.ends.0).0.fetch_or(ENDED, Ordering::Release);
+        Poll::Ready(())
+    }
+}
+
+impl<F, T> Work for Running<F, T>
 where
     F: Future<Output = Result<T, BoxError>> + Send,
     T: Send + 'static,
 {
-    fn take_error(mut self: Pin<&mut Self>) -> Option<BoxError> {
-        if matches!(self.as_mut().output_mut(), Some(Err(_))) {
-            self.take_output().and_then(Result::err)
+    fn take_error(self: Pin<&mut Self>) -> Option<BoxError> {
+        let output = self.project().output;
+        if matches!(output, Some(Err(_))) {
+            output.take().and_then(Result::err)
         } else {
             None
         }
@@ -54,7 +89,7 @@ where
 
     fn output_into(self: Pin<&mut Self>, slot: &mut dyn Any) {
         if let Some(slot) = slot.downcast_mut::<Option<T>>() {
-            *slot = self.take_output().and_then(Result::ok);
+            *slot = self.project().output.take().and_then(Result::ok);
         }
     }
 }
@@ -76,7 +111,7 @@ impl Progress {
     }
 }
 
-/// Marks the work ended when dropped: when it finishes, or when a layer drops it unfinished.
+/// Marks the work ended when dropped (also when a layer drops it unfinished).
 struct Ends(Arc<Progress>);
 
 impl Drop for Ends {
@@ -117,19 +152,23 @@ fn spare(p: Arc<Progress>) {
     });
 }
 
-/// `work` boxed for a request, reporting to `progress`.
-fn boxed<T, F>(work: F, progress: Arc<Progress>) -> BoxWork
+/// `work` boxed for a request (built in place by the caller's inlined copy of this, so that
+/// the work, as large as its largest state, is copied once, into the box), and the
+/// [`Progress`] it reports to.
+#[inline(always)]
+pub(crate) fn boxed<T, F>(work: F) -> (BoxWork, Arc<Progress>)
 where
     F: Future<Output = Result<T, BoxError>> + Send + 'static,
     T: Send + 'static,
 {
-    Box::pin(futures::future::maybe_done(async move {
-        let ends = Ends(progress);
-        (ends.0).0.fetch_or(STARTED, Ordering::Release);
-        let out = work.await;
-        drop(ends);
-        out
-    }))
+    let progress = progress();
+    let work = Box::pin(Running {
+        work,
+        output: None,
+        started: false,
+        ends: Ends(progress.clone()),
+    });
+    (work, progress)
 }
 
 /// A request that carries its work through the layers ([`Call`](crate::Call),
@@ -337,28 +376,10 @@ impl<S: Side> Stack<S> {
         });
     }
 
-    /// Runs `work` through the stack: `request` makes the request that carries it. The
-    /// layers hold the request at most until `deadline` (while the work runs, it keeps its own
+    /// Runs `req`, which carries work [`boxed`] with `progress`, through the stack. The layers
+    /// hold the request at most until `deadline` (while the work runs, it keeps its own
     /// deadline).
-    ///
-    /// Not an `async fn`: the work is boxed before the future is made, so that the future
-    /// holds a pointer to it rather than all of it.
-    pub(crate) fn run<T, F>(
-        &self,
-        work: F,
-        request: impl FnOnce(BoxWork) -> S::Req,
-        deadline: Instant,
-    ) -> impl Future<Output = Driven<T>> + Send + '_
-    where
-        F: Future<Output = Result<T, BoxError>> + Send + 'static,
-        T: Send + 'static,
-    {
-        let progress = progress();
-        let req = request(boxed(work, progress.clone()));
-        self.drive(req, progress, deadline)
-    }
-
-    async fn drive<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         req: S::Req,
         progress: Arc<Progress>,
@@ -404,8 +425,7 @@ impl<S: Side> Stack<S> {
         .await;
         drop((called, req, service));
         let started = progress.get() & STARTED != 0;
-        spare(progress);
-        match through {
+        let driven = match through {
             Some(Ok(resp)) => {
                 let mut work = resp.into_work();
                 let mut out: Option<T> = None;
@@ -417,7 +437,10 @@ impl<S: Side> Stack<S> {
             }
             Some(Err(error)) => Driven::Failed { error, started },
             None => Driven::Expired { started },
-        }
+        };
+        // The work is dropped by now (unless a layer keeps it): the flags are free again.
+        spare(progress);
+        driven
     }
 }
 

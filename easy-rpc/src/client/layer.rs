@@ -23,7 +23,7 @@ use super::endpoint::Endpoint;
 use super::outgoing::Outgoing;
 use crate::error::{Never, RpcError};
 use crate::layered::{
-    BoxWork, Carries, Driven, Inner, InnerFuture, Layers, ReadySlot, Returns, Side, Stack,
+    self, BoxWork, Carries, Driven, Inner, InnerFuture, Layers, ReadySlot, Returns, Side, Stack,
 };
 use crate::runtime::Rpc;
 use crate::service::{MethodInfo, ServiceDef};
@@ -249,19 +249,19 @@ pub(crate) async fn send<S: ServiceDef>(
     attempt: u32,
 ) -> Result<S::Resp, RpcError<Never>> {
     let writes = req.writes();
-    let send = {
+    let (send, progress) = {
         let rpc = rpc.clone();
         let endpoint = endpoint.clone();
         let req = req.clone();
-        async move {
+        layered::boxed(async move {
             endpoint
                 .send(&rpc, method, req, started, deadline)
                 .await
                 .map_err(|e| Box::new(e) as BoxError)
-        }
+        })
     };
     let node = endpoint.node();
-    let call = |send| Call {
+    let call = Call {
         service: S::NAME,
         method,
         node: node.clone(),
@@ -269,7 +269,7 @@ pub(crate) async fn send<S: ServiceDef>(
         attempt,
         send,
     };
-    let through = stack.run(send, call, deadline).await;
+    let through = stack.run(call, progress, deadline).await;
     let was_sent = || req.writes() != writes;
     match through {
         Driven::Done(resp) => Ok(resp),

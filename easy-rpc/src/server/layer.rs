@@ -18,7 +18,7 @@ use tower::{BoxError, Service};
 
 use crate::error::NotRunReason;
 use crate::layered::{
-    BoxWork, Carries, Driven, Inner, InnerFuture, Layers, ReadySlot, Returns, Side, Stack,
+    self, BoxWork, Carries, Driven, Inner, InnerFuture, Layers, ReadySlot, Returns, Side, Stack,
 };
 use crate::reply::Reply;
 use crate::service::MethodInfo;
@@ -225,16 +225,15 @@ pub(crate) async fn serve<R: Send + 'static>(
     peer: SocketAddr,
     run: impl Future<Output = Reply<R>> + Send + 'static,
 ) -> Reply<R> {
-    let request = |run| ServerCall {
+    let (run, progress) = layered::boxed(async move { Ok(run.await) });
+    let call = ServerCall {
         service,
         method,
         deadline,
         peer,
         run,
     };
-    let through = stack
-        .run(async move { Ok(run.await) }, request, deadline)
-        .await;
+    let through = stack.run(call, progress, deadline).await;
     let name = method.name;
     match through {
         Driven::Done(reply) => reply,
