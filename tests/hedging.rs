@@ -3,8 +3,9 @@
 //! not blur them). A caller makes a bounded number of calls a few at a
 //! time, with hedging off and on, and the nodes count every request they start (and how often
 //! each call's id was run). Printed: the p99 of 4 healthy nodes, the p99 with the slow node
-//! and hedging off and on, for round robin (the slow node gets a quarter of the calls), p2c
-//! and p2c with peak EWMA, and the extra requests hedging made.
+//! and hedging off and on, for round robin (the slow node gets a quarter of the calls), the
+//! default strategy (p2c by pending requests; hedged calls pick by latency) and p2c with peak
+//! EWMA, and the extra requests hedging made.
 //!
 //! The nodes are in this process (each is a full node: its own gossip, listener and
 //! connections), so that each one's delay can be changed between phases and every request
@@ -171,6 +172,8 @@ struct Phase {
     most_runs: u32,
     /// The caller's count of second requests sent in the phase.
     hedges_sent: u64,
+    /// The requests each node started (the slow one first).
+    per_node: Vec<u64>,
 }
 
 impl Phase {
@@ -193,6 +196,11 @@ async fn run(
     idempotent: bool,
 ) -> Phase {
     let requests_before = c.requests();
+    let per_node_before: Vec<u64> = c
+        .started
+        .iter()
+        .map(|n| n.load(Ordering::Relaxed))
+        .collect();
     let hedges_before = c.caller.hedge_stats().sent;
     let next = Arc::new(AtomicU64::new(first));
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -244,20 +252,27 @@ async fn run(
         extra: ran - calls,
         most_runs,
         hedges_sent: c.caller.hedge_stats().sent - hedges_before,
+        per_node: c
+            .started
+            .iter()
+            .zip(per_node_before)
+            .map(|(n, before)| n.load(Ordering::Relaxed) - before)
+            .collect(),
     }
 }
 
 fn show(name: &str, p: &Phase) {
     println!(
         "{name:<36} p50 {:>6.1} ms  p95 {:>6.1} ms  p99 {:>6.1} ms  extra requests {:>4} ({:>4.1} %), hedges sent \
-         {:>4}, most runs of one call {}",
+         {:>4}, most runs of one call {}, requests per node {:?}",
         p.p50.as_secs_f64() * 1e3,
         p.p95.as_secs_f64() * 1e3,
         p.p99.as_secs_f64() * 1e3,
         p.extra,
         p.extra_pct(),
         p.hedges_sent,
-        p.most_runs
+        p.most_runs,
+        p.per_node
     );
 }
 
@@ -310,10 +325,22 @@ async fn hedging_cuts_the_tail_of_a_slow_node_at_a_bounded_extra_load() {
         &format!("1 slow, round robin, hedging {after:.1?}"),
         &rr_after,
     );
-    // Balancers that send the slow node fewer calls: p2c by pending requests, and by peak EWMA
-    // of latency (which also learns from the requests hedging drops).
-    let p2c_on = run(&c, any(Strategy::P2c, on), 400_000, CALLS, true).await;
-    show("1 slow, p2c, hedging p95", &p2c_on);
+    // Balancers that send the slow node fewer calls: the default strategy (p2c by pending
+    // requests, under which hedged calls pick by the latency estimates hedged calls feed), and
+    // p2c by peak EWMA of latency for every call (which also learns from the requests hedging
+    // drops).
+    let default_on = run(
+        &c,
+        c.caller
+            .any("lookup")
+            .hedge(on)
+            .timeout(Duration::from_secs(5)),
+        400_000,
+        CALLS,
+        true,
+    )
+    .await;
+    show("1 slow, default (p2c), hedging p95", &default_on);
     let ewma_on = run(&c, any(Strategy::P2cPeakEwma, on), 600_000, CALLS, true).await;
     show("1 slow, p2c peak-EWMA, hedging p95", &ewma_on);
     let stats = c.caller.hedge_stats();
@@ -359,6 +386,7 @@ async fn hedging_cuts_the_tail_of_a_slow_node_at_a_bounded_extra_load() {
     for (name, p) in [
         ("round robin", &rr_on),
         ("round robin, fixed delay", &rr_after),
+        ("default strategy", &default_on),
         ("peak EWMA", &ewma_on),
     ] {
         assert!(
@@ -372,7 +400,7 @@ async fn hedging_cuts_the_tail_of_a_slow_node_at_a_bounded_extra_load() {
         ("healthy", &healthy_on),
         ("round robin", &rr_on),
         ("round robin, fixed delay", &rr_after),
-        ("p2c", &p2c_on),
+        ("default strategy", &default_on),
         ("peak EWMA", &ewma_on),
     ] {
         // No call ran more than twice; the extra requests are the caller's second requests,
@@ -390,9 +418,10 @@ async fn hedging_cuts_the_tail_of_a_slow_node_at_a_bounded_extra_load() {
     assert!(rr_on.extra_pct() >= 15.0, "{rr_on:?}");
     assert!(rr_after.extra_pct() >= 15.0, "{rr_after:?}");
     // Hedging the tail costs few extra requests: within 10 % (with a little slack for a
-    // loaded machine). Not with p2c by pending requests: hedging ends the slow node's calls
-    // early, so it looks idle and draws more of them (printed above; bounded by the budget).
-    for p in [&healthy_on, &ewma_on] {
+    // loaded machine). With the default strategy too: hedged calls pick by latency, so the
+    // slow node gets few first requests (by pending requests alone it would look idle, since
+    // hedging ends its calls early, and draw more of them).
+    for p in [&healthy_on, &default_on, &ewma_on] {
         assert!(p.extra_pct() <= 12.0, "{p:?}");
     }
     c.shutdown().await;

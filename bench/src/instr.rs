@@ -109,13 +109,16 @@ fn main_thread_instructions(out: &Path) -> u64 {
 
 /// One run: a server (and `servers - 1` more easy-rpc servers, natively) and a client; the
 /// client makes `warm` calls, then the ones `cmd` asks for. With `measure_server`, the first
-/// server runs under callgrind too. Returns the main-thread counts of client and server.
+/// server runs under callgrind too; with `layered`, the easy-rpc client has one client layer,
+/// tower's `ConcurrencyLimitLayer::new(1024)` (as in `bench layers`). Returns the main-thread
+/// counts of client and server.
 fn one_run(
     imp: Imp,
     servers: usize,
     role: &str,
     cmd: &str,
     measure_server: bool,
+    layered: bool,
     label: &str,
 ) -> (u64, Option<u64>) {
     let dir = out_dir();
@@ -171,15 +174,20 @@ fn one_run(
                     .0,
                 );
             }
-            let args = [
+            let mut args = [
                 "rpc-client",
                 "easy",
                 &cluster,
                 &seed,
                 "--node-thread",
                 "--quiet",
-            ];
-            (server, args.iter().map(|s| s.to_string()).collect())
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            if layered {
+                args.push("--concurrency-layer".to_owned());
+            }
+            (server, args)
         }
     };
     let client_args: Vec<&str> = client_args.iter().map(String::as_str).collect();
@@ -214,7 +222,7 @@ pub(crate) fn per_call_pair(depth: usize, n: u64) -> [PerCall; 2] {
         let target = if imp == Imp::Easy { "r1" } else { "plain" };
         let label = format!("{imp:?}-d{depth}-{k}n").to_lowercase();
         let cmd = format!("count {target} {depth} {}", k * n);
-        let (c, s) = one_run(imp, 1, "r1", &cmd, true, &label);
+        let (c, s) = one_run(imp, 1, "r1", &cmd, true, false, &label);
         (c, s.expect("server counted"))
     };
     let e1 = run(Imp::Easy, 1);
@@ -239,7 +247,7 @@ fn per_call_sealed(depth: usize, n: u64) -> PerCall {
     let run = |k: u64| {
         let label = format!("sealed-d{depth}-{k}n");
         let cmd = format!("count plain {depth} {}", k * n);
-        let (c, s) = one_run(Imp::Sealed, 1, "r1", &cmd, true, &label);
+        let (c, s) = one_run(Imp::Sealed, 1, "r1", &cmd, true, false, &label);
         (c, s.expect("server counted"))
     };
     let (a, b) = (run(1), run(3));
@@ -250,15 +258,87 @@ fn per_call_sealed(depth: usize, n: u64) -> PerCall {
     }
 }
 
+/// Instructions per call of `any()` (easy-rpc, one server node), `depth` caller tasks, from a
+/// client node with no client layer and from one with one `ConcurrencyLimit` layer: for each,
+/// two runs of `n` and `3n` calls, alternating as in [`per_call_pair`].
+fn layered_pair(depth: usize, n: u64) -> [PerCall; 2] {
+    let run = |layered: bool, k: u64| {
+        let label = format!(
+            "easy-{}-d{depth}-{k}n",
+            if layered { "layer" } else { "none" }
+        );
+        let cmd = format!("count r1 {depth} {}", k * n);
+        let (c, s) = one_run(Imp::Easy, 1, "r1", &cmd, true, layered, &label);
+        (c, s.expect("server counted"))
+    };
+    let n1 = run(false, 1);
+    let l1 = run(true, 1);
+    let n3 = run(false, 3);
+    let l3 = run(true, 3);
+    let per = |a: u64, b: u64| (b as f64 - a as f64) / (2 * n) as f64;
+    [
+        PerCall {
+            client: per(n1.0, n3.0),
+            server: per(n1.1, n3.1),
+        },
+        PerCall {
+            client: per(l1.0, l3.0),
+            server: per(l1.1, l3.1),
+        },
+    ]
+}
+
+/// `bench instr --layer concurrency`: instructions per `any()` call with one
+/// `ConcurrencyLimit` client layer against none, as a Markdown table.
+fn run_layered(n: u64) {
+    println!("# Instructions per call: one ConcurrencyLimit client layer vs none (callgrind)\n");
+    println!("machine: {}\n", crate::procs::machine());
+    println!(
+        "method: as `bench instr` (client and server under callgrind, main threads, \
+         (count after {} calls - count after {n} calls) / {}); the client node has no client \
+         layer, or `client_layer(ConcurrencyLimitLayer::new(1024))`; same server.\n",
+        3 * n,
+        2 * n
+    );
+    println!(
+        "| figure | no layer | one ConcurrencyLimit | difference |\n| --- | --- | --- | --- |"
+    );
+    for depth in [1, 64] {
+        let [none, one] = layered_pair(depth, n);
+        println!(
+            "| client instructions per call, {depth} in flight | {:.0} | {:.0} | {:+.0} ({}) |",
+            none.client,
+            one.client,
+            one.client - none.client,
+            pct(one.client, none.client)
+        );
+        println!(
+            "| server instructions per request, {depth} in flight | {:.0} | {:.0} | {:+.0} |",
+            none.server,
+            one.server,
+            one.server - none.server
+        );
+    }
+}
+
 /// Client instructions per node-call: `all` over 8 nodes, and `any()` over the same 8.
 fn all_vs_any(n: u64) -> (f64, f64) {
     let per = |cmd: &dyn Fn(u64) -> String, label: &str, calls_per: f64| {
-        let (a, _) = one_run(Imp::Easy, 8, "r8", &cmd(n), false, &format!("{label}-1n"));
+        let (a, _) = one_run(
+            Imp::Easy,
+            8,
+            "r8",
+            &cmd(n),
+            false,
+            false,
+            &format!("{label}-1n"),
+        );
         let (b, _) = one_run(
             Imp::Easy,
             8,
             "r8",
             &cmd(3 * n),
+            false,
             false,
             &format!("{label}-3n"),
         );
@@ -273,7 +353,8 @@ fn pct(ours: f64, base: f64) -> String {
     format!("{:+.1} %", (ours / base - 1.0) * 100.0)
 }
 
-/// `bench instr [--calls N]`: the instruction figures as a Markdown table. With
+/// `bench instr [--calls N] [--layer concurrency]`: the instruction figures as a Markdown
+/// table (with `--layer concurrency`: one `ConcurrencyLimit` client layer against none). With
 /// `BENCH_CALLGRIND_DIR=dir`, every run's callgrind files are kept there
 /// (`<imp>-d<depth>-<1|3>n.<client|server>-01`, the main thread's), to see where the
 /// instructions go: `callgrind_annotate dir/easy-d1-3n.client-01`.
@@ -287,6 +368,19 @@ pub fn run(args: &[String]) {
         .position(|a| a == "--calls")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(2000);
+    match args
+        .iter()
+        .position(|a| a == "--layer")
+        .map(|i| args.get(i + 1).map(String::as_str))
+    {
+        None => {}
+        Some(Some("concurrency")) => {
+            run_layered(n);
+            finish();
+            return;
+        }
+        Some(other) => panic!("bench instr --layer: `concurrency` is the one layer, not {other:?}"),
+    }
     println!("# Instructions per call (callgrind)\n");
     println!("machine: {}\n", crate::procs::machine());
     println!(
@@ -350,6 +444,11 @@ pub fn run(args: &[String]) {
         "| `all` over 8 nodes: client instructions per node-call vs one `any()` over the same 8 | `any()`: {any:.0} | `all`: {all:.0} per node | {:.2}x | <= 1.2x |",
         all / any
     );
+    finish();
+}
+
+/// Says where the callgrind files are, or removes them.
+fn finish() {
     match keep_dir() {
         Some(dir) => println!("\ncallgrind files kept in {}", dir.display()),
         None => {

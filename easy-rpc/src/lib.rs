@@ -116,6 +116,7 @@ mod default_node;
 mod error;
 mod handshake;
 mod keyring;
+mod layered;
 pub mod log;
 mod management;
 mod metrics;
@@ -138,7 +139,7 @@ pub mod __fuzz;
 
 pub use builder::NodeBuilder;
 pub use client::{
-    Call, CallResponse, CallService, Hedge, HedgeStats, KeyHasher, RouteKey, SendCall,
+    Call, CallFuture, CallResponse, CallService, Hedge, HedgeStats, KeyHasher, RouteKey,
 };
 pub use cluster_helper::{self, NodeId, NodeRef};
 pub use default_node::{all, any, by_key, to, to_any_of};
@@ -156,7 +157,7 @@ pub use options::{ClientOptions, Strategy};
 /// version, re-exported so that a program uses the same).
 pub use prometheus_client;
 pub use server::{
-    RefusedConnections, RunHandler, Served, ServerCall, ServerLimits, ServerResponse,
+    RefusedConnections, Served, ServerCall, ServerFuture, ServerLimits, ServerResponse,
     ServerService, ServerStats,
 };
 pub use service::{Handler, MethodInfo, ServiceDef};

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use cluster_helper::{NodeId, Registry};
 
-use crate::client::{CallService, Hedging, Pool, RetryBudget, RoleSets};
+use crate::client::{ClientStack, Hedging, Pool, RetryBudget, RoleSets};
 use crate::keyring::KeyRing;
 use crate::options::ClientOptions;
-use crate::server::{Bounds, ServerLimits, ServerService, ServerState, raise_open_file_limit};
+use crate::server::{Bounds, ServerLimits, ServerStack, ServerState, raise_open_file_limit};
 
 /// State shared by every client and the server of one node. It holds the node's registry, not
 /// the cluster node itself: only [`Node`](crate::Node) handles own that, so dropping the last
@@ -32,7 +32,7 @@ pub(crate) struct Rpc {
     /// The layers around each attempt of a call
     /// ([`NodeBuilder::client_layer`](crate::NodeBuilder::client_layer)), if any: without,
     /// attempts are sent directly.
-    pub(crate) layers: Option<CallService>,
+    pub(crate) layers: Option<ClientStack>,
     /// The node's metrics (the same as the server's).
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The start of the node's millisecond clock (down marks, latency decay).
@@ -61,9 +61,9 @@ impl std::fmt::Debug for Rpc {
 #[derive(Default)]
 pub(crate) struct Layers {
     /// Around each attempt of a call.
-    pub(crate) client: Option<CallService>,
+    pub(crate) client: Option<ClientStack>,
     /// Around every handler.
-    pub(crate) server: Option<ServerService>,
+    pub(crate) server: Option<ServerStack>,
 }
 
 /// How often the pause watch wakes.

@@ -120,28 +120,17 @@ pub(crate) async fn attempts<S: ServiceDef>(
             None => deadline,
         };
         let writes = req.writes();
-        let sent = match &rpc.layers {
-            None => {
-                endpoint
-                    .send(&rpc, method, req.clone(), now, attempt_deadline)
-                    .await
-            }
-            // Boxed, out of line: the layered attempt's future would make every call's larger.
-            Some(stack) => {
-                let attempt = tried.len() as u32 + 1;
-                Box::pin(super::layer::send(
-                    stack,
-                    &rpc,
-                    &endpoint,
-                    method,
-                    req.clone(),
-                    now,
-                    attempt_deadline,
-                    attempt,
-                ))
-                .await
-            }
-        };
+        let attempt = tried.len() as u32 + 1;
+        let sent = send(
+            &rpc,
+            &endpoint,
+            method,
+            &req,
+            now,
+            attempt_deadline,
+            attempt,
+        )
+        .await;
         let error = match sent {
             Ok(resp) => return Ok((endpoint.node().clone(), resp)),
             Err(error) => unless_written(error, &req, writes),
@@ -191,6 +180,26 @@ pub(crate) async fn attempts<S: ServiceDef>(
             );
         }
         last = Some(error);
+    }
+}
+
+/// One attempt of a call on `endpoint`, sent at `now`, until `deadline`: directly, or, if the
+/// node has client layers, through them (the attempt's future holds no more than the direct
+/// one: the layered attempt's own state is a few pointers, the send is boxed for the layers).
+async fn send<S: ServiceDef>(
+    rpc: &Arc<Rpc>,
+    endpoint: &Arc<Endpoint<S>>,
+    method: &'static MethodInfo,
+    req: &Arc<Outgoing<S::Req>>,
+    now: Instant,
+    deadline: Instant,
+    attempt: u32,
+) -> Result<S::Resp, RpcError<Never>> {
+    match &rpc.layers {
+        None => endpoint.send(rpc, method, req.clone(), now, deadline).await,
+        Some(stack) => {
+            super::layer::send(stack, rpc, endpoint, method, req, now, deadline, attempt).await
+        }
     }
 }
 
@@ -287,27 +296,7 @@ pub(crate) async fn call_endpoint<S: ServiceDef>(
     loop {
         attempt += 1;
         let writes = req.writes();
-        let sent = match &rpc.layers {
-            None => {
-                endpoint
-                    .send(&rpc, method, req.clone(), now, deadline)
-                    .await
-            }
-            // Boxed, out of line (as in `call_one`).
-            Some(stack) => {
-                Box::pin(super::layer::send(
-                    stack,
-                    &rpc,
-                    &endpoint,
-                    method,
-                    req.clone(),
-                    now,
-                    deadline,
-                    attempt,
-                ))
-                .await
-            }
-        };
+        let sent = send(&rpc, &endpoint, method, &req, now, deadline, attempt).await;
         let error = match sent {
             Ok(resp) => return Ok(resp),
             Err(error) => unless_written(error, &req, writes),

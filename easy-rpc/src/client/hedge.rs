@@ -18,6 +18,7 @@ use cluster_helper::NodeId;
 use super::call::{Plan, Sending, attempts};
 use super::latency::MethodLatency;
 use super::outgoing::Outgoing;
+use super::pick::Route;
 use super::role_set::RoleSet;
 use crate::error::{Never, RpcError};
 use crate::options::Strategy;
@@ -300,6 +301,17 @@ pub(crate) async fn call_hedged<S: ServiceDef>(
 ) -> Result<(NodeId, S::Resp), RpcError<Never>> {
     rpc.budget.deposit();
     rpc.hedging.calls.fetch_add(1, Ordering::Relaxed);
+    // Under the default strategy, both requests pick by latency (`Route::Hedged`): the first
+    // then rarely goes to a node far slower than its peers, which would make every call it
+    // gets a hedge. By pending requests such a node looks idle, since hedging ends its calls
+    // early, and draws more of them: 18-40 % extra requests instead of 5-7 %.
+    let plan = match plan.route {
+        Route::Balanced(Strategy::P2c) => Plan {
+            route: Route::Hedged,
+            ..plan
+        },
+        _ => plan,
+    };
     let latency = rpc.hedging.latency(method);
     let delay = match hedge.kind() {
         Kind::Off => None,

@@ -1,12 +1,14 @@
 //! tower middleware around each attempt of a call ([`NodeBuilder::client_layer`]): the attempt
-//! as a `tower::Service<Call>`, the stack built once per node, and one layered attempt.
+//! as a `tower::Service<Call>`, the service the layers wrap, and one layered attempt. The
+//! machinery the server's layers share (the stack, the work a request carries, driving it) is
+//! in `layered.rs`.
 //!
-//! A node without client layers never comes here: `call_one` and `call_endpoint` test one
-//! `Option` and send directly, as they did before layers existed.
+//! A node without client layers never comes here: `call.rs` tests one `Option` and sends
+//! directly, as it did before layers existed.
 //!
 //! [`NodeBuilder::client_layer`]: crate::NodeBuilder::client_layer
 
-use std::any::Any;
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,13 +16,15 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use cluster_helper::NodeId;
-use futures::future::BoxFuture;
 use tower::util::BoxCloneSyncService;
-use tower::{BoxError, Layer, Service, ServiceExt};
+use tower::{BoxError, Service};
 
 use super::endpoint::Endpoint;
 use super::outgoing::Outgoing;
 use crate::error::{Never, RpcError};
+use crate::layered::{
+    self, BoxWork, Carries, Driven, Inner, InnerFuture, Layers, ReadySlot, Returns, Side, Stack,
+};
 use crate::runtime::Rpc;
 use crate::service::{MethodInfo, ServiceDef};
 
@@ -30,7 +34,8 @@ use crate::service::{MethodInfo, ServiceDef};
 /// error instead of calling the inner service), wait (tower's readiness), time or count, but
 /// not read or change the request.
 ///
-/// The innermost service ([`SendCall`]) sends the attempt to the node it names.
+/// The innermost service ([`CallService`] under every layer) sends the attempt to the node it
+/// names.
 ///
 /// ```
 /// use std::task::{Context, Poll};
@@ -74,8 +79,8 @@ pub struct Call {
     node: NodeId,
     deadline: Instant,
     attempt: u32,
-    /// The attempt itself, not started: the endpoint's send, its response and error erased.
-    send: BoxFuture<'static, Result<CallResponse, BoxError>>,
+    /// The attempt itself, not started: the endpoint's send, erased (its answer stays inside).
+    send: BoxWork,
 }
 
 impl Call {
@@ -122,9 +127,10 @@ impl std::fmt::Debug for Call {
     }
 }
 
-/// The answer to a [`Call`], type-erased: layers pass it back out (they can observe that the
-/// call succeeded and when, not what it returned). Only the innermost service makes one.
-pub struct CallResponse(Box<dyn Any + Send>);
+/// The answer to a [`Call`], opaque: layers pass it back out (they can observe that the call
+/// succeeded and when, not what it returned). Only the innermost service makes one: the typed
+/// answer stays inside, where the attempt's own send left it.
+pub struct CallResponse(BoxWork);
 
 impl std::fmt::Debug for CallResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,140 +138,159 @@ impl std::fmt::Debug for CallResponse {
     }
 }
 
-/// The innermost service of the client layers: sends the attempt a [`Call`] carries to the
-/// node it names, over the node's pooled connection. Always ready; its errors are the
-/// [`RpcError`]s of the attempt, boxed (easy-rpc takes them back out, unchanged, after the
-/// layers).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SendCall;
-
-impl Service<Call> for SendCall {
-    type Response = CallResponse;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<CallResponse, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: Call) -> Self::Future {
-        call.send
+impl Carries for Call {
+    fn into_work(self) -> BoxWork {
+        self.send
     }
 }
 
-/// A node's client stack, as the layers see what they wrap: tower's
-/// [`BoxCloneSyncService`] of [`Call`]s. The stack is built once, when the node starts
-/// ([`NodeBuilder::client_layer`]); each attempt clones it (a clone shares the layers' state:
-/// one [`ConcurrencyLimit`](tower::limit::ConcurrencyLimit)'s semaphore for the node), waits
-/// until the clone is ready and calls it.
+impl Returns for CallResponse {
+    fn from_work(work: BoxWork) -> Self {
+        CallResponse(work)
+    }
+
+    fn into_work(self) -> BoxWork {
+        self.0
+    }
+}
+
+/// What a client layer wraps ([`NodeBuilder::client_layer`]): under the innermost layer, the
+/// service that sends the attempt a [`Call`] carries to the node it names, over the node's
+/// pooled connection (always ready; its errors are the attempt's [`RpcError`]s, boxed, which
+/// easy-rpc takes back out, unchanged, after the layers); under an outer layer, the layers
+/// inside it.
+///
+/// The stack is built once, when the node starts; an attempt calls a clone of it (a clone
+/// shares the layers' state: one [`ConcurrencyLimit`](tower::limit::ConcurrencyLimit)'s
+/// semaphore for the node), kept per thread and reused while it is ready at once.
 ///
 /// [`NodeBuilder::client_layer`]: crate::NodeBuilder::client_layer
-pub type CallService = BoxCloneSyncService<Call, CallResponse, BoxError>;
+#[derive(Clone, Debug)]
+pub struct CallService(Inner<Call, CallResponse>);
 
-/// One layer given to the builder, applied when the node starts.
-type Wrap = Box<dyn FnOnce(CallService) -> CallService + Send + Sync>;
+impl Service<Call> for CallService {
+    type Response = CallResponse;
+    type Error = BoxError;
+    type Future = CallFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Call) -> CallFuture {
+        CallFuture(self.0.call(call))
+    }
+}
+
+/// The future of a [`CallService`]: the attempt's send itself under the innermost layer (not
+/// boxed again), the inner layers' future under an outer one.
+#[must_use = "futures do nothing unless polled"]
+pub struct CallFuture(InnerFuture<CallResponse>);
+
+impl std::fmt::Debug for CallFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallFuture(..)")
+    }
+}
+
+impl Future for CallFuture {
+    type Output = Result<CallResponse, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+thread_local! {
+    /// The thread's ready clone of a client stack.
+    static READY: ReadySlot<Call, CallResponse> = const { RefCell::new(None) };
+}
+
+impl Side for CallService {
+    type Req = Call;
+    type Resp = CallResponse;
+
+    fn run() -> Self {
+        CallService(Inner::Run)
+    }
+
+    fn boxed(inner: BoxCloneSyncService<Call, CallResponse, BoxError>) -> Self {
+        CallService(Inner::Boxed(inner))
+    }
+
+    fn ready() -> &'static std::thread::LocalKey<ReadySlot<Call, CallResponse>> {
+        &READY
+    }
+}
 
 /// The client layers given to a [`NodeBuilder`](crate::NodeBuilder), outermost first.
-#[derive(Default)]
-pub(crate) struct ClientLayers(Vec<Wrap>);
+pub(crate) type ClientLayers = Layers<CallService>;
 
-impl std::fmt::Debug for ClientLayers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ClientLayers({})", self.0.len())
-    }
-}
-
-impl ClientLayers {
-    /// Adds `layer` inside the ones already given.
-    pub(crate) fn push<L>(&mut self, layer: L)
-    where
-        L: Layer<CallService> + Send + Sync + 'static,
-        L::Service: Service<Call, Response = CallResponse> + Clone + Send + Sync + 'static,
-        <L::Service as Service<Call>>::Error: Into<BoxError>,
-        <L::Service as Service<Call>>::Future: Send + 'static,
-    {
-        self.0.push(Box::new(move |inner| {
-            CallService::new(layer.layer(inner).map_err(Into::into))
-        }));
-    }
-
-    /// The stack over [`SendCall`], or `None` without layers (the direct path).
-    pub(crate) fn build(self) -> Option<CallService> {
-        if self.0.is_empty() {
-            return None;
-        }
-        Some(
-            self.0
-                .into_iter()
-                .rev()
-                .fold(CallService::new(SendCall), |inner, wrap| wrap(inner)),
-        )
-    }
-}
+/// A node's client stack, built once when it starts.
+pub(crate) type ClientStack = Stack<CallService>;
 
 /// One attempt through the node's client layers `stack`: the layered counterpart of
 /// [`Endpoint::send`], with the same arguments and errors, plus the attempt's number. An error
 /// of easy-rpc's comes out of the stack unchanged; a layer's own error becomes
-/// [`RpcError::Layer`]. The attempt is held in the layers at most until `deadline`.
+/// [`RpcError::Layer`]. The layers hold the attempt at most until `deadline`.
 ///
 /// Whether a layer's error came before or after the request went out is read from the
 /// request's writes (as for a broken connection): sharing one request between the nodes of
 /// `all` only errs towards "sent".
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn send<S: ServiceDef>(
-    stack: &CallService,
+    stack: &ClientStack,
     rpc: &Arc<Rpc>,
     endpoint: &Arc<Endpoint<S>>,
     method: &'static MethodInfo,
-    req: Arc<Outgoing<S::Req>>,
+    req: &Arc<Outgoing<S::Req>>,
     started: Instant,
     deadline: Instant,
     attempt: u32,
 ) -> Result<S::Resp, RpcError<Never>> {
-    let node = endpoint.node().clone();
     let writes = req.writes();
-    let send = {
+    let (send, progress) = {
         let rpc = rpc.clone();
         let endpoint = endpoint.clone();
         let req = req.clone();
-        async move {
-            match endpoint.send(&rpc, method, req, started, deadline).await {
-                Ok(resp) => Ok(CallResponse(Box::new(resp))),
-                Err(e) => Err(Box::new(e) as BoxError),
-            }
-        }
+        layered::boxed(async move {
+            endpoint
+                .send(&rpc, method, req, started, deadline)
+                .await
+                .map_err(|e| Box::new(e) as BoxError)
+        })
     };
+    let node = endpoint.node();
     let call = Call {
         service: S::NAME,
         method,
         node: node.clone(),
         deadline,
         attempt,
-        send: Box::pin(send),
+        send,
     };
-    let stack = stack.clone();
-    let through = tokio::time::timeout_at(deadline.into(), stack.oneshot(call)).await;
+    let through = stack.run(call, progress, deadline).await;
     let was_sent = || req.writes() != writes;
     match through {
-        Ok(Ok(resp)) => match resp.0.downcast::<S::Resp>() {
-            Ok(resp) => Ok(*resp),
-            Err(_) => Err(RpcError::Layer {
-                node,
-                method: method.name,
-                sent: was_sent(),
-                source: Arc::new(std::io::Error::other(
-                    "a client layer answered with the response of another call",
-                )),
-            }),
-        },
-        Ok(Err(e)) => Err(from_layers(e, node, method.name, was_sent())),
-        Err(_) if was_sent() => Err(RpcError::Timeout {
-            node,
+        Driven::Done(resp) => Ok(resp),
+        Driven::Failed { error, .. } => {
+            Err(from_layers(error, node.clone(), method.name, was_sent()))
+        }
+        Driven::Forged => Err(RpcError::Layer {
+            node: node.clone(),
+            method: method.name,
+            sent: was_sent(),
+            source: Arc::new(std::io::Error::other(
+                "a client layer answered with the response of another call",
+            )),
+        }),
+        Driven::Expired { .. } if was_sent() => Err(RpcError::Timeout {
+            node: node.clone(),
             method: method.name,
             after: deadline.saturating_duration_since(started),
         }),
-        Err(_) => Err(RpcError::Layer {
-            node,
+        Driven::Expired { .. } => Err(RpcError::Layer {
+            node: node.clone(),
             method: method.name,
             sent: false,
             source: Arc::new(std::io::Error::new(

@@ -21,6 +21,13 @@ pub(crate) enum Route {
     Balanced(Strategy),
     /// To the owner of a key hash (rendezvous hashing).
     Key(u64),
+    /// A hedged call's pick under the default strategy ([`Strategy::P2c`]): p2c by the
+    /// peak-EWMA cost (latency estimate times calls in flight plus one), as
+    /// [`Strategy::P2cPeakEwma`] picks. A node that answers far slower than its peers is
+    /// avoided by the first request, so hedging is left with the tail. Calls that do not hedge
+    /// still pick by pending requests; the nodes a hedged call looked at record their
+    /// latencies from then on (as under `P2cPeakEwma`).
+    Hedged,
 }
 
 /// Something the picker can choose: it has a [`Peer`].
@@ -88,6 +95,7 @@ pub(crate) fn pick<'a, T: Candidate>(
             });
         }
         Route::Balanced(strategy) => strategy,
+        Route::Hedged => Strategy::P2cPeakEwma,
     };
     let n = candidates().count();
     let nth = |i: usize| candidates().nth(i).expect("index below the count");
@@ -399,6 +407,28 @@ mod tests {
             name(pick(&ps, route, &[], 10_000, &mut draws(&[0, 0]), &rr)),
             Some("fast")
         );
+    }
+
+    #[test]
+    fn a_hedged_pick_compares_latency_where_an_unhedged_one_compares_calls_in_flight() {
+        let rr = AtomicUsize::new(0);
+        let ps = peers(&["slow", "fast"]);
+        ps[0].ewma.observe(0, Duration::from_millis(100));
+        ps[1].ewma.observe(0, Duration::from_millis(5));
+        // By pending requests the two are equal and the first draw wins: the slow one...
+        assert_eq!(
+            name(pick(&ps, P2C, &[], 100, &mut draws(&[0, 1]), &rr)),
+            Some("slow")
+        );
+        // ...by latency the fast one, whichever is drawn first.
+        for d in [[0, 0], [0, 1]] {
+            assert_eq!(
+                name(pick(&ps, Route::Hedged, &[], 100, &mut draws(&d), &rr)),
+                Some("fast")
+            );
+        }
+        // From now on their latencies are recorded (as after a `P2cPeakEwma` pick).
+        assert!(ps.iter().all(|p| p.ewma.is_measured()));
     }
 
     fn owners(ps: &[Peer], keys: u64) -> Vec<String> {

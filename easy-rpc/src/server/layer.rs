@@ -1,24 +1,25 @@
 //! tower middleware around a node's handlers ([`NodeBuilder::server_layer`]): a request as a
-//! `tower::Service<ServerCall>`, the stack built once per node, and one layered request.
+//! `tower::Service<ServerCall>`, the service the layers wrap, and one layered request (the
+//! machinery shared with the client's layers is in `layered.rs`).
 //!
 //! A node without server layers never comes here: the request runs its handler directly.
 //!
 //! [`NodeBuilder::server_layer`]: crate::NodeBuilder::server_layer
 
-use std::any::Any;
+use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures::future::BoxFuture;
 use tower::util::BoxCloneSyncService;
-use tower::{BoxError, Layer, Service, ServiceExt};
+use tower::{BoxError, Service};
 
 use crate::error::NotRunReason;
+use crate::layered::{
+    self, BoxWork, Carries, Driven, Inner, InnerFuture, Layers, ReadySlot, Returns, Side, Stack,
+};
 use crate::reply::Reply;
 use crate::service::MethodInfo;
 
@@ -74,10 +75,8 @@ pub struct ServerCall {
     method: &'static MethodInfo,
     deadline: Instant,
     peer: SocketAddr,
-    /// Set when the innermost service starts the handler.
-    started: Arc<AtomicBool>,
-    /// The handler's run, not started, its reply erased.
-    run: BoxFuture<'static, ServerResponse>,
+    /// The handler's run, not started, erased (its reply stays inside).
+    run: BoxWork,
 }
 
 impl ServerCall {
@@ -114,9 +113,9 @@ impl std::fmt::Debug for ServerCall {
     }
 }
 
-/// The handler's answer to a [`ServerCall`], type-erased: layers pass it back out. Only the
-/// innermost service makes one.
-pub struct ServerResponse(Box<dyn Any + Send>);
+/// The handler's answer to a [`ServerCall`], opaque: layers pass it back out. Only the
+/// innermost service makes one: the typed reply stays inside.
+pub struct ServerResponse(BoxWork);
 
 impl std::fmt::Debug for ServerResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,76 +123,94 @@ impl std::fmt::Debug for ServerResponse {
     }
 }
 
-/// The innermost service of the server layers: runs the handler of the request a
-/// [`ServerCall`] carries (a panic is answered as a failure, as without layers). Always
-/// ready, never fails.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RunHandler;
-
-impl Service<ServerCall> for RunHandler {
-    type Response = ServerResponse;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<ServerResponse, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: ServerCall) -> Self::Future {
-        call.started.store(true, Ordering::Release);
-        let run = call.run;
-        Box::pin(async move { Ok(run.await) })
+impl Carries for ServerCall {
+    fn into_work(self) -> BoxWork {
+        self.run
     }
 }
 
-/// A node's server stack, as the layers see what they wrap: tower's [`BoxCloneSyncService`]
-/// of [`ServerCall`]s. Built once, when the node starts ([`NodeBuilder::server_layer`]); each
-/// request clones it (a clone shares the layers' state), waits until the clone is ready and
-/// calls it.
+impl Returns for ServerResponse {
+    fn from_work(work: BoxWork) -> Self {
+        ServerResponse(work)
+    }
+
+    fn into_work(self) -> BoxWork {
+        self.0
+    }
+}
+
+/// What a server layer wraps ([`NodeBuilder::server_layer`]): under the innermost layer, the
+/// service that runs the handler of the request a [`ServerCall`] carries (a panic is answered
+/// as a failure, as without layers; always ready, never fails); under an outer layer, the
+/// layers inside it.
+///
+/// The stack is built once, when the node starts; a request calls a clone of it (a clone
+/// shares the layers' state), kept per thread and reused while it is ready at once.
 ///
 /// [`NodeBuilder::server_layer`]: crate::NodeBuilder::server_layer
-pub type ServerService = BoxCloneSyncService<ServerCall, ServerResponse, BoxError>;
+#[derive(Clone, Debug)]
+pub struct ServerService(Inner<ServerCall, ServerResponse>);
 
-/// One layer given to the builder, applied when the node starts.
-type Wrap = Box<dyn FnOnce(ServerService) -> ServerService + Send + Sync>;
+impl Service<ServerCall> for ServerService {
+    type Response = ServerResponse;
+    type Error = BoxError;
+    type Future = ServerFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: ServerCall) -> ServerFuture {
+        ServerFuture(self.0.call(call))
+    }
+}
+
+/// The future of a [`ServerService`]: the handler's run itself under the innermost layer (not
+/// boxed again), the inner layers' future under an outer one.
+#[must_use = "futures do nothing unless polled"]
+pub struct ServerFuture(InnerFuture<ServerResponse>);
+
+impl std::fmt::Debug for ServerFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerFuture(..)")
+    }
+}
+
+impl Future for ServerFuture {
+    type Output = Result<ServerResponse, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+thread_local! {
+    /// The thread's ready clone of a server stack.
+    static READY: ReadySlot<ServerCall, ServerResponse> = const { RefCell::new(None) };
+}
+
+impl Side for ServerService {
+    type Req = ServerCall;
+    type Resp = ServerResponse;
+
+    fn run() -> Self {
+        ServerService(Inner::Run)
+    }
+
+    fn boxed(inner: BoxCloneSyncService<ServerCall, ServerResponse, BoxError>) -> Self {
+        ServerService(Inner::Boxed(inner))
+    }
+
+    fn ready() -> &'static std::thread::LocalKey<ReadySlot<ServerCall, ServerResponse>> {
+        &READY
+    }
+}
 
 /// The server layers given to a [`NodeBuilder`](crate::NodeBuilder), outermost first.
-#[derive(Default)]
-pub(crate) struct ServerLayers(Vec<Wrap>);
+pub(crate) type ServerLayers = Layers<ServerService>;
 
-impl std::fmt::Debug for ServerLayers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ServerLayers({})", self.0.len())
-    }
-}
-
-impl ServerLayers {
-    /// Adds `layer` inside the ones already given.
-    pub(crate) fn push<L>(&mut self, layer: L)
-    where
-        L: Layer<ServerService> + Send + Sync + 'static,
-        L::Service: Service<ServerCall, Response = ServerResponse> + Clone + Send + Sync + 'static,
-        <L::Service as Service<ServerCall>>::Error: Into<BoxError>,
-        <L::Service as Service<ServerCall>>::Future: Send + 'static,
-    {
-        self.0.push(Box::new(move |inner| {
-            ServerService::new(layer.layer(inner).map_err(Into::into))
-        }));
-    }
-
-    /// The stack over [`RunHandler`], or `None` without layers (the direct path).
-    pub(crate) fn build(self) -> Option<ServerService> {
-        if self.0.is_empty() {
-            return None;
-        }
-        Some(
-            self.0
-                .into_iter()
-                .rev()
-                .fold(ServerService::new(RunHandler), |inner, wrap| wrap(inner)),
-        )
-    }
-}
+/// A node's server stack, built once when it starts.
+pub(crate) type ServerStack = Stack<ServerService>;
 
 /// Runs one request through the node's server layers `stack`, `run` being its handler's run.
 /// A layer's error before the handler started is [`Reply::NotRun`] with
@@ -201,39 +218,40 @@ impl ServerLayers {
 /// most until the caller's `deadline` ([`NotRunReason::Expired`] if the handler had not
 /// started).
 pub(crate) async fn serve<R: Send + 'static>(
-    stack: &ServerService,
+    stack: &ServerStack,
     service: &'static str,
     method: &'static MethodInfo,
     deadline: Instant,
     peer: SocketAddr,
     run: impl Future<Output = Reply<R>> + Send + 'static,
 ) -> Reply<R> {
-    let started = Arc::new(AtomicBool::new(false));
+    let (run, progress) = layered::boxed(async move { Ok(run.await) });
     let call = ServerCall {
         service,
         method,
         deadline,
         peer,
-        started: started.clone(),
-        run: Box::pin(async move { ServerResponse(Box::new(run.await)) }),
+        run,
     };
-    let through = tokio::time::timeout_at(deadline.into(), stack.clone().oneshot(call)).await;
-    let started = started.load(Ordering::Acquire);
+    let through = stack.run(call, progress, deadline).await;
     let name = method.name;
     match through {
-        Ok(Ok(resp)) => match resp.0.downcast::<Reply<R>>() {
-            Ok(reply) => *reply,
-            Err(_) => Reply::Failed(format!(
-                "{service}.{name}: a server layer answered with the response of another request"
-            )),
-        },
-        Ok(Err(e)) if !started => {
-            tracing::debug!(service, method = name, %peer, "a server layer refused: {e}");
+        Driven::Done(reply) => reply,
+        Driven::Forged => Reply::Failed(format!(
+            "{service}.{name}: a server layer answered with the response of another request"
+        )),
+        Driven::Failed {
+            error,
+            started: false,
+        } => {
+            tracing::debug!(service, method = name, %peer, "a server layer refused: {error}");
             Reply::NotRun(NotRunReason::Refused)
         }
-        Ok(Err(e)) => Reply::Failed(format!("{service}.{name} failed in a server layer: {e}")),
-        Err(_) if !started => Reply::NotRun(NotRunReason::Expired),
-        Err(_) => Reply::Failed(format!(
+        Driven::Failed { error, .. } => Reply::Failed(format!(
+            "{service}.{name} failed in a server layer: {error}"
+        )),
+        Driven::Expired { started: false } => Reply::NotRun(NotRunReason::Expired),
+        Driven::Expired { .. } => Reply::Failed(format!(
             "{service}.{name} did not finish within the caller's deadline"
         )),
     }

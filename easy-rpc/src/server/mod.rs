@@ -20,8 +20,8 @@ mod state;
 mod stats;
 
 pub(crate) use accept::accept_loop;
-pub(crate) use layer::ServerLayers;
-pub use layer::{RunHandler, ServerCall, ServerResponse, ServerService};
+pub use layer::{ServerCall, ServerFuture, ServerResponse, ServerService};
+pub(crate) use layer::{ServerLayers, ServerStack};
 pub use limits::ServerLimits;
 pub(crate) use limits::{Bounds, FrameBudget, raise_open_file_limit};
 pub use served::Served;

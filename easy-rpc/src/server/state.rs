@@ -37,7 +37,7 @@ pub(crate) struct ServerState {
     /// The layers around every handler ([`NodeBuilder::server_layer`]), if any.
     ///
     /// [`NodeBuilder::server_layer`]: crate::NodeBuilder::server_layer
-    pub(crate) layers: Option<super::ServerService>,
+    pub(crate) layers: Option<super::ServerStack>,
     /// The node's metrics (the server counts its requests there; the client side shares it).
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// This node's id, as the request spans show it.
