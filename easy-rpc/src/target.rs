@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use cluster_helper::NodeId;
 
 use crate::client::{
-    Hedge, KeyHasher, Listed, Outgoing, Plan, RoleSet, Route, RouteKey, SetCache, Source,
-    call_endpoint, call_hedged, call_one,
+    Hedge, KeyHasher, Listed, Outgoing, Plan, Route, RouteKey, SetCache, Source, call_endpoint,
+    call_hedged, call_one,
 };
 use crate::error::{NotRunReason, RejectReason, RpcError};
 use crate::metrics::ClientCall;
@@ -18,6 +18,36 @@ use crate::options::Strategy;
 use crate::runtime::Rpc;
 use crate::service::{MethodInfo, ServiceDef};
 use tracing::Instrument;
+
+/// One call of `$method` of service `$S` (to be sent as `$call` planned it, unless the node
+/// was not running), counted in the node's metrics; when `$traced`, the node that answered is
+/// recorded on the current span (the call's). A macro so that the untraced call runs it in its
+/// own future (an async fn's future would hold a second copy of the captured arguments) and
+/// the traced one inside its span.
+macro_rules! send_counted {
+    ($S:ty, $call:expr, $method:expr, $req:expr, $extract:expr, $traced:expr) => {{
+        let (rpc, set, plan) = $call.map_err(RpcError::into_remote)?;
+        let counted = ClientCall::start(&rpc, <$S>::NAME, $method, plan.now);
+        let req = Arc::new(Outgoing::new($req));
+        let answer = match plan.hedge {
+            None => call_one::<$S>(rpc, set, $method, req, plan).await,
+            // Boxed: two chains of attempts and a timer, which every call's future would
+            // otherwise carry.
+            Some(hedge) => Box::pin(call_hedged::<$S>(rpc, set, $method, req, plan, hedge)).await,
+        };
+        let result = match answer {
+            Ok((node, resp)) => {
+                if $traced {
+                    crate::trace::record_node(&tracing::Span::current(), &node);
+                }
+                finish(node, $method, $extract(resp))
+            }
+            Err(e) => Err(e.into_remote()),
+        };
+        counted.finish(&result);
+        result
+    }};
+}
 
 mod sealed {
     /// Only this crate's targets are [`Target`](super::Target)s.
@@ -326,15 +356,18 @@ impl Any {
         let role = crate::trace::traced().then(|| self.role().to_owned());
         async move {
             match role {
-                None => send_counted::<S, T, E>(call, method, req, extract, false).await,
+                // In this future itself, not in one it awaits: that one would hold a second
+                // copy of what this one captured.
+                None => send_counted!(S, call, method, req, extract, false),
                 // Boxed: only traced calls carry the span and the instrumented future.
                 Some(role) => {
                     Box::pin(async move {
                         // Made when first polled: a child of the span the call is awaited in.
                         let span = crate::trace::client_span(S::NAME, method.name, Some(&role));
-                        let result = send_counted::<S, T, E>(call, method, req, extract, true)
-                            .instrument(span.clone())
-                            .await;
+                        let result =
+                            async move { send_counted!(S, call, method, req, extract, true) }
+                                .instrument(span.clone())
+                                .await;
                         crate::trace::record_end(&span, &result);
                         result
                     })
@@ -343,46 +376,6 @@ impl Any {
             }
         }
     }
-}
-
-/// A call ready to send: the node's runtime, the role's set of nodes, the plan.
-type Planned<S> = (Arc<Rpc>, Arc<RoleSet<S>>, Plan);
-
-/// One call of `method` (to be sent as `call` planned it, unless the node was not running),
-/// counted in the node's metrics; when `traced`, the node that answered is recorded on the
-/// current span (the call's).
-async fn send_counted<S, T, E>(
-    call: Result<Planned<S>, RpcError>,
-    method: &'static MethodInfo,
-    req: S::Req,
-    extract: fn(S::Resp) -> Option<Result<T, E>>,
-    traced: bool,
-) -> CallResult<T, E>
-where
-    S: ServiceDef,
-    T: Send + 'static,
-    E: Send + 'static,
-{
-    let (rpc, set, plan) = call.map_err(RpcError::into_remote)?;
-    let counted = ClientCall::start(&rpc, S::NAME, method, plan.now);
-    let req = Arc::new(Outgoing::new(req));
-    let answer = match plan.hedge {
-        None => call_one::<S>(rpc, set, method, req, plan).await,
-        // Boxed: two chains of attempts and a timer, which every call's future would
-        // otherwise carry.
-        Some(hedge) => Box::pin(call_hedged::<S>(rpc, set, method, req, plan, hedge)).await,
-    };
-    let result = match answer {
-        Ok((node, resp)) => {
-            if traced {
-                crate::trace::record_node(&tracing::Span::current(), &node);
-            }
-            finish(node, method, extract(resp))
-        }
-        Err(e) => Err(e.into_remote()),
-    };
-    counted.finish(&result);
-    result
 }
 
 impl sealed::Sealed for Any {}

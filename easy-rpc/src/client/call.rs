@@ -59,6 +59,28 @@ impl Sending for () {
     fn sending(&self, _node: &NodeId) {}
 }
 
+/// One attempt of a call on `$endpoint`, sent at `$now`, until `$deadline`: directly, or, if
+/// the node has client layers, through them, boxed (the layers' future would make every call's
+/// future larger, layered or not, and a call's future is moved a few times). A macro, not an
+/// async fn: its future would be one more layer holding its arguments.
+macro_rules! send_attempt {
+    ($rpc:expr, $endpoint:expr, $method:expr, $req:expr, $now:expr, $deadline:expr, $attempt:expr) => {
+        match &$rpc.layers {
+            None => {
+                $endpoint
+                    .send($rpc, $method, $req.clone(), $now, $deadline)
+                    .await
+            }
+            Some(stack) => {
+                Box::pin(super::layer::send(
+                    stack, $rpc, $endpoint, $method, $req, $now, $deadline, $attempt,
+                ))
+                .await
+            }
+        }
+    };
+}
+
 /// Sends one call to one node of `set` picked by `plan.route`, rerouting calls that never
 /// ran and retrying idempotent ones after a lost connection or an attempt that timed out (each
 /// retry drawn from the node's retry budget). A call with a [`Plan::hedge`] goes through
@@ -121,16 +143,15 @@ pub(crate) async fn attempts<S: ServiceDef>(
         };
         let writes = req.writes();
         let attempt = tried.len() as u32 + 1;
-        let sent = send(
+        let sent = send_attempt!(
             &rpc,
             &endpoint,
             method,
             &req,
             now,
             attempt_deadline,
-            attempt,
-        )
-        .await;
+            attempt
+        );
         let error = match sent {
             Ok(resp) => return Ok((endpoint.node().clone(), resp)),
             Err(error) => unless_written(error, &req, writes),
@@ -180,26 +201,6 @@ pub(crate) async fn attempts<S: ServiceDef>(
             );
         }
         last = Some(error);
-    }
-}
-
-/// One attempt of a call on `endpoint`, sent at `now`, until `deadline`: directly, or, if the
-/// node has client layers, through them (the attempt's future holds no more than the direct
-/// one: the layered attempt's own state is a few pointers, the send is boxed for the layers).
-async fn send<S: ServiceDef>(
-    rpc: &Arc<Rpc>,
-    endpoint: &Arc<Endpoint<S>>,
-    method: &'static MethodInfo,
-    req: &Arc<Outgoing<S::Req>>,
-    now: Instant,
-    deadline: Instant,
-    attempt: u32,
-) -> Result<S::Resp, RpcError<Never>> {
-    match &rpc.layers {
-        None => endpoint.send(rpc, method, req.clone(), now, deadline).await,
-        Some(stack) => {
-            super::layer::send(stack, rpc, endpoint, method, req, now, deadline, attempt).await
-        }
     }
 }
 
@@ -296,7 +297,7 @@ pub(crate) async fn call_endpoint<S: ServiceDef>(
     loop {
         attempt += 1;
         let writes = req.writes();
-        let sent = send(&rpc, &endpoint, method, &req, now, deadline, attempt).await;
+        let sent = send_attempt!(&rpc, &endpoint, method, &req, now, deadline, attempt);
         let error = match sent {
             Ok(resp) => return Ok(resp),
             Err(error) => unless_written(error, &req, writes),

@@ -38,4 +38,4 @@ pub(crate) use layer::{ClientLayers, ClientStack};
 pub(crate) use outgoing::Outgoing;
 pub(crate) use pick::Route;
 pub(crate) use pool::Pool;
-pub(crate) use role_set::{Listed, RoleSet, RoleSets, SetCache, Source};
+pub(crate) use role_set::{Listed, RoleSets, SetCache, Source};
