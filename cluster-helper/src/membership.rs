@@ -16,8 +16,30 @@ use crate::local::change;
 use crate::member::{Member, NodeStatus};
 use crate::node::Inner;
 
-/// Sends a gossip round (SYN) to every known peer, so that a local change reaches everyone in
-/// one round trip instead of spreading over several gossip intervals.
+/// The most peers a local change is pushed to at once, and the most new nodes greeted at once.
+/// Every such SYN carries a digest of every member and is answered by one, so pushing to all
+/// N peers costs O(N) messages of O(N) bytes per change, and O(N^2) of them when N nodes
+/// form a cluster: past this many, a random sample is pushed to and gossip spreads the
+/// change from there (in a few more rounds).
+const PUSH_MAX: usize = 32;
+
+/// New nodes a node may greet per gossip interval, on average, beyond the first [`PUSH_MAX`]
+/// (a token bucket): enough for the joins of a running cluster, few enough that nodes
+/// forming a large cluster together do not greet each other quadratically.
+const GREETS_PER_INTERVAL: f64 = 3.0;
+
+/// At most `max` of `addrs`, chosen at random.
+fn sample(addrs: Vec<SocketAddr>, max: usize) -> Vec<SocketAddr> {
+    if addrs.len() <= max {
+        return addrs;
+    }
+    use rand::seq::IteratorRandom;
+    addrs.into_iter().sample(&mut rand::rng(), max)
+}
+
+/// Sends a gossip round (SYN) to every known peer (at most [`PUSH_MAX`] of them, at random),
+/// so that a local change reaches everyone in one round trip (a few, in a larger cluster)
+/// instead of spreading over several gossip intervals.
 pub(crate) async fn announce(inner: &Inner) {
     let peers: Vec<SocketAddr> = {
         let cc = inner.chitchat.lock().await;
@@ -27,7 +49,7 @@ pub(crate) async fn announce(inner: &Inner) {
             .map(|id| id.gossip_advertise_addr)
             .collect()
     };
-    for addr in peers {
+    for addr in sample(peers, PUSH_MAX) {
         let _ = inner.handle.gossip(addr);
     }
 }
@@ -138,9 +160,10 @@ pub(crate) async fn registry_loop(weak: Weak<Inner>) {
     let kick = inner.kick.clone();
     drop(inner);
     let mut greeted: HashSet<ChitchatId> = HashSet::new();
+    let mut budget = GreetBudget::new();
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        greet_new_nodes(&inner, &mut greeted).await;
+        greet_new_nodes(&inner, &mut greeted, &mut budget).await;
         refresh(&inner).await;
         let others = (inner.registry.snapshot().members())
             .filter(|m| m.id != inner.id)
@@ -156,12 +179,50 @@ pub(crate) async fn registry_loop(weak: Weak<Inner>) {
     }
 }
 
+/// How many new nodes a node may greet now: a token bucket of [`PUSH_MAX`] greetings,
+/// refilled by [`GREETS_PER_INTERVAL`] per gossip interval.
+#[derive(Debug)]
+pub(crate) struct GreetBudget {
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl GreetBudget {
+    pub(crate) fn new() -> GreetBudget {
+        GreetBudget {
+            tokens: PUSH_MAX as f64,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Takes up to `wanted` greetings from the bucket; returns how many were granted.
+    fn take(&mut self, wanted: usize, interval: Duration) -> usize {
+        let now = tokio::time::Instant::now();
+        let intervals = now.duration_since(self.at).as_secs_f64()
+            / interval.as_secs_f64().max(f64::MIN_POSITIVE);
+        self.tokens = (self.tokens + intervals * GREETS_PER_INTERVAL).min(PUSH_MAX as f64);
+        self.at = now;
+        let granted = (self.tokens.floor() as usize).min(wanted);
+        self.tokens -= granted as f64;
+        granted
+    }
+}
+
 /// Gossips at once, twice, with every node this node has just learned of (from a peer's state,
 /// before it is considered live). The two rounds give the other node's failure detector the
 /// two heartbeats it needs to declare this node live, so a joining node is seen by everyone
 /// after one exchange instead of after several random gossip rounds; likewise the nodes that
 /// learn of a joiner greet it back.
-pub(crate) async fn greet_new_nodes(inner: &Arc<Inner>, greeted: &mut HashSet<ChitchatId>) {
+///
+/// Greetings are rationed by `budget` (see [`GreetBudget`]): a node that learns of more new
+/// nodes than it may greet greets a random sample of them, and leaves the others to gossip.
+/// One join into a running cluster is one new node for every member, so it is always
+/// greeted; N nodes forming a cluster together do not greet each other N^2 times.
+pub(crate) async fn greet_new_nodes(
+    inner: &Arc<Inner>,
+    greeted: &mut HashSet<ChitchatId>,
+    budget: &mut GreetBudget,
+) {
     let fresh: Vec<SocketAddr> = {
         let cc = inner.chitchat.lock().await;
         let me = cc.self_chitchat_id();
@@ -173,6 +234,11 @@ pub(crate) async fn greet_new_nodes(inner: &Arc<Inner>, greeted: &mut HashSet<Ch
             .map(|id| id.gossip_advertise_addr)
             .collect()
     };
+    if fresh.is_empty() {
+        return;
+    }
+    let granted = budget.take(fresh.len(), inner.config.gossip_interval);
+    let fresh = sample(fresh, granted);
     if fresh.is_empty() {
         return;
     }
@@ -328,6 +394,35 @@ fn warn_alone(inner: &Inner, seeds: &[SocketAddr], what: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn greetings_are_rationed_and_the_bucket_refills() {
+        let interval = Duration::from_millis(100);
+        let mut budget = GreetBudget::new();
+        // One new node at a time: always greeted.
+        assert_eq!(budget.take(1, interval), 1);
+        // A crowd: at most the bucket, then nothing until it refills.
+        assert_eq!(budget.take(1000, interval), PUSH_MAX - 1);
+        assert_eq!(budget.take(1000, interval), 0);
+        tokio::time::advance(interval * 2).await;
+        assert_eq!(budget.take(1000, interval), 2 * GREETS_PER_INTERVAL as usize);
+        // It never holds more than its size.
+        tokio::time::advance(interval * 1000).await;
+        assert_eq!(budget.take(1000, interval), PUSH_MAX);
+    }
+
+    #[test]
+    fn a_sample_is_drawn_from_the_addresses_only_past_the_limit() {
+        let addrs: Vec<SocketAddr> = (1..=100)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        assert_eq!(sample(addrs[..5].to_vec(), 32), addrs[..5]);
+        let picked = sample(addrs.clone(), 32);
+        assert_eq!(picked.len(), 32);
+        let distinct: HashSet<_> = picked.iter().collect();
+        assert_eq!(distinct.len(), 32);
+        assert!(picked.iter().all(|a| addrs.contains(a)));
+    }
 
     #[test]
     fn huge_durations_saturate_in_the_gossip_config() {

@@ -6,7 +6,7 @@
 //! every packet is still sealed, authenticated, checked for staleness and replay and counted
 //! exactly as over UDP (the same code runs); it is handed to the receiver's queue instead of
 //! the kernel. Like UDP, a packet to an address nobody is bound to, or to a full queue, is
-//! dropped without an error.
+//! dropped without an error, and one larger than a UDP datagram is refused.
 
 use std::collections::HashMap;
 use std::io;
@@ -23,6 +23,10 @@ use crate::transport::Wire;
 /// How many packets wait in a socket's queue before further ones are dropped (as a full UDP
 /// receive buffer drops them).
 const QUEUE_PACKETS: usize = 1024;
+
+/// The largest datagram the network carries: UDP's largest payload over IPv4, so that what
+/// would not fit over UDP does not pass here either.
+const MAX_DATAGRAM: usize = 65_507;
 
 /// One datagram in flight: its sender's address and its bytes.
 type Datagram = (SocketAddr, Vec<u8>);
@@ -255,10 +259,20 @@ impl MemorySocket {
         self.addr
     }
 
-    /// Sends one datagram; like UDP, never fails for want of a receiver.
-    pub(crate) fn send_to(&self, packet: &[u8], to: SocketAddr) -> usize {
+    /// Sends one datagram; like UDP, never fails for want of a receiver, and refuses a
+    /// datagram larger than UDP carries.
+    pub(crate) fn send_to(&self, packet: &[u8], to: SocketAddr) -> io::Result<usize> {
+        if packet.len() > MAX_DATAGRAM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "message too long: {} bytes, a UDP datagram carries at most {MAX_DATAGRAM}",
+                    packet.len()
+                ),
+            ));
+        }
         self.network.deliver(self.addr, to, packet);
-        packet.len()
+        Ok(packet.len())
     }
 
     /// The next datagram, copied into `buf` (truncated to its length, as UDP does).
@@ -298,7 +312,8 @@ mod tests {
         let mut b = net.bind(any).unwrap();
         assert_ne!(a.local_addr(), b.local_addr());
         assert!(net.bind(b.local_addr()).is_err());
-        assert_eq!(a.send_to(b"hello", b.local_addr()), 5);
+        assert_eq!(a.send_to(b"hello", b.local_addr()).unwrap(), 5);
+        assert!(a.send_to(&[0; MAX_DATAGRAM + 1], b.local_addr()).is_err());
         let mut buf = [0u8; 16];
         let (len, from) = tokio::time::timeout(Duration::from_secs(5), b.recv_from(&mut buf))
             .await
@@ -307,7 +322,7 @@ mod tests {
         assert_eq!((&buf[..len], from), (&b"hello"[..], a.local_addr()));
         let gone = b.local_addr();
         drop(b);
-        a.send_to(b"lost", gone);
+        a.send_to(b"lost", gone).unwrap();
         assert_eq!((net.delivered(), net.dropped(), net.sockets()), (1, 1, 1));
         assert_eq!(net.largest_packet(), 5);
         // The address is free again.

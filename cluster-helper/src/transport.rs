@@ -112,7 +112,7 @@ impl Wire {
         match self {
             Wire::Udp(socket) => socket.send_to(packet, to).await,
             #[cfg(feature = "memory-transport")]
-            Wire::Memory(socket) => Ok(socket.send_to(packet, to)),
+            Wire::Memory(socket) => socket.send_to(packet, to),
         }
     }
 
