@@ -7,12 +7,15 @@
 //!   gossip over `--transport udp` (default: each node its own UDP socket on loopback) or
 //!   `--transport memory` (an in-process datagram network, `cluster_helper::MemoryNetwork`:
 //!   the same sealing, replay guard and counters, no socket): memory is the growth of this
-//!   process's resident set divided by N. After the first node, nodes start in batches of
-//!   `--batch` (default 50), each seeded with 3 random nodes started before its batch.
+//!   process's resident set divided by N. Nodes start in batches that double up to `--batch`
+//!   (default 50), each node seeded with 3 random nodes started before its batch.
+//!
+//! With `--interval-per-node MS` the gossip interval of the in-process nodes is N x MS (at
+//! least 250 ms): the nodes share this process's CPU, and each round costs every node O(N).
 //!
 //! ```text
 //! bench scale [--procs 10,25,50,100] [--nodes 100,250,500,1000] [--secs S] [--trials T]
-//!             [--transport udp|memory] [--batch B]
+//!             [--transport udp|memory] [--batch B] [--interval-per-node MS]
 //! ```
 
 use std::time::{Duration, Instant};
@@ -72,19 +75,28 @@ pub fn run(args: &[String]) {
         }
     };
     let batch = num(args, "--batch", 50).max(1) as usize;
+    let per_node_ms = num(args, "--interval-per-node", 0);
     if nodes.iter().any(|&n| n >= 2) {
         println!(
-            "\nin-process nodes, gossip over {}; started in batches of {batch}, each node seeded \
-             with 3 random nodes started before its batch; gossip interval {}\n",
+            "\nin-process nodes, gossip over {}; started in batches doubling up to {batch}, each \
+             node seeded with 3 random nodes started before its batch; gossip interval {}\n",
             if memory {
                 "the in-memory transport (sealed and checked as over UDP, no socket)"
             } else {
                 "UDP on loopback, one socket per node"
             },
-            std::env::var("CLUSTER_GOSSIP_INTERVAL").unwrap_or_else(|_| "250ms (default)".into())
+            match std::env::var("CLUSTER_GOSSIP_INTERVAL") {
+                Ok(v) => format!("{v} (CLUSTER_GOSSIP_INTERVAL)"),
+                Err(_) if per_node_ms > 0 => format!(
+                    "RAISED WITH N: {per_node_ms} ms x N, at least 250 ms (--interval-per-node; \
+                     the CPU of this process is the limit: every round's digest names all N \
+                     nodes, so all nodes' gossip costs ~N^2 per round)"
+                ),
+                Err(_) => "250 ms (the default)".into(),
+            }
         );
         println!(
-            "| in-process N | formed (all see all) | join seen by all | crash dropped by all | gossip sent per node | received per node | packets sent per node | bytes per packet | largest packet | CPU per node | memory per node |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+            "| in-process N | gossip interval | formed (all see all) | join seen by all | crash dropped by all | gossip sent per node | received per node | packets sent per node | bytes per packet | largest packet | CPU per node | memory per node |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
         );
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -93,7 +105,8 @@ pub fn run(args: &[String]) {
         let mut points = Vec::new();
         for n in nodes.into_iter().filter(|&n| n >= 2) {
             let net = memory.then(MemoryNetwork::new);
-            if let Some(p) = rt.block_on(in_process(n, secs, batch, net)) {
+            let interval = interval(n, per_node_ms);
+            if let Some(p) = rt.block_on(in_process(n, secs, batch, net, interval)) {
                 points.push(p);
             }
         }
@@ -175,11 +188,24 @@ fn cpu_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn builder(cluster: &str, name: &str, net: Option<&MemoryNetwork>) -> cluster_helper::NodeBuilder {
-    let mut b = Node::builder();
-    if let Ok(interval) = std::env::var("CLUSTER_GOSSIP_INTERVAL") {
-        b = b.gossip_interval(parse_ms(&interval));
+/// The gossip interval at `n` nodes: `CLUSTER_GOSSIP_INTERVAL` if set; else, with
+/// `--interval-per-node MS` (default 0: off), `n` times that (at least 250 ms), so that the
+/// CPU all nodes of this process spend per second (each round's digest names all `n`) grows
+/// as `n` rather than `n^2`; else 250 ms.
+fn interval(n: usize, per_node_ms: u64) -> Duration {
+    match std::env::var("CLUSTER_GOSSIP_INTERVAL") {
+        Ok(v) => parse_ms(&v),
+        Err(_) => Duration::from_millis((n as u64 * per_node_ms).max(250)),
     }
+}
+
+fn builder(
+    cluster: &str,
+    name: &str,
+    net: Option<&MemoryNetwork>,
+    interval: Duration,
+) -> cluster_helper::NodeBuilder {
+    let mut b = Node::builder().gossip_interval(interval);
     if let Some(fanout) = std::env::var("CLUSTER_GOSSIP_FANOUT")
         .ok()
         .and_then(|f| f.parse().ok())
@@ -289,7 +315,13 @@ struct Point {
 /// Starts `n` nodes in this process (over `net` if given, else UDP), waits until every one
 /// sees all `n` serving, measures gossip traffic over `secs`, then one more node's join and
 /// its crash (dropped without leaving) as seen by all.
-async fn in_process(n: usize, secs: u64, batch: usize, net: Option<MemoryNetwork>) -> Option<Point> {
+async fn in_process(
+    n: usize,
+    secs: u64,
+    batch: usize,
+    net: Option<MemoryNetwork>,
+    interval: Duration,
+) -> Option<Point> {
     let cluster = format!("bench-scale-in-{}-{n}", std::process::id());
     let before = rss_bytes();
     let t0 = Instant::now();
@@ -297,10 +329,11 @@ async fn in_process(n: usize, secs: u64, batch: usize, net: Option<MemoryNetwork
     let mut nodes: Vec<Node> = Vec::with_capacity(n);
     while nodes.len() < n {
         let started = nodes.len();
-        // The first node alone: a batch seeds only from nodes started before it.
-        let size = if started == 0 { 1 } else { batch.min(n - started) };
+        // A batch seeds only from nodes started before it, and is at most as large as them
+        // (1, 1, 2, 4, ... then `batch`), so that no node is the seed of many newcomers at once.
+        let size = batch.min(started).clamp(1, n - started);
         let starts = (started..started + size).map(|i| {
-            builder(&cluster, &format!("i{i:04}"), net.as_ref())
+            builder(&cluster, &format!("i{i:04}"), net.as_ref(), interval)
                 .seeds(seeds(&mut rng, &nodes))
                 .start()
         });
@@ -312,7 +345,8 @@ async fn in_process(n: usize, secs: u64, batch: usize, net: Option<MemoryNetwork
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let started = t0.elapsed();
-    let within = Duration::from_secs(300);
+    // 300 s, or 150 gossip rounds if longer.
+    let within = Duration::from_secs(300).max(interval * 150);
     let mut said = Instant::now();
     let formed = wait(within, || {
         if said.elapsed() >= Duration::from_secs(5) {
@@ -332,7 +366,8 @@ async fn in_process(n: usize, secs: u64, batch: usize, net: Option<MemoryNetwork
     let Some(_) = formed else {
         let seen: Vec<usize> = nodes.iter().map(|x| x.nodes_with_role("m").len()).collect();
         println!(
-            "| {n} | not within {within:?} (started in {:.1} s; seen min {:?}, mean {:.0}{dropped}) | | | | | | | | | |",
+            "| {n} | {} | not within {within:?} (started in {:.1} s; seen min {:?}, mean {:.0}{dropped}) | | | | | | | | | |",
+            show_ms(interval),
             started.as_secs_f64(),
             seen.iter().min(),
             seen.iter().sum::<usize>() as f64 / n as f64,
@@ -365,7 +400,7 @@ async fn in_process(n: usize, secs: u64, batch: usize, net: Option<MemoryNetwork
     // One join, then its crash.
     let bound = Duration::from_secs(120);
     let j0 = Instant::now();
-    let joiner = builder(&cluster, "joiner", net.as_ref())
+    let joiner = builder(&cluster, "joiner", net.as_ref(), interval)
         .seeds(seeds(&mut rng, &nodes))
         .start()
         .await
@@ -390,7 +425,8 @@ async fn in_process(n: usize, secs: u64, batch: usize, net: Option<MemoryNetwork
         .as_ref()
         .map_or("-".into(), |net| format!("{} B", net.largest_packet()));
     println!(
-        "| {n} | {:.1} s (started in {:.1} s) | {} | {} | {:.1} KB/s | {:.1} KB/s | {:.1} /s | {:.0} B | {largest} | {:.2} % | {:.0} KB |",
+        "| {n} | {} | {:.1} s (started in {:.1} s) | {} | {} | {:.1} KB/s | {:.1} KB/s | {:.1} /s | {:.0} B | {largest} | {:.2} % | {:.0} KB |",
+        show_ms(interval),
         formed.as_secs_f64(),
         started.as_secs_f64(),
         show(join),
@@ -423,6 +459,10 @@ async fn in_process(n: usize, secs: u64, batch: usize, net: Option<MemoryNetwork
     })
 }
 
+fn show_ms(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
 /// The exponent k of `y ~ N^k` fitted by least squares on the logarithms.
 fn exponent(points: &[(f64, f64)]) -> Option<f64> {
     let pts: Vec<(f64, f64)> = points
@@ -434,9 +474,7 @@ fn exponent(points: &[(f64, f64)]) -> Option<f64> {
         return None;
     }
     let m = pts.len() as f64;
-    let (sx, sy) = pts
-        .iter()
-        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let (sx, sy) = pts.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
     let (mx, my) = (sx / m, sy / m);
     let (num, den) = pts.iter().fold((0.0, 0.0), |(a, b), (x, y)| {
         (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))

@@ -94,9 +94,9 @@ mod identity;
 mod keyring;
 mod local;
 mod member;
+mod membership;
 #[cfg(feature = "memory-transport")]
 mod memory;
-mod membership;
 mod node;
 mod registry;
 mod replay;

@@ -405,7 +405,10 @@ mod tests {
         assert_eq!(budget.take(1000, interval), PUSH_MAX - 1);
         assert_eq!(budget.take(1000, interval), 0);
         tokio::time::advance(interval * 2).await;
-        assert_eq!(budget.take(1000, interval), 2 * GREETS_PER_INTERVAL as usize);
+        assert_eq!(
+            budget.take(1000, interval),
+            2 * GREETS_PER_INTERVAL as usize
+        );
         // It never holds more than its size.
         tokio::time::advance(interval * 1000).await;
         assert_eq!(budget.take(1000, interval), PUSH_MAX);

@@ -106,9 +106,7 @@ impl MemoryNetwork {
         self.shared.largest.load(Ordering::Relaxed)
     }
 
-    fn read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, HashMap<SocketAddr, mpsc::Sender<Datagram>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<SocketAddr, mpsc::Sender<Datagram>>> {
         self.shared
             .sockets
             .read()
