@@ -15,11 +15,13 @@ const N: usize = 50;
 const BATCH: usize = 50;
 
 /// The gossip interval: slower than the other tests' 100 ms, so that N nodes' gossip (each
-/// round's digest names all N) fits the CPU of a debug build on two shared cores.
+/// round's digest names all N) fits the CPU of a debug build on two shared cores. At N = 100
+/// and 1 s, or N = 200 and 500 ms, a debug build on 2 loaded cores did not form in 40 s: nodes
+/// fell more than the maximum packet age (10 s) behind and dropped what they received as stale.
 const GOSSIP: Duration = Duration::from_millis(500);
 
-/// The bound on forming; a debug build on 2 loaded cores takes about a third of it.
-const FORM_WITHIN: Duration = Duration::from_secs(40);
+/// The bound on forming; a debug build on 2 loaded cores took 33 s (load average 3.4).
+const FORM_WITHIN: Duration = Duration::from_secs(50);
 
 /// The bound on every node noticing the crash (phi 8 at this interval needs a few seconds).
 const CRASH_WITHIN: Duration = Duration::from_secs(30);
@@ -75,7 +77,7 @@ async fn within(within: Duration, mut cond: impl FnMut() -> bool) -> Option<Dura
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundreds_of_nodes_form_over_the_memory_transport_and_all_notice_a_crash() {
+async fn many_nodes_form_over_the_memory_transport_and_all_notice_a_crash() {
     init_logs();
     let net = MemoryNetwork::new();
     let cluster = unique_cluster("scale-memory");
