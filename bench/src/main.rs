@@ -67,7 +67,7 @@ fn main() {
         Some("page-node") => page::node(&args[1..]),
         _ => {
             eprintln!(
-                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench layers [--quick] [--rounds N] [--secs S]\n       bench instr [--calls N] [--layer concurrency]\n       bench guard [--update] [--calls N] [--file PATH]\n       bench codec\n       bench handshake [--quick]\n       bench churn [--quick]\n       bench net [--nodes N] [--loss 0,1,5] [--trials T] [--minutes M] [--asymmetric]\n       bench scale [--procs 10,25,50,100] [--nodes 100,250,500,1000] [--secs S] [--trials T]\n       bench scrape [--members 100] [--roles 20] [--methods 50] [--iters 200]\n       bench page [--trials 5] [--alive-secs 3] [--gossip-ms MS]"
+                "usage: bench cluster [--quick] [--only lookup|join|crash|busy|bandwidth]\n       bench rpc [--quick] [--placement same-core|unpinned|both] [--core N] [--rounds N] [--secs S]\n       bench layers [--quick] [--rounds N] [--secs S]\n       bench instr [--calls N] [--layer concurrency]\n       bench guard [--update] [--calls N] [--file PATH]\n       bench codec\n       bench handshake [--quick]\n       bench churn [--quick]\n       bench net [--nodes N] [--loss 0,1,5] [--trials T] [--minutes M] [--asymmetric]\n       bench scale [--procs 10,25,50,100] [--nodes 100,250,500,1000] [--secs S] [--trials T] [--transport udp|memory] [--batch B] [--interval-per-node MS]\n       bench scrape [--members 100] [--roles 20] [--methods 50] [--iters 200]\n       bench page [--trials 5] [--alive-secs 3] [--gossip-ms MS]"
             );
             std::process::exit(2);
         }

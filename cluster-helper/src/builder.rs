@@ -13,6 +13,7 @@ use crate::node::Node;
 use crate::secret::{Secret, parse_secret};
 use crate::seed::Seed;
 use crate::settings::{Field, Merged, Settings, Source, merge};
+use crate::transport::Network;
 
 /// Builds and starts a [`Node`]. Every setting has a default; see [`Config`] for each one and the
 /// environment variable that sets it.
@@ -68,6 +69,8 @@ pub struct NodeBuilder {
     default_rpc_listen: Option<RpcListen>,
     /// The first invalid value given to a setter.
     error: Option<Error>,
+    /// The network gossip runs over: UDP, or an in-process one for benchmarks and tests.
+    network: Network,
 }
 
 impl NodeBuilder {
@@ -221,6 +224,18 @@ impl NodeBuilder {
     /// [`Node::take_rpc_listener`].
     pub fn rpc_listen(mut self, rpc: RpcListen) -> Self {
         self.code.rpc_listen = Some(rpc);
+        self
+    }
+
+    /// Runs the node's gossip over `network`, an in-process datagram network, instead of a UDP
+    /// socket: for benchmarks and tests (many nodes in one process); **not a production
+    /// transport**. Packets are sealed and checked as over UDP. The listen address is bound in
+    /// the network (port 0: a free port of the network); an RPC listener, if any, is still a
+    /// TCP socket of the host. See [`MemoryNetwork`](crate::MemoryNetwork).
+    #[cfg(feature = "memory-transport")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "memory-transport")))]
+    pub fn memory_network(mut self, network: &crate::MemoryNetwork) -> Self {
+        self.network = Network::Memory(network.clone());
         self
     }
 
@@ -416,7 +431,7 @@ impl NodeBuilder {
         }
         config.validate(&origins)?;
         let addrs = Resolved::resolve(&config, &origins).await?;
-        Node::start(config, addrs).await
+        Node::start(config, addrs, self.network).await
     }
 }
 

@@ -75,6 +75,9 @@
 //!   the registry; `default-features = false` leaves it out.
 //! - `test-util`: test hooks, not for production code: `Node::kill` (stop as a crash would,
 //!   without leaving) and `synthetic_registry` (a registry without a cluster, for benchmarks).
+//! - `memory-transport`: [`MemoryNetwork`], an in-process datagram network that nodes' gossip
+//!   runs over instead of UDP ([`NodeBuilder::memory_network`]), sealed and checked as over
+//!   UDP: for benchmarks and tests with many nodes in one process; not a production transport.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -92,6 +95,8 @@ mod keyring;
 mod local;
 mod member;
 mod membership;
+#[cfg(feature = "memory-transport")]
+mod memory;
 mod node;
 mod registry;
 mod replay;
@@ -122,6 +127,9 @@ pub use id::{
 };
 pub use keyring::KeySource;
 pub use member::{Member, MemberRef, NodeStatus};
+#[cfg(feature = "memory-transport")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory-transport")))]
+pub use memory::MemoryNetwork;
 pub use node::Node;
 #[cfg(feature = "test-util")]
 pub use registry::synthetic_registry;

@@ -27,7 +27,7 @@ use crate::secret::Secret;
 use crate::signal::shutdown_signal;
 use crate::sockets::Sockets;
 use crate::stats::GossipStats;
-use crate::transport::{ClusterKey, Counters, SecureTransport};
+use crate::transport::{ClusterKey, Counters, Network, SecureTransport, Wire};
 
 /// A running cluster node: its identity, roles and the local registry of every other node.
 ///
@@ -76,7 +76,7 @@ impl Node {
     }
 
     /// Starts a node with a merged, validated configuration and its resolved addresses.
-    pub(crate) async fn start(config: Config, addrs: Resolved) -> Result<Node> {
+    pub(crate) async fn start(config: Config, addrs: Resolved, network: Network) -> Result<Node> {
         let name = match &config.node_name {
             Some(n) => n.clone(),
             None => default_node_name(),
@@ -99,17 +99,22 @@ impl Node {
         .check_limits()?;
         let keyring = Arc::new(Keyring::new(&config.cluster, config.secrets.clone()));
 
-        let Sockets {
-            udp,
-            udp_bound,
-            gossip_addr,
-            rpc_listener,
-            rpc_addr,
-        } = Sockets::open(&addrs).await?;
+        let (wire, udp_bound, gossip_addr, rpc_listener, rpc_addr) = match network {
+            Network::Udp => {
+                let s = Sockets::open(&addrs).await?;
+                let wire = Wire::Udp(s.udp);
+                (wire, s.udp_bound, s.gossip_addr, s.rpc_listener, s.rpc_addr)
+            }
+            #[cfg(feature = "memory-transport")]
+            Network::Memory(net) => {
+                let o = crate::memory::open(&net, &addrs)?;
+                (o.wire, o.bound, o.gossip_addr, o.rpc_listener, o.rpc_addr)
+            }
+        };
 
         let counters = Arc::new(Counters::default());
         let transport = SecureTransport::new(
-            udp,
+            wire,
             keyring.clone(),
             counters.clone(),
             config.gossip_max_packet_age,

@@ -88,10 +88,59 @@ pub(crate) struct Counters {
     pub packets_replayed: AtomicU64,
 }
 
-/// A chitchat [`Transport`] that hands out one pre-bound UDP socket wrapped in authenticated
-/// encryption with replay protection.
+/// The datagram socket under the sealing: the node's UDP socket or, for benchmarks and tests,
+/// an address on an in-process [`MemoryNetwork`](crate::MemoryNetwork).
+#[derive(Debug)]
+pub(crate) enum Wire {
+    /// A bound UDP socket (production).
+    Udp(tokio::net::UdpSocket),
+    /// An address on an in-process network (feature `memory-transport`).
+    #[cfg(feature = "memory-transport")]
+    Memory(crate::memory::MemorySocket),
+}
+
+impl Wire {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            Wire::Udp(socket) => socket.local_addr(),
+            #[cfg(feature = "memory-transport")]
+            Wire::Memory(socket) => Ok(socket.local_addr()),
+        }
+    }
+
+    async fn send_to(&self, packet: &[u8], to: SocketAddr) -> std::io::Result<usize> {
+        match self {
+            Wire::Udp(socket) => socket.send_to(packet, to).await,
+            #[cfg(feature = "memory-transport")]
+            Wire::Memory(socket) => socket.send_to(packet, to),
+        }
+    }
+
+    async fn recv_from(&mut self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        match self {
+            Wire::Udp(socket) => socket.recv_from(buf).await,
+            #[cfg(feature = "memory-transport")]
+            Wire::Memory(socket) => socket.recv_from(buf).await,
+        }
+    }
+}
+
+/// The network a node's gossip runs over.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Network {
+    /// A UDP socket bound at the listen address (production).
+    #[default]
+    Udp,
+    /// An in-process network, for benchmarks and tests (feature `memory-transport`).
+    #[cfg(feature = "memory-transport")]
+    Memory(crate::memory::MemoryNetwork),
+}
+
+/// A chitchat [`Transport`] that hands out one pre-bound datagram socket (UDP, or an
+/// in-process one for benchmarks and tests) wrapped in authenticated encryption with replay
+/// protection.
 pub(crate) struct SecureTransport {
-    socket: Mutex<Option<tokio::net::UdpSocket>>,
+    socket: Mutex<Option<Wire>>,
     keyring: Arc<Keyring>,
     counters: Arc<Counters>,
     max_age: Duration,
@@ -100,7 +149,7 @@ pub(crate) struct SecureTransport {
 impl SecureTransport {
     /// `max_age`: how far a packet's timestamp may be from this node's clock.
     pub(crate) fn new(
-        socket: tokio::net::UdpSocket,
+        socket: Wire,
         keyring: Arc<Keyring>,
         counters: Arc<Counters>,
         max_age: Duration,
@@ -174,7 +223,7 @@ pub(crate) fn unix_ms() -> u64 {
 }
 
 struct SecureSocket {
-    socket: tokio::net::UdpSocket,
+    socket: Wire,
     keyring: Arc<Keyring>,
     buf_recv: Box<[u8]>,
     counters: Arc<Counters>,
@@ -275,7 +324,7 @@ impl Freshness {
 
 impl SecureSocket {
     fn new(
-        socket: tokio::net::UdpSocket,
+        socket: Wire,
         keyring: Arc<Keyring>,
         counters: Arc<Counters>,
         max_age: Duration,
@@ -456,7 +505,12 @@ mod tests {
     async fn socket(keyring: Arc<Keyring>) -> (SecureSocket, SocketAddr) {
         let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = udp.local_addr().unwrap();
-        let s = SecureSocket::new(udp, keyring, Arc::default(), Duration::from_secs(10));
+        let s = SecureSocket::new(
+            Wire::Udp(udp),
+            keyring,
+            Arc::default(),
+            Duration::from_secs(10),
+        );
         (s, addr)
     }
 
@@ -484,7 +538,7 @@ mod tests {
         let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = udp.local_addr().unwrap();
         let t = SecureTransport::new(
-            udp,
+            Wire::Udp(udp),
             ring(&[&Secret::generate()]),
             Arc::default(),
             Duration::from_secs(10),
