@@ -4,10 +4,11 @@
 # otherwise idle machine; `--quick` passes fewer trials / shorter rounds to every part.
 #
 #   bench/run.sh [--quick] [PART...]     PART: cluster churn codec rpc layers instr scrape net scale
+#                                        scale-memory page instr-layer
 #                                        (default: all)
 #
 # Needs taskset (util-linux) for `rpc`'s same-core placement, valgrind for `instr`, and root
-# with iproute2 for `net` (network namespaces). `net` runs about 4 minutes per loss rate plus
+# with iproute2 for `net` (network namespaces), chromium for `page`. `net` runs about 4 minutes per loss rate plus
 # its quiet window (`--minutes`, 0.5 by default, 0.1 with --quick); `scale` needs many cores
 # for its larger N (see bench/src/scale.rs).
 set -euo pipefail
@@ -18,11 +19,11 @@ parts=()
 for a in "$@"; do
     case "$a" in
         --quick) quick=(--quick) ;;
-        cluster | churn | codec | rpc | layers | instr | scrape | net | scale) parts+=("$a") ;;
-        *) echo "usage: bench/run.sh [--quick] [cluster|churn|codec|rpc|layers|instr|scrape|net|scale]..." >&2; exit 2 ;;
+        cluster | churn | codec | rpc | layers | instr | scrape | net | scale | scale-memory | page | instr-layer) parts+=("$a") ;;
+        *) echo "usage: bench/run.sh [--quick] [cluster|churn|codec|rpc|layers|instr|scrape|net|scale|scale-memory|page|instr-layer]..." >&2; exit 2 ;;
     esac
 done
-[ ${#parts[@]} -gt 0 ] || parts=(cluster churn codec rpc layers instr scrape net scale)
+[ ${#parts[@]} -gt 0 ] || parts=(cluster churn codec rpc layers instr instr-layer scrape net scale scale-memory page)
 
 echo "# machine"
 echo
@@ -44,6 +45,15 @@ bench=target/release/bench
 for part in "${parts[@]}"; do
     args=("$part")
     case "$part" in
+        scale-memory)
+            args=(scale --procs 0 --nodes 100,250,500,1000 --transport memory --interval-per-node 4)
+            [ ${#quick[@]} -gt 0 ] && args=(scale --procs 0 --nodes 50,100 --transport memory --interval-per-node 4)
+            ;;
+        page) [ ${#quick[@]} -gt 0 ] && args+=(--trials 3) || args+=(--trials 10) ;;
+        instr-layer)
+            args=(instr --layer concurrency)
+            [ ${#quick[@]} -gt 0 ] && args+=(--calls 500)
+            ;;
         cluster | churn | rpc | layers) args+=("${quick[@]}") ;;
         instr) [ ${#quick[@]} -gt 0 ] && args+=(--calls 500) ;;
         net) [ ${#quick[@]} -gt 0 ] && args+=(--trials 2 --minutes 0.1) ;;
