@@ -262,9 +262,10 @@ impl NodeBuilder {
     /// cost.
     ///
     /// - The stack is built **once**, when the node starts: a `ConcurrencyLimit` limits the
-    ///   attempts in flight from the whole node. Each attempt clones the stack (so the
-    ///   layer's service must be `Clone`; clones share the limit), waits for it to be ready
-    ///   and calls it. A service that is not `Clone`, like tower's `RateLimit`, goes behind a
+    ///   attempts in flight from the whole node. Each attempt uses a clone of the stack (so
+    ///   the layer's service must be `Clone`; clones share the limit; each thread keeps one
+    ///   ready clone and reuses it), waits for it to be ready and calls it. A service that is
+    ///   not `Clone`, like tower's `RateLimit`, goes behind a
     ///   `BufferLayer` (`ServiceBuilder::new().buffer(n).rate_limit(..)`), as in any tower
     ///   stack shared by many callers.
     /// - Several calls nest in the order given: the first is the outermost (as in a
