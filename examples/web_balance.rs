@@ -239,7 +239,15 @@ async fn demo() -> Result<(), Error> {
     // web-1 leaves: the balancer drops it at once, and no request fails.
     let (gone, stop, task) = webs.remove(0);
     let _ = stop.send(());
-    while client.nodes_with_role("web").iter().any(|m| m.id == gone) {
+    // Waits on the registry's watch, which is what the balancer's discovery reads: the
+    // node's own lookups (`client.nodes_with_role`) may show the change a moment before the
+    // watch is sent, and the next request could still be balanced over the old set.
+    while watch
+        .borrow_and_update()
+        .nodes_with_role("web")
+        .iter()
+        .any(|m| m.id == gone)
+    {
         let _ = watch.changed().await;
     }
     let answered = send(&mut balance, 30).await?;
