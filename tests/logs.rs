@@ -45,13 +45,7 @@ async fn timeouts_and_a_killed_node_give_one_line_per_method_naming_it() {
         ],
     );
     let seed = server.gossip_addr().await;
-    let server_id = server
-        .last("STARTED ")
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let server_id = server.node_id().await;
     let mut caller = NodeProcess::spawn(
         CALL_NODE,
         "caller",
@@ -62,13 +56,7 @@ async fn timeouts_and_a_killed_node_give_one_line_per_method_naming_it() {
         ],
     );
     caller.gossip_addr().await;
-    let caller_id = caller
-        .last("STARTED ")
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let caller_id = caller.node_id().await;
     caller
         .wait_for(Duration::from_secs(10), "SEEN ", |l| l == "SEEN 1")
         .await;

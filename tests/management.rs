@@ -801,10 +801,8 @@ impl Trial {
 /// screenshot of the page after the deaths is kept in the target directory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_in_real_time_shows_a_sigkilled_process_down() {
-    use easy_rpc::cluster_helper::{ClusterEvent, EventsError, NodeStatus};
+    use easy_rpc::cluster_helper::NodeStatus;
     use easy_rpc_tests::browser::{Browser, wall_ms};
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
     use tokio::task::block_in_place;
 
     const TRIALS: usize = 3;
@@ -818,20 +816,8 @@ async fn page_in_real_time_shows_a_sigkilled_process_down() {
     let http = a.http_addr().unwrap();
 
     // When a's registry dropped each node (wall clock, ms).
-    let dropped: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let mut events = a.registry().events();
-    let record = dropped.clone();
-    tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(ClusterEvent::NodeDown(m)) => {
-                    record.lock().unwrap().insert(m.id.to_string(), wall_ms());
-                }
-                Ok(_) | Err(EventsError::Lagged(_)) => {}
-                Err(_) => return,
-            }
-        }
-    });
+    let (dropped, fill) = easy_rpc_tests::browser::down_times(a.registry().events());
+    tokio::spawn(fill);
 
     let profile = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "chromium-live-{}-{}",
@@ -867,13 +853,7 @@ async fn page_in_real_time_shows_a_sigkilled_process_down() {
         );
         proc.wait_for(Duration::from_secs(20), "STARTED ", |_| true)
             .await;
-        let id = proc
-            .last("STARTED ")
-            .unwrap()
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .to_owned();
+        let id = proc.node_id().await;
         wait_until(
             Duration::from_secs(10),
             "pl-a sees the process serving",

@@ -14,12 +14,10 @@
 //! cargo run -p easy-rpc-bench -- page [--trials 5] [--alive-secs 3] [--gossip-ms MS]
 //! ```
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use easy_rpc::Node;
-use easy_rpc::cluster_helper::{ClusterEvent, EventsError, NodeStatus};
+use easy_rpc::cluster_helper::NodeStatus;
 use easy_rpc_tests::browser::{Browser, wall_ms};
 
 use crate::procs::Proc;
@@ -99,20 +97,8 @@ pub fn run(args: &[String]) {
     let seed = observer.gossip_addr().to_string();
 
     // When the observer's registry dropped each node (wall clock, ms).
-    let dropped: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let record = dropped.clone();
-    let mut events = observer.registry().events();
-    rt.spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(ClusterEvent::NodeDown(m)) => {
-                    record.lock().unwrap().insert(m.id.to_string(), wall_ms());
-                }
-                Ok(_) | Err(EventsError::Lagged(_)) => {}
-                Err(_) => return,
-            }
-        }
-    });
+    let (dropped, fill) = easy_rpc_tests::browser::down_times(observer.registry().events());
+    rt.spawn(fill);
 
     let profile = std::env::temp_dir().join(format!("bench-page-chromium-{}", std::process::id()));
     let mut browser = Browser::launch(profile).expect("start chromium");

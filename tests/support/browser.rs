@@ -28,6 +28,32 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// When a registry dropped each node, by node id (wall clock, [`wall_ms`]), filled from
+/// `events` as their `NodeDown`s arrive by the returned future (spawn it).
+pub fn down_times(
+    mut events: cluster_helper::Events,
+) -> (
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use cluster_helper::{ClusterEvent, EventsError};
+    let dropped =
+        std::sync::Arc::<std::sync::Mutex<std::collections::HashMap<String, u64>>>::default();
+    let record = dropped.clone();
+    let fill = async move {
+        loop {
+            match events.recv().await {
+                Ok(ClusterEvent::NodeDown(m)) => {
+                    record.lock().unwrap().insert(m.id.to_string(), wall_ms());
+                }
+                Ok(_) | Err(EventsError::Lagged(_)) => {}
+                Err(_) => return,
+            }
+        }
+    };
+    (dropped, fill)
+}
+
 /// How long one protocol command may take (opening a page included).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -139,6 +139,14 @@ impl NodeProcess {
         line.split_whitespace().nth(2).unwrap().to_owned()
     }
 
+    /// The node id from the `STARTED` line (waits for it).
+    pub async fn node_id(&self) -> String {
+        self.wait_for(Duration::from_secs(10), "STARTED ", |_| true)
+            .await;
+        let line = self.last("STARTED ").unwrap();
+        line.split_whitespace().nth(1).unwrap().to_owned()
+    }
+
     /// Sends a command line to the process's stdin.
     pub async fn command(&mut self, cmd: &str) {
         let stdin = self.stdin.as_mut().expect("stdin open");
