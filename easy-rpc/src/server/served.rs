@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Either};
 use futures::{FutureExt, StreamExt};
 use tarpc::ServerError;
 use tarpc::server::{BaseChannel, Channel, Serve};
@@ -144,38 +144,44 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
     type Req = S::Req;
     type Resp = Reply<S::Resp>;
 
-    async fn serve(
+    // Not an `async fn`: its future would hold the arguments besides the one it awaits, and
+    // tarpc spawns every request's future (a larger one costs the allocator more).
+    fn serve(
         self,
         ctx: tarpc::context::Context,
         req: S::Req,
-    ) -> Result<Reply<S::Resp>, ServerError> {
+    ) -> impl Future<Output = Result<Reply<S::Resp>, ServerError>> + Send {
         if !crate::trace::traced() {
             // No span: the request's future holds none, and the span macro's fallback (which
             // builds its fields for the `log` crate when no subscriber was ever set) is not run.
-            return Ok(self.serve_request(ctx, req).await);
+            return Either::Left(self.serve_request(ctx.deadline, req).map(Ok));
         }
         // A child of tarpc's span of the request (which carries the caller's trace context):
         // the handler runs in it, so the calls it makes are its children. Boxed: only traced
         // requests carry the instrumented future.
         let span = crate::trace::server_span(S::NAME, S::method(&req).name, &self.conn.state.node);
-        let reply = Box::pin(self.serve_request(ctx, req).instrument(span.clone())).await;
-        crate::trace::record_reply(&span, &reply);
-        Ok(reply)
+        Either::Right(Box::pin(async move {
+            let reply = self
+                .serve_request(ctx.deadline, req)
+                .instrument(span.clone())
+                .await;
+            crate::trace::record_reply(&span, &reply);
+            Ok(reply)
+        }))
     }
 }
 
 impl<S: ServiceDef, H: Handler<S>> TarpcServe<S, H> {
     /// [`Serve::serve`] without its span.
-    async fn serve_request(self, ctx: tarpc::context::Context, req: S::Req) -> Reply<S::Resp> {
+    async fn serve_request(self, deadline: std::time::Instant, req: S::Req) -> Reply<S::Resp> {
         let conn = &*self.conn;
         let method = S::method(&req);
-        let counted =
-            CountedRequest::start(&conn.state.metrics.server, S::NAME, method, ctx.deadline);
+        let counted = CountedRequest::start(&conn.state.metrics.server, S::NAME, method, deadline);
         if conn.state.is_refusing() {
             counted.finish(Outcome::NotRun);
             return Reply::NotRun(NotRunReason::Leaving);
         }
-        if crate::codec::is_expired(ctx.deadline) {
+        if crate::codec::is_expired(deadline) {
             // Its caller had given up before it reached this node (it waited in a stopped
             // node's socket, or in a long queue): starting it now would run work nobody waits
             // for, maybe twice.
@@ -202,7 +208,7 @@ impl<S: ServiceDef, H: Handler<S>> TarpcServe<S, H> {
                 Some(running) => Some(running),
                 // Boxed: the wait (a timer, a notification) would make every request's future
                 // larger, and tarpc moves it when it spawns the request.
-                None => match Box::pin(admission.admit(ctx.deadline)).await {
+                None => match Box::pin(admission.admit(deadline)).await {
                     Ok(running) => Some(running),
                     Err(reason) => {
                         drop(running);
@@ -222,7 +228,7 @@ impl<S: ServiceDef, H: Handler<S>> TarpcServe<S, H> {
             // The direct path, inline as it was before layers (not through `run`).
             None => {
                 let method = method.name;
-                let work = crate::context::with_deadline(ctx.deadline, conn.handler.handle(req));
+                let work = crate::context::with_deadline(deadline, conn.handler.handle(req));
                 match std::panic::AssertUnwindSafe(work).catch_unwind().await {
                     Ok(resp) => Reply::Ok(resp),
                     Err(_) => {
@@ -234,12 +240,12 @@ impl<S: ServiceDef, H: Handler<S>> TarpcServe<S, H> {
             // Boxed, out of line: the layers' future would make every request's larger.
             Some(stack) => {
                 let handler = conn.handler.clone();
-                let run = async move { run::<S, H>(&handler, ctx.deadline, req).await };
+                let run = async move { run::<S, H>(&handler, deadline, req).await };
                 Box::pin(super::layer::serve(
                     stack,
                     S::NAME,
                     method,
-                    ctx.deadline,
+                    deadline,
                     conn.peer,
                     run,
                 ))
