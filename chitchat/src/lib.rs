@@ -40,8 +40,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::iter::once;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use delta::Delta;
 use failure_detector::FailureDetector;
@@ -287,7 +287,8 @@ impl Chitchat {
                 })
                 .collect::<HashMap<_, _>>();
             self.previous_live_nodes = current_live_nodes;
-            self.live_nodes_changes_tx.send_modify(|changes| *changes += 1);
+            self.live_nodes_changes_tx
+                .send_modify(|changes| *changes += 1);
             // Patched: the map of live node states (a clone of every live node's state) is
             // built only when someone besides this struct holds a receiver of it; otherwise
             // it is built when someone subscribes (see `current_live_nodes_watcher_rx`).
@@ -903,6 +904,40 @@ mod tests {
         };
         for node in &nodes {
             assert!(live_members.contains_key(node.chitchat_id()));
+        }
+        shutdown_nodes(nodes).await.unwrap();
+    }
+
+    /// The change counter moves with the live set while nobody holds a receiver of the live
+    /// nodes map (which is then not rebuilt), and a late subscriber to the map gets the
+    /// current live set, not the one of its last rebuild.
+    #[tokio::test]
+    async fn test_live_nodes_change_watcher_and_late_map_subscriber() {
+        let transport = ChannelTransport::with_mtu(MAX_UDP_DATAGRAM_PAYLOAD_SIZE);
+        let nodes = setup_nodes(20011..=20013, &transport).await;
+        let node2 = nodes.get(1).unwrap();
+        let mut changes = node2.chitchat().lock().await.live_nodes_change_watcher();
+        changes.borrow_and_update();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if node2.chitchat().lock().await.live_nodes().count() == 3 {
+                    break;
+                }
+                changes.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("3 live nodes within 30 s");
+        // At least the change from no live node to this one, then to three.
+        assert!(*changes.borrow() >= 2, "{}", *changes.borrow());
+        let map = node2.chitchat().lock().await.live_nodes_watcher();
+        let live: HashSet<ChitchatId> = map.borrow().keys().cloned().collect();
+        for node in &nodes {
+            assert!(
+                live.contains(node.chitchat_id()),
+                "{:?}",
+                node.chitchat_id()
+            );
         }
         shutdown_nodes(nodes).await.unwrap();
     }
