@@ -13,9 +13,16 @@
 //! With `--interval-per-node MS` the gossip interval of the in-process nodes is N x MS (at
 //! least 250 ms): the nodes share this process's CPU, and each round costs every node O(N).
 //!
+//! With `--max-packet-age S` the in-process nodes accept gossip packets up to S seconds old
+//! (the library's default is 10 s, the clock-skew allowance over a network). Over the memory
+//! transport it defaults to 10 s or 20 gossip intervals, whichever is longer: there is no
+//! clock skew in one process, and a packet's age there is the time it waited for a CPU while
+//! all N nodes share two, which would otherwise make slow nodes drop what they receive.
+//!
 //! ```text
 //! bench scale [--procs 10,25,50,100] [--nodes 100,250,500,1000] [--secs S] [--trials T]
 //!             [--transport udp|memory] [--batch B] [--interval-per-node MS]
+//!             [--max-packet-age S]
 //! ```
 
 use std::time::{Duration, Instant};
@@ -76,6 +83,7 @@ pub fn run(args: &[String]) {
     };
     let batch = num(args, "--batch", 50).max(1) as usize;
     let per_node_ms = num(args, "--interval-per-node", 0);
+    let max_age_secs = num(args, "--max-packet-age", 0);
     if nodes.iter().any(|&n| n >= 2) {
         println!(
             "\nin-process nodes, gossip over {}; started in batches doubling up to {batch}, each \
@@ -95,6 +103,18 @@ pub fn run(args: &[String]) {
                 Err(_) => "250 ms (the default)".into(),
             }
         );
+        if max_age_secs > 0 {
+            println!(
+                "gossip packets accepted up to {max_age_secs} s old (--max-packet-age; the \
+                 library's default is 10 s)\n"
+            );
+        } else if memory {
+            println!(
+                "gossip packets accepted up to 10 s or 20 gossip intervals old, whichever is \
+                 longer (RAISED for the memory transport, not the library's default of 10 s: \
+                 in one process a packet's age is the time it waited for a CPU)\n"
+            );
+        }
         println!(
             "| in-process N | gossip interval | formed (all see all) | join seen by all | crash dropped by all | gossip sent per node | received per node | packets sent per node | bytes per packet | largest packet | CPU per node | memory per node |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
         );
@@ -106,7 +126,17 @@ pub fn run(args: &[String]) {
         for n in nodes.into_iter().filter(|&n| n >= 2) {
             let net = memory.then(MemoryNetwork::new);
             let interval = interval(n, per_node_ms);
-            if let Some(p) = rt.block_on(in_process(n, secs, batch, net, interval)) {
+            let max_age = match (max_age_secs, memory) {
+                (0, false) => None,
+                (0, true) => Some(interval.saturating_mul(20).max(Duration::from_secs(10))),
+                (s, _) => Some(Duration::from_secs(s)),
+            };
+            let setup = Setup {
+                interval,
+                max_age,
+                net,
+            };
+            if let Some(p) = rt.block_on(in_process(n, secs, batch, setup)) {
                 points.push(p);
             }
         }
@@ -199,20 +229,28 @@ fn interval(n: usize, per_node_ms: u64) -> Duration {
     }
 }
 
-fn builder(
-    cluster: &str,
-    name: &str,
-    net: Option<&MemoryNetwork>,
+/// How the in-process nodes of one N are set up.
+struct Setup {
+    /// The gossip interval.
     interval: Duration,
-) -> cluster_helper::NodeBuilder {
-    let mut b = Node::builder().gossip_interval(interval);
+    /// The oldest gossip packet accepted, if not the library's default.
+    max_age: Option<Duration>,
+    /// The memory network, or `None` for UDP.
+    net: Option<MemoryNetwork>,
+}
+
+fn builder(cluster: &str, name: &str, setup: &Setup) -> cluster_helper::NodeBuilder {
+    let mut b = Node::builder().gossip_interval(setup.interval);
+    if let Some(age) = setup.max_age {
+        b = b.gossip_max_packet_age(age);
+    }
     if let Some(fanout) = std::env::var("CLUSTER_GOSSIP_FANOUT")
         .ok()
         .and_then(|f| f.parse().ok())
     {
         b = b.gossip_fanout(fanout);
     }
-    if let Some(net) = net {
+    if let Some(net) = &setup.net {
         b = b.memory_network(net);
     }
     b.cluster(cluster)
@@ -284,13 +322,15 @@ fn seeds(rng: &mut Rng, nodes: &[Node]) -> Vec<String> {
 }
 
 /// How far formation got, on stderr: serving nodes seen (min, mean), members seen (any
-/// status), nodes ready.
+/// status), nodes ready, packets dropped as too old (all nodes).
 fn progress(t0: Instant, nodes: &[Node]) {
     let serving: Vec<usize> = nodes.iter().map(|x| x.nodes_with_role("m").len()).collect();
     let members: Vec<usize> = nodes.iter().map(|x| x.members().len()).collect();
     let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
+    let stale: u64 = nodes.iter().map(|x| x.gossip_stats().packets_stale).sum();
     eprintln!(
-        "  {:.0} s: serving seen min {} mean {:.0}; members seen min {} mean {:.0}; ready {}",
+        "  {:.0} s: serving seen min {} mean {:.0}; members seen min {} mean {:.0}; ready {}; \
+         stale packets dropped {stale}",
         t0.elapsed().as_secs_f64(),
         serving.iter().min().unwrap_or(&0),
         mean(&serving),
@@ -315,13 +355,8 @@ struct Point {
 /// Starts `n` nodes in this process (over `net` if given, else UDP), waits until every one
 /// sees all `n` serving, measures gossip traffic over `secs`, then one more node's join and
 /// its crash (dropped without leaving) as seen by all.
-async fn in_process(
-    n: usize,
-    secs: u64,
-    batch: usize,
-    net: Option<MemoryNetwork>,
-    interval: Duration,
-) -> Option<Point> {
+async fn in_process(n: usize, secs: u64, batch: usize, setup: Setup) -> Option<Point> {
+    let (net, interval) = (&setup.net, setup.interval);
     let cluster = format!("bench-scale-in-{}-{n}", std::process::id());
     let before = rss_bytes();
     let t0 = Instant::now();
@@ -333,7 +368,7 @@ async fn in_process(
         // (1, 1, 2, 4, ... then `batch`), so that no node is the seed of many newcomers at once.
         let size = batch.min(started).clamp(1, n - started);
         let starts = (started..started + size).map(|i| {
-            builder(&cluster, &format!("i{i:04}"), net.as_ref(), interval)
+            builder(&cluster, &format!("i{i:04}"), &setup)
                 .seeds(seeds(&mut rng, &nodes))
                 .start()
         });
@@ -400,7 +435,7 @@ async fn in_process(
     // One join, then its crash.
     let bound = Duration::from_secs(120);
     let j0 = Instant::now();
-    let joiner = builder(&cluster, "joiner", net.as_ref(), interval)
+    let joiner = builder(&cluster, "joiner", &setup)
         .seeds(seeds(&mut rng, &nodes))
         .start()
         .await

@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use crate::message::ProtocolVersion;
 use crate::serialize::*;
@@ -55,9 +56,33 @@ impl Deserializable for (ChitchatId, NodeDigest) {
 ///
 /// It is equivalent to a map
 /// peer -> (heartbeat, max version).
-#[derive(Debug, Default, Eq, PartialEq)]
+#[derive(Debug, Default)]
 pub struct Digest {
     pub(crate) node_digests: BTreeMap<ChitchatId, NodeDigest>,
+    /// The V1 (compressed) encoding, computed once: a SYN-ACK needs its digest's length (to
+    /// size the delta) and then its bytes, and compressing a digest of N members twice per
+    /// reply was a large share of a node's CPU at a few hundred members. `node_digests` must
+    /// not change once this is set (it is only ever built whole, then read).
+    encoded_v1: OnceLock<Vec<u8>>,
+}
+
+/// Two digests are equal when they list the same nodes with the same entries; whether one's
+/// encoding has been computed yet does not matter.
+impl PartialEq for Digest {
+    fn eq(&self, other: &Digest) -> bool {
+        self.node_digests == other.node_digests
+    }
+}
+
+impl Eq for Digest {}
+
+impl From<BTreeMap<ChitchatId, NodeDigest>> for Digest {
+    fn from(node_digests: BTreeMap<ChitchatId, NodeDigest>) -> Digest {
+        Digest {
+            node_digests,
+            encoded_v1: OnceLock::new(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -74,6 +99,8 @@ impl Digest {
             last_gc_version,
             max_version,
         };
+        // The cached encoding would no longer match.
+        self.encoded_v1 = OnceLock::new();
         self.node_digests.insert(node, node_digest);
     }
 
@@ -97,7 +124,7 @@ impl Digest {
     pub(crate) fn serialize(&self, protocol_version: ProtocolVersion, buf: &mut Vec<u8>) {
         match protocol_version {
             ProtocolVersion::V0 => self.serialize_v0(buf),
-            ProtocolVersion::V1 => self.serialize_v1(buf),
+            ProtocolVersion::V1 => buf.extend_from_slice(self.encoded_v1()),
         }
     }
 
@@ -111,11 +138,7 @@ impl Digest {
                 }
                 len
             }
-            ProtocolVersion::V1 => {
-                let mut buf = Vec::new();
-                self.serialize_v1(&mut buf);
-                buf.len()
-            }
+            ProtocolVersion::V1 => self.encoded_v1().len(),
         }
     }
 
@@ -138,16 +161,18 @@ impl Digest {
         }
     }
 
-    /// Serializes the digest using the V1 (compressed) wire format: a zstd block
-    /// stream of `(ChitchatId, NodeDigest)` entries.
-    fn serialize_v1(&self, buf: &mut Vec<u8>) {
-        let mut stream_writer =
-            CompressedStreamWriter::with_block_threshold(DIGEST_BLOCK_THRESHOLD);
-        for (chitchat_id, node_digest) in &self.node_digests {
-            stream_writer.append(chitchat_id);
-            stream_writer.append(node_digest);
-        }
-        buf.extend_from_slice(&stream_writer.finish());
+    /// The digest in the V1 (compressed) wire format: a zstd block stream of
+    /// `(ChitchatId, NodeDigest)` entries, compressed on first use and kept.
+    fn encoded_v1(&self) -> &[u8] {
+        self.encoded_v1.get_or_init(|| {
+            let mut stream_writer =
+                CompressedStreamWriter::with_block_threshold(DIGEST_BLOCK_THRESHOLD);
+            for (chitchat_id, node_digest) in &self.node_digests {
+                stream_writer.append(chitchat_id);
+                stream_writer.append(node_digest);
+            }
+            stream_writer.finish()
+        })
     }
 
     fn deserialize_v0(buf: &mut &[u8]) -> anyhow::Result<Self> {
@@ -159,14 +184,14 @@ impl Digest {
             let node_digest = NodeDigest::deserialize(buf)?;
             node_digests.insert(chitchat_id, node_digest);
         }
-        Ok(Digest { node_digests })
+        Ok(Digest::from(node_digests))
     }
 
     fn deserialize_v1(buf: &mut &[u8]) -> anyhow::Result<Self> {
         let node_digests = deserialize_stream::<(ChitchatId, NodeDigest)>(buf)?
             .into_iter()
-            .collect();
-        Ok(Digest { node_digests })
+            .collect::<BTreeMap<_, _>>();
+        Ok(Digest::from(node_digests))
     }
 }
 

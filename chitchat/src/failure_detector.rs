@@ -68,8 +68,15 @@ impl FailureDetector {
             .unwrap_or(false);
         debug!(node_id=%chitchat_id.node_id, phi=?phi_opt, is_alive=is_alive, "computing node liveness");
         if is_alive {
-            self.live_nodes.insert(chitchat_id.clone());
-            self.dead_nodes.remove(chitchat_id);
+            // Every live node is checked at every liveness update (per gossip round and per
+            // registry refresh): look it up before cloning its id for an insert that would
+            // change nothing.
+            if !self.live_nodes.contains(chitchat_id) {
+                self.live_nodes.insert(chitchat_id.clone());
+            }
+            if !self.dead_nodes.is_empty() {
+                self.dead_nodes.remove(chitchat_id);
+            }
         } else {
             self.live_nodes.remove(chitchat_id);
             if !self.dead_nodes.contains_key(chitchat_id) {

@@ -40,6 +40,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::iter::once;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use delta::Delta;
@@ -110,6 +111,11 @@ pub struct Chitchat {
     previous_live_nodes: HashMap<ChitchatId, Version>,
     live_nodes_watcher_tx: watch::Sender<BTreeMap<ChitchatId, NodeState>>,
     live_nodes_watcher_rx: watch::Receiver<BTreeMap<ChitchatId, NodeState>>,
+    /// Patched: set when the live nodes changed while nobody held a receiver of the live
+    /// nodes watcher, whose value then was not rebuilt.
+    live_nodes_map_stale: AtomicBool,
+    /// Patched: counts the changes of the live nodes (see `live_nodes_change_watcher`).
+    live_nodes_changes_tx: watch::Sender<u64>,
 }
 
 impl Chitchat {
@@ -128,6 +134,8 @@ impl Chitchat {
             previous_live_nodes,
             live_nodes_watcher_tx,
             live_nodes_watcher_rx,
+            live_nodes_map_stale: AtomicBool::new(false),
+            live_nodes_changes_tx: watch::Sender::new(0),
         };
 
         let self_node_state = chitchat.self_node_state();
@@ -265,35 +273,31 @@ impl Chitchat {
                 self.failure_detector.update_node_liveness(chitchat_id);
             }
         }
-        let current_live_nodes = self
-            .live_nodes()
-            .flat_map(|chitchat_id| {
-                if let Some(node_state) = self.node_state(chitchat_id) {
-                    return Some((chitchat_id.clone(), node_state.max_version()));
-                }
-                warn!("node state for {chitchat_id:?} is absent");
-                None
-            })
-            .collect::<HashMap<_, _>>();
-
-        if self.previous_live_nodes != current_live_nodes {
-            let live_nodes = current_live_nodes
-                .keys()
-                .cloned()
+        // Patched: most calls change nothing, so compare with the previous live set before
+        // building anything (the comparison allocates nothing).
+        if !self.live_nodes_unchanged() {
+            let current_live_nodes = self
+                .live_nodes()
                 .flat_map(|chitchat_id| {
-                    let node_state = self.node_state(&chitchat_id)?;
-                    if let Some(liveness_extra_predicate) = &self.config.extra_liveness_predicate {
-                        if !liveness_extra_predicate(node_state) {
-                            return None;
-                        }
+                    if let Some(node_state) = self.node_state(chitchat_id) {
+                        return Some((chitchat_id.clone(), node_state.max_version()));
                     }
-                    Some((chitchat_id, node_state.clone()))
+                    warn!("node state for {chitchat_id:?} is absent");
+                    None
                 })
-                .collect::<BTreeMap<_, _>>();
+                .collect::<HashMap<_, _>>();
             self.previous_live_nodes = current_live_nodes;
-
-            if self.live_nodes_watcher_tx.send(live_nodes).is_err() {
-                error!(current_node = ?self.self_chitchat_id(), "error while reporting membership change event.")
+            self.live_nodes_changes_tx
+                .send_modify(|changes| *changes += 1);
+            // Patched: the map of live node states (a clone of every live node's state) is
+            // built only when someone besides this struct holds a receiver of it; otherwise
+            // it is built when someone subscribes (see `current_live_nodes_watcher_rx`).
+            if self.live_nodes_watcher_tx.receiver_count() > 1 {
+                let live_nodes = self.live_node_states();
+                self.live_nodes_watcher_tx.send_replace(live_nodes);
+                self.live_nodes_map_stale.store(false, Ordering::Relaxed);
+            } else {
+                self.live_nodes_map_stale.store(true, Ordering::Relaxed);
             }
         }
         // Perform garbage collection.
@@ -305,6 +309,50 @@ impl Chitchat {
                 error!("self node was marked dead, please report");
             }
         }
+    }
+
+    /// Whether the live nodes and their max versions are those of `previous_live_nodes`.
+    fn live_nodes_unchanged(&self) -> bool {
+        let mut count = 0;
+        for chitchat_id in self.live_nodes() {
+            let Some(node_state) = self.node_state(chitchat_id) else {
+                // Left out of `previous_live_nodes` too (with a warning, when it was built).
+                continue;
+            };
+            if self.previous_live_nodes.get(chitchat_id) != Some(&node_state.max_version()) {
+                return false;
+            }
+            count += 1;
+        }
+        // `live_nodes` yields each node once: as many entries, all equal, is the same map.
+        count == self.previous_live_nodes.len()
+    }
+
+    /// The live nodes (as last evaluated) and a clone of their states, without those the
+    /// extra liveness predicate rejects: the value of the live nodes watcher.
+    fn live_node_states(&self) -> BTreeMap<ChitchatId, NodeState> {
+        self.previous_live_nodes
+            .keys()
+            .flat_map(|chitchat_id| {
+                let node_state = self.node_state(chitchat_id)?;
+                if let Some(liveness_extra_predicate) = &self.config.extra_liveness_predicate {
+                    if !liveness_extra_predicate(node_state) {
+                        return None;
+                    }
+                }
+                Some((chitchat_id.clone(), node_state.clone()))
+            })
+            .collect()
+    }
+
+    /// The receiver of the live nodes watcher, its value brought up to date first if changes
+    /// were left unpublished while nobody subscribed.
+    fn current_live_nodes_watcher_rx(&self) -> watch::Receiver<BTreeMap<ChitchatId, NodeState>> {
+        if self.live_nodes_map_stale.swap(false, Ordering::Relaxed) {
+            self.live_nodes_watcher_tx
+                .send_replace(self.live_node_states());
+        }
+        self.live_nodes_watcher_rx.clone()
     }
 
     pub fn node_states(&self) -> &BTreeMap<ChitchatId, NodeState> {
@@ -351,11 +399,19 @@ impl Chitchat {
     ///
     /// Heartbeats are not notified.
     pub fn live_nodes_watch_stream(&self) -> WatchStream<BTreeMap<ChitchatId, NodeState>> {
-        WatchStream::new(self.live_nodes_watcher_rx.clone())
+        WatchStream::new(self.current_live_nodes_watcher_rx())
     }
 
     pub fn live_nodes_watcher(&self) -> watch::Receiver<BTreeMap<ChitchatId, NodeState>> {
-        self.live_nodes_watcher_rx.clone()
+        self.current_live_nodes_watcher_rx()
+    }
+
+    /// Patched: a watch of how many times the live nodes changed (a node joined, left, or
+    /// changed its max version; heartbeats do not count), for subscribers that re-read the
+    /// state themselves. Unlike [`live_nodes_watcher`](Self::live_nodes_watcher), it does not
+    /// make every change clone every live node's state.
+    pub fn live_nodes_change_watcher(&self) -> watch::Receiver<u64> {
+        self.live_nodes_changes_tx.subscribe()
     }
 
     /// Patched: when this node last heard a newer heartbeat of each other node it tracks,
@@ -848,6 +904,40 @@ mod tests {
         };
         for node in &nodes {
             assert!(live_members.contains_key(node.chitchat_id()));
+        }
+        shutdown_nodes(nodes).await.unwrap();
+    }
+
+    /// The change counter moves with the live set while nobody holds a receiver of the live
+    /// nodes map (which is then not rebuilt), and a late subscriber to the map gets the
+    /// current live set, not the one of its last rebuild.
+    #[tokio::test]
+    async fn test_live_nodes_change_watcher_and_late_map_subscriber() {
+        let transport = ChannelTransport::with_mtu(MAX_UDP_DATAGRAM_PAYLOAD_SIZE);
+        let nodes = setup_nodes(20011..=20013, &transport).await;
+        let node2 = nodes.get(1).unwrap();
+        let mut changes = node2.chitchat().lock().await.live_nodes_change_watcher();
+        changes.borrow_and_update();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if node2.chitchat().lock().await.live_nodes().count() == 3 {
+                    break;
+                }
+                changes.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("3 live nodes within 30 s");
+        // At least the change from no live node to this one, then to three.
+        assert!(*changes.borrow() >= 2, "{}", *changes.borrow());
+        let map = node2.chitchat().lock().await.live_nodes_watcher();
+        let live: HashSet<ChitchatId> = map.borrow().keys().cloned().collect();
+        for node in &nodes {
+            assert!(
+                live.contains(node.chitchat_id()),
+                "{:?}",
+                node.chitchat_id()
+            );
         }
         shutdown_nodes(nodes).await.unwrap();
     }

@@ -1,3 +1,4 @@
+use std::cell::RefCell;
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -372,10 +373,9 @@ impl CompressedStreamWriter {
         let num_bytes_to_compress = self.uncompressed_block.len().min(self.block_threshold);
 
         self.compressed_block.resize(num_bytes_to_compress, 0u8);
-        match zstd::bulk::compress_to_buffer(
+        match compress_block(
             &self.uncompressed_block[..num_bytes_to_compress],
             &mut self.compressed_block[..],
-            0, // default compression level
         ) {
             Ok(compressed_len) => {
                 BlockType::Compressed.serialize(&mut self.output);
@@ -404,9 +404,56 @@ impl CompressedStreamWriter {
     }
 }
 
+/// The zstd compression level of the blocks: 0 is zstd's default level.
+const COMPRESSION_LEVEL: i32 = 0;
+
+thread_local! {
+    /// One zstd compression context per thread, reused by every block this thread compresses.
+    /// A context holds several hundred KB of tables; creating one per block (what
+    /// `zstd::bulk::compress_to_buffer` does) cost more CPU than compressing a small block.
+    /// The output is the same: `compress2` starts every block from a reset session.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { RefCell::new(None) };
+    /// One zstd decompression context per thread, for the same reason.
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// Compresses `src` into `dst` at [`COMPRESSION_LEVEL`] with this thread's context; fails
+/// (like `zstd::bulk::compress_to_buffer`) if the compressed block does not fit `dst`.
+fn compress_block(src: &[u8], dst: &mut [u8]) -> std::io::Result<usize> {
+    COMPRESSOR.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut slot) => {
+            let compressor = match &mut *slot {
+                Some(compressor) => compressor,
+                None => slot.insert(zstd::bulk::Compressor::new(COMPRESSION_LEVEL)?),
+            };
+            compressor.compress_to_buffer(src, dst)
+        }
+        // Not reentrant in practice; fall back to a fresh context rather than panic.
+        Err(_) => zstd::bulk::compress_to_buffer(src, dst, COMPRESSION_LEVEL),
+    })
+}
+
+/// Decompresses the block `src`, replacing the content of `dst` (whose capacity bounds the
+/// output), with this thread's context.
+fn decompress_block(src: &[u8], dst: &mut Vec<u8>) -> std::io::Result<usize> {
+    DECOMPRESSOR.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut slot) => {
+            let decompressor = match &mut *slot {
+                Some(decompressor) => decompressor,
+                None => slot.insert(zstd::bulk::Decompressor::new()?),
+            };
+            decompressor.decompress_to_buffer(src, dst)
+        }
+        Err(_) => zstd::bulk::Decompressor::new()?.decompress_to_buffer(src, dst),
+    })
+}
+
 pub fn deserialize_stream<D: Deserializable>(buf: &mut &[u8]) -> anyhow::Result<Vec<D>> {
     let mut decompressed_data = Vec::new();
-    let mut decompressed_buffer = vec![0; u16::MAX as usize];
+    // Uninitialized capacity: the decompressor writes into it and sets the length.
+    let mut decompressed_buffer: Vec<u8> = Vec::with_capacity(u16::MAX as usize);
     loop {
         let block_type = BlockType::deserialize(buf)?;
         match block_type {
@@ -415,11 +462,9 @@ pub fn deserialize_stream<D: Deserializable>(buf: &mut &[u8]) -> anyhow::Result<
                 let compressed_block_bytes = buf.get(..len).context(
                     "failed to download compressed stream (compressed block): buffer too short",
                 )?;
-                let uncompressed_len = zstd::bulk::decompress_to_buffer(
-                    compressed_block_bytes,
-                    &mut decompressed_buffer[..u16::MAX as usize],
-                )
-                .context("failed to decompress block")?;
+                let uncompressed_len =
+                    decompress_block(compressed_block_bytes, &mut decompressed_buffer)
+                        .context("failed to decompress block")?;
                 buf.advance(len);
                 decompressed_data.extend_from_slice(&decompressed_buffer[..uncompressed_len]);
             }

@@ -611,14 +611,13 @@ impl ClusterState {
     }
 
     pub fn compute_digest(&self, scheduled_for_deletion: &HashSet<&ChitchatId>) -> Digest {
-        Digest {
-            node_digests: self
-                .node_states
+        Digest::from(
+            self.node_states
                 .iter()
                 .filter(|(chitchat_id, _)| !scheduled_for_deletion.contains(chitchat_id))
                 .map(|(chitchat_id, node_state)| (chitchat_id.clone(), node_state.digest()))
-                .collect(),
-        }
+                .collect::<BTreeMap<_, _>>(),
+        )
     }
 
     pub fn gc_keys_marked_for_deletion(&mut self, marked_for_deletion_grace_period: Duration) {

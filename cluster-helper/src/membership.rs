@@ -134,7 +134,7 @@ async fn read_members(inner: &Inner, cache: &mut MemberCache) -> Vec<Arc<Member>
 /// greets every node it learns of.
 pub(crate) async fn registry_loop(weak: Weak<Inner>) {
     let Some(inner) = weak.upgrade() else { return };
-    let mut live = inner.chitchat.lock().await.live_nodes_watcher();
+    let mut live = inner.chitchat.lock().await.live_nodes_change_watcher();
     let kick = inner.kick.clone();
     drop(inner);
     let mut greeted: HashSet<ChitchatId> = HashSet::new();
