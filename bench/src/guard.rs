@@ -24,39 +24,40 @@ fn guard_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("guard-{}.toml", profile()))
 }
 
-/// The figures of a guard file: `key = value` lines, `#` comments.
+/// The figures a guard file records, in the order they are checked: easy-rpc's client
+/// instructions per call and server instructions per request over plain tarpc's, counted in
+/// the same runs (the main checks: they move with easy-rpc's own path), then the same two as
+/// absolute counts (which also move with the toolchain, glibc and valgrind). Each has its
+/// margin, how far it may grow in percent, under `<figure>_margin_percent`.
+const FIGURES: [&str; 4] = [
+    "client_over_tarpc",
+    "server_over_tarpc",
+    "client_instructions_per_call",
+    "server_instructions_per_request",
+];
+
+/// The figures of easy-rpc and plain tarpc counted in one measurement, in [`FIGURES`]' order.
+fn figures(easy: PerCall, tarpc: PerCall) -> [f64; 4] {
+    [
+        easy.client / tarpc.client,
+        easy.server / tarpc.server,
+        easy.client,
+        easy.server,
+    ]
+}
+
+/// A guard file: `key = value` lines, `#` comments.
 #[derive(Debug, PartialEq)]
 struct Recorded {
     /// The build profile the figures were counted with: `debug` or `release`.
     profile: String,
-    /// easy-rpc's client instructions per call over plain tarpc's, counted in the same run.
-    client_over_tarpc: f64,
-    /// The same, server side.
-    server_over_tarpc: f64,
-    /// How far the client's ratio may grow, in percent.
-    client_margin_percent: f64,
-    /// How far the server's ratio may grow, in percent: its count moves more between runs
-    /// (time-driven work, such as the timer wheel's, follows how long a call takes).
-    server_margin_percent: f64,
-    client_instructions_per_call: f64,
-    server_instructions_per_request: f64,
-    /// How far the absolute counts may grow, in percent: they also move with the toolchain
-    /// and, by a few percent, with the machine's load.
-    absolute_margin_percent: f64,
+    /// The recorded figures, in [`FIGURES`]' order.
+    figures: [f64; 4],
+    /// How far each figure may grow, in percent.
+    margins: [f64; 4],
     /// Calls per run (the counts depend a little on it: record and check with the same).
     calls: f64,
 }
-
-const KEYS: [&str; 8] = [
-    "client_over_tarpc",
-    "server_over_tarpc",
-    "client_margin_percent",
-    "server_margin_percent",
-    "client_instructions_per_call",
-    "server_instructions_per_request",
-    "absolute_margin_percent",
-    "calls",
-];
 
 /// The value of `key` in `text`, comment and surrounding blanks removed.
 fn value<'a>(text: &'a str, key: &str) -> Result<&'a str, String> {
@@ -82,30 +83,30 @@ fn parse(text: &str) -> Result<Recorded, String> {
             "profile: \"debug\" or \"release\", not \"{profile}\""
         ));
     }
+    let mut figures = [0.0; 4];
+    let mut margins = [0.0; 4];
+    for (i, key) in FIGURES.iter().enumerate() {
+        figures[i] = get(key)?;
+        margins[i] = get(&format!("{key}_margin_percent"))?;
+    }
     Ok(Recorded {
         profile,
-        client_over_tarpc: get(KEYS[0])?,
-        server_over_tarpc: get(KEYS[1])?,
-        client_margin_percent: get(KEYS[2])?,
-        server_margin_percent: get(KEYS[3])?,
-        client_instructions_per_call: get(KEYS[4])?,
-        server_instructions_per_request: get(KEYS[5])?,
-        absolute_margin_percent: get(KEYS[6])?,
-        calls: get(KEYS[7])?,
+        figures,
+        margins,
+        calls: get("calls")?,
     })
 }
 
-/// Replaces the measured figures' values in `text`, keeping its comments and layout.
+/// Replaces the measured figures' values in `text`, keeping its comments, margins and layout.
 fn update(text: &str, easy: PerCall, tarpc: PerCall) -> String {
+    let now = figures(easy, tarpc);
     text.lines()
         .map(|l| {
             let key = l.split('=').next().unwrap_or("").trim();
-            match key {
-                "client_over_tarpc" => format!("{key} = {:.4}", easy.client / tarpc.client),
-                "server_over_tarpc" => format!("{key} = {:.4}", easy.server / tarpc.server),
-                "client_instructions_per_call" => format!("{key} = {:.0}", easy.client),
-                "server_instructions_per_request" => format!("{key} = {:.0}", easy.server),
-                _ => l.to_owned(),
+            match FIGURES.iter().position(|f| *f == key) {
+                Some(i @ 0..2) => format!("{key} = {:.4}", now[i]),
+                Some(i) => format!("{key} = {:.0}", now[i]),
+                None => l.to_owned(),
             }
         })
         .collect::<Vec<_>>()
@@ -116,13 +117,12 @@ fn update(text: &str, easy: PerCall, tarpc: PerCall) -> String {
 /// One measured figure against its recorded value.
 #[derive(Debug)]
 struct Check {
-    what: &'static str,
+    /// The figure's key in the guard file.
+    figure: &'static str,
     now: f64,
     recorded: f64,
     /// How far `now` may be over `recorded`, in percent.
     margin: f64,
-    /// A ratio over plain tarpc (else an absolute count).
-    ratio: bool,
 }
 
 impl Check {
@@ -136,8 +136,8 @@ impl Check {
     }
 
     fn show(&self, v: f64) -> String {
-        if self.ratio {
-            format!("{:+.1} % over plain tarpc", (v - 1.0) * 100.0)
+        if self.figure.contains("_over_") {
+            format!("{v:.4} ({:+.1} % over plain tarpc)", (v - 1.0) * 100.0)
         } else {
             format!("{v:.0}")
         }
@@ -155,49 +155,22 @@ impl Check {
         };
         format!(
             "{}: {} (recorded {}, {pct:+.2} %, margin {margin} %): {verdict}",
-            self.what,
+            self.figure,
             self.show(self.now),
             self.show(self.recorded)
         )
     }
 }
 
-/// The four checks of one measurement: the two ratios over plain tarpc counted in the same
-/// runs (the main check, tight margins), then the two absolute counts (wider margin).
+/// The checks of one measurement against `rec`, in [`FIGURES`]' order.
 fn checks(rec: &Recorded, easy: PerCall, tarpc: PerCall) -> [Check; 4] {
-    let am = rec.absolute_margin_percent;
-    let client = "easy-rpc client instructions per call";
-    let server = "easy-rpc server instructions per request";
-    [
-        Check {
-            what: client,
-            now: easy.client / tarpc.client,
-            recorded: rec.client_over_tarpc,
-            margin: rec.client_margin_percent,
-            ratio: true,
-        },
-        Check {
-            what: server,
-            now: easy.server / tarpc.server,
-            recorded: rec.server_over_tarpc,
-            margin: rec.server_margin_percent,
-            ratio: true,
-        },
-        Check {
-            what: client,
-            now: easy.client,
-            recorded: rec.client_instructions_per_call,
-            margin: am,
-            ratio: false,
-        },
-        Check {
-            what: server,
-            now: easy.server,
-            recorded: rec.server_instructions_per_request,
-            margin: am,
-            ratio: false,
-        },
-    ]
+    let now = figures(easy, tarpc);
+    std::array::from_fn(|i| Check {
+        figure: FIGURES[i],
+        now: now[i],
+        recorded: rec.figures[i],
+        margin: rec.margins[i],
+    })
 }
 
 /// `bench guard [--update] [--file PATH]`: exit status 1 when a figure is over its margin.
@@ -263,7 +236,7 @@ pub fn run(args: &[String]) {
 mod tests {
     use super::*;
 
-    const TEXT: &str = "# comment\nprofile = \"release\" # built with\nclient_over_tarpc = 1.1 # now\nserver_over_tarpc = 1.05\nclient_margin_percent = 1\nserver_margin_percent = 5\nclient_instructions_per_call = 12_345\nserver_instructions_per_request = 99\nabsolute_margin_percent = 10\ncalls = 2000\n";
+    const TEXT: &str = "# comment\nprofile = \"release\" # built with\nclient_over_tarpc = 1.1 # now\nclient_over_tarpc_margin_percent = 1\nserver_over_tarpc = 1.05\nserver_over_tarpc_margin_percent = 5\nclient_instructions_per_call = 12_345\nclient_instructions_per_call_margin_percent = 10\nserver_instructions_per_request = 99\nserver_instructions_per_request_margin_percent = 20\ncalls = 2000\n";
 
     #[test]
     fn parses_and_updates_the_guard_file() {
@@ -272,13 +245,8 @@ mod tests {
             r,
             Recorded {
                 profile: "release".to_owned(),
-                client_over_tarpc: 1.1,
-                server_over_tarpc: 1.05,
-                client_margin_percent: 1.0,
-                server_margin_percent: 5.0,
-                client_instructions_per_call: 12345.0,
-                server_instructions_per_request: 99.0,
-                absolute_margin_percent: 10.0,
+                figures: [1.1, 1.05, 12345.0, 99.0],
+                margins: [1.0, 5.0, 10.0, 20.0],
                 calls: 2000.0,
             }
         );
@@ -293,11 +261,10 @@ mod tests {
         let u = update(TEXT, easy, tarpc);
         assert!(u.starts_with("# comment\nprofile = \"release\""));
         let r = parse(&u).unwrap();
-        assert_eq!(r.client_over_tarpc, 1.2004);
-        assert_eq!(r.server_over_tarpc, 1.05);
-        assert_eq!(r.client_instructions_per_call, 1200.0);
-        assert_eq!((r.client_margin_percent, r.calls), (1.0, 2000.0));
-        assert!(parse("profile = \"debug\"\nclient_margin_percent = 5").is_err());
+        assert_eq!(r.figures, [1.2004, 1.05, 1200.0, 2100.0]);
+        assert_eq!((r.margins, r.calls), ([1.0, 5.0, 10.0, 20.0], 2000.0));
+        assert!(parse("profile = \"debug\"\nclient_over_tarpc = 5").is_err());
+        assert!(parse(&TEXT.replace("client_over_tarpc_margin", "x")).is_err());
         assert!(parse(&TEXT.replace("\"release\"", "\"fast\"")).is_err());
         assert!(parse(&TEXT.replace("profile", "# profile")).is_err());
     }
@@ -305,11 +272,10 @@ mod tests {
     #[test]
     fn a_figure_over_its_margin_fails() {
         let check = |now: f64| Check {
-            what: "x",
+            figure: "client_instructions_per_call",
             now,
             recorded: 100.0,
             margin: 5.0,
-            ratio: false,
         };
         assert!(!check(104.9).over());
         assert!(check(105.1).over());
@@ -320,27 +286,23 @@ mod tests {
 
     /// The figures a run would measure if it counted exactly what `rec` recorded.
     fn as_recorded(rec: &Recorded) -> [PerCall; 2] {
-        let easy = PerCall {
-            client: rec.client_instructions_per_call,
-            server: rec.server_instructions_per_request,
-        };
+        let [client_ratio, server_ratio, client, server] = rec.figures;
+        let easy = PerCall { client, server };
         let tarpc = PerCall {
-            client: easy.client / rec.client_over_tarpc,
-            server: easy.server / rec.server_over_tarpc,
+            client: client / client_ratio,
+            server: server / server_ratio,
         };
         [easy, tarpc]
     }
 
-    /// `key`'s value in `text` multiplied by `factor`.
+    /// `text` with `key`'s value multiplied by `factor`.
     fn scaled(text: &str, key: &str, factor: f64) -> String {
-        let old: f64 = value(text, key).unwrap().replace('_', "").parse().unwrap();
-        update_key(text, key, old * factor)
-    }
-
-    fn update_key(text: &str, key: &str, v: f64) -> String {
         text.lines()
             .map(|l| match l.split_once('=') {
-                Some((k, _)) if k.trim() == key => format!("{key} = {v}"),
+                Some((k, v)) if k.trim() == key => {
+                    let v: f64 = v.trim().replace('_', "").parse().unwrap();
+                    format!("{key} = {}", v * factor)
+                }
                 _ => l.to_owned(),
             })
             .collect::<Vec<_>>()
@@ -357,20 +319,11 @@ mod tests {
             assert_eq!(rec.profile, profile, "{}", path.display());
             let [easy, tarpc] = as_recorded(&rec);
             assert!(checks(&rec, easy, tarpc).iter().all(|c| !c.over()));
-            // Each recorded figure tightened past its margin fails that check alone.
-            for (i, (key, margin)) in [
-                ("client_over_tarpc", rec.client_margin_percent),
-                ("server_over_tarpc", rec.server_margin_percent),
-                ("client_instructions_per_call", rec.absolute_margin_percent),
-                (
-                    "server_instructions_per_request",
-                    rec.absolute_margin_percent,
-                ),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                let tight = parse(&scaled(&text, key, 1.0 / (1.0 + 1.1 * margin / 100.0))).unwrap();
+            // Each recorded figure tightened past its margin fails that check alone; within
+            // its margin, it passes.
+            for (i, key) in FIGURES.into_iter().enumerate() {
+                let by = |share: f64| 1.0 / (1.0 + share * rec.margins[i] / 100.0);
+                let tight = parse(&scaled(&text, key, by(1.1))).unwrap();
                 let over: Vec<bool> = checks(&tight, easy, tarpc)
                     .iter()
                     .map(Check::over)
@@ -378,8 +331,7 @@ mod tests {
                 let mut want = [false; 4];
                 want[i] = true;
                 assert_eq!(over, want, "{profile}: {key} tightened");
-                // Within the margin, it passes.
-                let loose = parse(&scaled(&text, key, 1.0 / (1.0 + 0.9 * margin / 100.0))).unwrap();
+                let loose = parse(&scaled(&text, key, by(0.9))).unwrap();
                 assert!(
                     checks(&loose, easy, tarpc).iter().all(|c| !c.over()),
                     "{profile}: {key}"
@@ -387,7 +339,7 @@ mod tests {
             }
             // A client path that costs 1.1 margins more than recorded, plain tarpc unchanged.
             let slower = PerCall {
-                client: easy.client * (1.0 + 1.1 * rec.client_margin_percent / 100.0),
+                client: easy.client * (1.0 + 1.1 * rec.margins[0] / 100.0),
                 ..easy
             };
             assert!(checks(&rec, slower, tarpc)[0].over(), "{profile}");
