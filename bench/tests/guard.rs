@@ -34,8 +34,11 @@ fn instructions_per_call_stay_within_the_recorded_margins() {
         return;
     }
     let t0 = Instant::now();
+    // BENCH_VERBOSE: the measured processes' stderr (valgrind's summaries, a panic's
+    // message) comes with the guard's, so that a failed run says why.
     let out = Command::new(BENCH)
         .arg("guard")
+        .env("BENCH_VERBOSE", "1")
         .stdin(Stdio::null())
         .output()
         .expect("run bench guard");
