@@ -117,6 +117,7 @@ mod error;
 mod handshake;
 mod keyring;
 mod layered;
+mod link;
 pub mod log;
 mod management;
 mod metrics;
@@ -183,7 +184,7 @@ pub mod __private {
         key: &[u8; 32],
         service: &str,
     ) -> Result<(), Option<crate::RejectReason>> {
-        crate::handshake::client(stream, key, service)
+        crate::handshake::client(stream, key, service, crate::link::Encryption::On)
             .await
             .map(drop)
             .map_err(|e| match e {
@@ -204,7 +205,7 @@ pub mod __private {
         impl ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite + Unpin + Send + use<>,
         Option<crate::RejectReason>,
     > {
-        crate::handshake::client(stream, key, service)
+        crate::handshake::client(stream, key, service, crate::link::Encryption::On)
             .await
             .map_err(|e| match e {
                 crate::handshake::HandshakeError::Rejected(r) => Some(r),
@@ -224,9 +225,12 @@ pub mod __private {
         impl ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite + Unpin + Send + use<>,
         Option<crate::RejectReason>,
     > {
-        crate::handshake::server(stream, std::slice::from_ref(key), |_| {
-            crate::handshake::Admission::Accept
-        })
+        crate::handshake::server(
+            stream,
+            std::slice::from_ref(key),
+            crate::link::Encryption::On,
+            |_| crate::handshake::Admission::Accept,
+        )
         .await
         .map(|(_, sealed)| sealed)
         .map_err(|e| match e {
