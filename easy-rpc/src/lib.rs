@@ -5,7 +5,8 @@
 //! other's roles with [`cluster_helper`] (gossip, DNS discovery); calls go over pooled,
 //! multiplexed tarpc connections, one port per node, each opened with a Noise handshake keyed
 //! by the cluster secret (a node tells a stranger nothing) and encrypted and authenticated
-//! after it, with keys fresh to the connection.
+//! after it, with keys fresh to the connection (unless every node opts out, on a network that
+//! encrypts traffic itself: [`NodeBuilder::unencrypted_calls`]).
 //!
 //! - [`#[easy_rpc::service]`](service) on a trait generates the server side (`MyImpl.serve()`)
 //!   and a client trait whose methods work on [`any`], [`all`] and [`by_key`] targets.
