@@ -38,6 +38,10 @@ impl Encryption {
 }
 
 /// The stream of a handshaken connection: sealed records, or the stream itself.
+///
+/// One per connection, so its size does not matter; boxing the sealed stream to make the
+/// variants alike would add an indirection to every read and write of the default path.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Link<S> {
     /// Sealed records ([`Encryption::On`]).
     Sealed(Sealed<S>),
