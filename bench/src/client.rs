@@ -18,6 +18,8 @@
 //! `--quiet` sets the long gossip interval of instruction counting.
 //! `--concurrency-layer` (easy-rpc) gives the node one client layer, tower's
 //! `ConcurrencyLimitLayer::new(1024)` (`bench layers`).
+//! `--unencrypted` (easy-rpc) turns the node's call encryption off
+//! (`NodeBuilder::unencrypted_calls`; its servers must be started with it too).
 
 use std::io::BufRead;
 use std::sync::Arc;
@@ -164,6 +166,7 @@ pub fn client(args: &[String]) {
     let node_thread = args.iter().any(|a| a == "--node-thread");
     let quiet = args.iter().any(|a| a == "--quiet");
     let layered = args.iter().any(|a| a == "--concurrency-layer");
+    let unencrypted = args.iter().any(|a| a == crate::rpc::UNENCRYPTED);
     let args: Vec<&str> = args
         .iter()
         .map(String::as_str)
@@ -210,7 +213,8 @@ pub fn client(args: &[String]) {
         Some("easy") => {
             let (cluster, seed) = (args[1].to_owned(), args[2].to_owned());
             let start = move || {
-                let b = crate::rpc::node_builder(&cluster, "bench-client", quiet).seeds([seed]);
+                let b = crate::rpc::node_builder(&cluster, "bench-client", quiet, unencrypted)
+                    .seeds([seed]);
                 if layered {
                     b.client_layer(tower::limit::ConcurrencyLimitLayer::new(1024))
                         .start()
@@ -281,7 +285,7 @@ pub fn client(args: &[String]) {
             });
         }
         _ => panic!(
-            "rpc-client tarpc|tarpc-sealed <addr> | easy <cluster> <seed> [--node-thread] [--quiet] [--concurrency-layer]"
+            "rpc-client tarpc|tarpc-sealed <addr> | easy <cluster> <seed> [--node-thread] [--quiet] [--concurrency-layer] [--unencrypted]"
         ),
     }
 }

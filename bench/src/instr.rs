@@ -16,12 +16,14 @@ use std::path::{Path, PathBuf};
 
 use crate::procs::Proc;
 
-/// Plain tarpc, plain tarpc over a node's sealed stream, or easy-rpc.
+/// Plain tarpc, plain tarpc over a node's sealed stream, easy-rpc, or easy-rpc with call
+/// encryption off (client and server nodes both `unencrypted_calls`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Imp {
     Tarpc,
     Sealed,
     Easy,
+    Unencrypted,
 }
 
 /// Instructions per call of one client and its server.
@@ -141,7 +143,14 @@ fn one_run(
             let (server, addr) = Proc::spawn("tarpc server", &server_prefix, &["rpc-server", kind]);
             (server, vec!["rpc-client".to_owned(), kind.to_owned(), addr])
         }
-        Imp::Easy => {
+        Imp::Easy | Imp::Unencrypted => {
+            // Every node of the run with call encryption off, or none (`--quiet` twice then:
+            // the argument lists keep one shape).
+            let flag = if imp == Imp::Unencrypted {
+                crate::rpc::UNENCRYPTED
+            } else {
+                "--quiet"
+            };
             let (server, seed) = Proc::spawn(
                 "easy-rpc server 0",
                 &server_prefix,
@@ -152,6 +161,7 @@ fn one_run(
                     "adder-0",
                     "r1,r4,r8",
                     "--quiet",
+                    flag,
                 ],
             );
             for i in 1..servers {
@@ -169,6 +179,7 @@ fn one_run(
                             roles,
                             &seed,
                             "--quiet",
+                            flag,
                         ],
                     )
                     .0,
@@ -181,6 +192,7 @@ fn one_run(
                 &seed,
                 "--node-thread",
                 "--quiet",
+                flag,
             ]
             .map(str::to_owned)
             .to_vec();
@@ -219,7 +231,7 @@ fn one_run(
 /// machine.
 pub(crate) fn per_call_pair(depth: usize, n: u64) -> [PerCall; 2] {
     let run = |imp: Imp, k: u64| {
-        let target = if imp == Imp::Easy { "r1" } else { "plain" };
+        let target = if imp == Imp::Tarpc { "plain" } else { "r1" };
         let label = format!("{imp:?}-d{depth}-{k}n").to_lowercase();
         let cmd = format!("count {target} {depth} {}", k * n);
         let (c, s) = one_run(imp, 1, "r1", &cmd, true, false, &label);
@@ -244,10 +256,20 @@ pub(crate) fn per_call_pair(depth: usize, n: u64) -> [PerCall; 2] {
 
 /// Instructions per call of plain tarpc over a node's sealed stream, `depth` caller tasks.
 fn per_call_sealed(depth: usize, n: u64) -> PerCall {
+    per_call_of(Imp::Sealed, depth, n)
+}
+
+/// Instructions per call of `imp` alone (one server), `depth` caller tasks: two runs, of `n`
+/// and `3n` calls.
+fn per_call_of(imp: Imp, depth: usize, n: u64) -> PerCall {
     let run = |k: u64| {
-        let label = format!("sealed-d{depth}-{k}n");
-        let cmd = format!("count plain {depth} {}", k * n);
-        let (c, s) = one_run(Imp::Sealed, 1, "r1", &cmd, true, false, &label);
+        let label = format!("{imp:?}-d{depth}-{k}n").to_lowercase();
+        let target = match imp {
+            Imp::Tarpc | Imp::Sealed => "plain",
+            Imp::Easy | Imp::Unencrypted => "r1",
+        };
+        let cmd = format!("count {target} {depth} {}", k * n);
+        let (c, s) = one_run(imp, 1, "r1", &cmd, true, false, &label);
         (c, s.expect("server counted"))
     };
     let (a, b) = (run(1), run(3));
@@ -401,11 +423,13 @@ pub fn run(args: &[String]) {
         "| figure | plain tarpc | easy-rpc | easy-rpc over plain tarpc | goal |\n| --- | --- | --- | --- | --- |"
     );
     let mut one = None;
+    let mut plain = Vec::new();
     for depth in [1, 64] {
         let [e, t] = per_call_pair(depth, n);
         if depth == 1 {
             one = Some(e);
         }
+        plain.push((depth, t));
         let (cg, sg) = if depth == 1 {
             ("<= +5 %", "<= +3 %")
         } else {
@@ -439,6 +463,23 @@ pub fn run(args: &[String]) {
         e.server,
         pct(e.server, sealed.server)
     );
+    // Like for like: easy-rpc with call encryption off against plain tarpc (the plain tarpc
+    // figures of the same depth above).
+    for (depth, t) in plain {
+        let u = per_call_of(Imp::Unencrypted, depth, n);
+        println!(
+            "| client instructions per call, {depth} in flight, easy-rpc unencrypted (`unencrypted_calls`) | {:.0} | {:.0} | {} | reported |",
+            t.client,
+            u.client,
+            pct(u.client, t.client)
+        );
+        println!(
+            "| server instructions per request, {depth} in flight, easy-rpc unencrypted (`unencrypted_calls`) | {:.0} | {:.0} | {} | reported |",
+            t.server,
+            u.server,
+            pct(u.server, t.server)
+        );
+    }
     let (all, any) = all_vs_any(n / 4);
     println!(
         "| `all` over 8 nodes: client instructions per node-call vs one `any()` over the same 8 | `any()`: {any:.0} | `all`: {all:.0} per node | {:.2}x | <= 1.2x |",

@@ -89,13 +89,26 @@ pub(crate) fn rt() -> tokio::runtime::Runtime {
 /// gossip round falls inside a measurement, so that the counts are the calls' alone.
 pub(crate) const QUIET_GOSSIP: Duration = Duration::from_secs(30);
 
-/// A node of the RPC benchmark: loopback, this run's secret.
-pub(crate) fn node_builder(cluster: &str, name: &str, quiet: bool) -> easy_rpc::NodeBuilder {
-    let b = Node::builder()
+/// The flag of a server or client process whose node's calls are unencrypted
+/// ([`easy_rpc::NodeBuilder::unencrypted_calls`]): the fourth side of `bench rpc`.
+pub(crate) const UNENCRYPTED: &str = "--unencrypted";
+
+/// A node of the RPC benchmark: loopback, this run's secret; `unencrypted`: its calls are
+/// unencrypted after the handshake (the processes' [`UNENCRYPTED`] flag).
+pub(crate) fn node_builder(
+    cluster: &str,
+    name: &str,
+    quiet: bool,
+    unencrypted: bool,
+) -> easy_rpc::NodeBuilder {
+    let mut b = Node::builder()
         .cluster(cluster)
         .name(name)
         .listen("127.0.0.1:0")
         .secret(crate::secret::secret());
+    if unencrypted {
+        b = b.unencrypted_calls();
+    }
     if quiet {
         b.gossip_interval(QUIET_GOSSIP)
     } else {
@@ -104,11 +117,12 @@ pub(crate) fn node_builder(cluster: &str, name: &str, quiet: bool) -> easy_rpc::
 }
 
 /// `bench rpc-server tarpc` or `bench rpc-server easy <cluster> <name> <role,role..> [seed]
-/// [--quiet]`: prints its address (plain tarpc: the RPC address; easy-rpc: the gossip
-/// address, to seed others with), serves on this thread until its stdin closes.
+/// [--quiet] [--unencrypted]`: prints its address (plain tarpc: the RPC address; easy-rpc:
+/// the gossip address, to seed others with), serves on this thread until its stdin closes.
 pub fn server(args: &[String]) {
     crate::procs::exit_on_stdin_close();
     let quiet = args.iter().any(|a| a == "--quiet");
+    let unencrypted = args.iter().any(|a| a == UNENCRYPTED);
     let args: Vec<&str> = args
         .iter()
         .map(String::as_str)
@@ -167,7 +181,7 @@ pub fn server(args: &[String]) {
             }
             Some("easy") => {
                 let (cluster, name, roles) = (args[1], args[2], args[3]);
-                let mut b = node_builder(cluster, name, quiet)
+                let mut b = node_builder(cluster, name, quiet, unencrypted)
                     .roles(roles.split(','))
                     .serve(AdderImpl(name.to_owned()).serve());
                 if let Some(seed) = args.get(4) {

@@ -1,6 +1,8 @@
 //! `bench rpc`: calls per second of easy-rpc against a standalone plain tarpc, in tarpc's own
 //! harness (one connection, D spawned caller tasks calling back to back), in rounds that
-//! alternate the two sides, with the ratio taken per round.
+//! alternate the sides, with the ratio taken per round. The sides: plain tarpc, plain tarpc
+//! over a node's sealed stream, easy-rpc, and easy-rpc with call encryption off
+//! (`NodeBuilder::unencrypted_calls`, like for like with plain tarpc).
 //!
 //! Every side is processes of its own: a plain-tarpc server and client (no node of ours in
 //! them), easy-rpc servers and an easy-rpc client node. During a round of one side, the other
@@ -104,7 +106,7 @@ pub(crate) fn rotated(sides: &mut [&mut Side], cmds: &[&str], rounds: usize) -> 
     out
 }
 
-/// Rounds of three sides as the pairs of sides `x` and `y`, for [`row`].
+/// Rounds of several sides as the pairs of sides `x` and `y`, for [`row`].
 fn pairs_of(rounds: &[Vec<Value>], x: usize, y: usize) -> Vec<(Value, Value)> {
     rounds
         .iter()
@@ -163,6 +165,33 @@ fn placement(p: Placement, rounds: usize, secs: f64) {
     );
     let mut easy = Side(vec![eclient, s0]);
     easy.client().ask("wait r1 1");
+    // easy-rpc with call encryption off: a cluster of its own (its nodes refuse sealed ones).
+    let ucluster = format!("{cluster}-unencrypted");
+    let (u0, useed) = Proc::spawn(
+        "unencrypted easy-rpc server",
+        &prefix,
+        &[
+            "rpc-server",
+            "easy",
+            &ucluster,
+            "adder-u0",
+            "r1",
+            crate::rpc::UNENCRYPTED,
+        ],
+    );
+    let (uclient, _) = Proc::spawn(
+        "unencrypted easy-rpc client",
+        &prefix,
+        &[
+            "rpc-client",
+            "easy",
+            &ucluster,
+            &useed,
+            crate::rpc::UNENCRYPTED,
+        ],
+    );
+    let mut unencrypted = Side(vec![uclient, u0]);
+    unencrypted.client().ask("wait r1 1");
 
     println!("\n## {}\n", p.describe());
     println!(
@@ -171,23 +200,32 @@ fn placement(p: Placement, rounds: usize, secs: f64) {
          server and client processes. Sealed tarpc: the same, over the stream a node's \
          connection uses after its handshake (Noise, every frame sealed with AES-GCM), which \
          every easy-rpc call pays for. easy-rpc: `node.any(role).add(..)` from a client node \
-         that found the servers by gossip. {rounds} rounds of {secs} s per side, in turn \
-         (plain tarpc, sealed tarpc, easy-rpc); the other sides' processes are stopped \
-         (SIGSTOP) during a round. Ratio: per round, median [min-max].\n"
+         that found the servers by gossip. Unencrypted easy-rpc: the same, both nodes with \
+         call encryption off (`unencrypted_calls`: the handshake, then tarpc's frames in \
+         clear), like for like with plain tarpc. {rounds} rounds of {secs} s per side, in \
+         turn (plain tarpc, sealed tarpc, easy-rpc, unencrypted easy-rpc); the other sides' \
+         processes are stopped (SIGSTOP) during a round. Ratio: per round, median \
+         [min-max].\n"
     );
     println!("| figure | baseline | easy-rpc | ratio | goal |\n| --- | --- | --- | --- | --- |");
     // Warm-up, not recorded.
     rotated(
-        &mut [&mut tarpc, &mut sealed, &mut easy],
-        &["run plain 1 0.2", "run plain 1 0.2", "run r1 1 0.2"],
+        &mut [&mut tarpc, &mut sealed, &mut easy, &mut unencrypted],
+        &[
+            "run plain 1 0.2",
+            "run plain 1 0.2",
+            "run r1 1 0.2",
+            "run r1 1 0.2",
+        ],
         1,
     );
 
     let one = rotated(
-        &mut [&mut tarpc, &mut sealed, &mut easy],
+        &mut [&mut tarpc, &mut sealed, &mut easy, &mut unencrypted],
         &[
             &format!("run plain 1 {secs}"),
             &format!("run plain 1 {secs}"),
+            &format!("run r1 1 {secs}"),
             &format!("run r1 1 {secs}"),
         ],
         rounds,
@@ -220,11 +258,26 @@ fn placement(p: Placement, rounds: usize, secs: f64) {
         "µs",
         "<= 1.1x",
     );
+    row(
+        "unencrypted `any()`, 1 node, 1 in flight, calls/s, vs plain tarpc",
+        &pairs_of(&one, 0, 3),
+        "rate",
+        "",
+        "reported",
+    );
+    row(
+        "unencrypted `any()`, 1 node, 1 in flight, p50 latency, vs plain tarpc",
+        &pairs_of(&one, 0, 3),
+        "p50_us",
+        "µs",
+        "reported",
+    );
     let d64 = rotated(
-        &mut [&mut tarpc, &mut sealed, &mut easy],
+        &mut [&mut tarpc, &mut sealed, &mut easy, &mut unencrypted],
         &[
             &format!("run plain 64 {secs}"),
             &format!("run plain 64 {secs}"),
+            &format!("run r1 64 {secs}"),
             &format!("run r1 64 {secs}"),
         ],
         rounds,
@@ -250,8 +303,16 @@ fn placement(p: Placement, rounds: usize, secs: f64) {
         "",
         "reported",
     );
+    row(
+        "unencrypted `any()`, 1 node, 64 in flight, calls/s, vs plain tarpc",
+        &pairs_of(&d64, 0, 3),
+        "rate",
+        "",
+        "reported",
+    );
     // Only the plain baseline from here on.
     sealed.pause();
+    unencrypted.pause();
 
     // Allocations per call, client side: counted, so one run each is enough.
     let t_alloc = f(
@@ -333,6 +394,7 @@ fn placement(p: Placement, rounds: usize, secs: f64) {
     }
     tarpc.resume();
     sealed.resume();
+    unencrypted.resume();
     let per_node_call = |v: &Value| f(v, "cpu_ns") / f(v, "node_calls");
     let ratios: Vec<f64> = pairs
         .iter()

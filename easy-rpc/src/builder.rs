@@ -9,6 +9,7 @@ use tower::{BoxError, Layer, Service};
 
 use crate::client::{Call, CallResponse, CallService, ClientLayers};
 use crate::error::Error;
+use crate::link::Encryption;
 use crate::node::Node;
 use crate::options::ClientOptions;
 use crate::runtime::Layers;
@@ -54,10 +55,34 @@ pub struct NodeBuilder {
     client_layers: ClientLayers,
     /// Layers around every handler ([`NodeBuilder::server_layer`]).
     server_layers: ServerLayers,
+    /// Call encryption turned off in code ([`NodeBuilder::unencrypted_calls`]).
+    unencrypted: bool,
+    /// `CLUSTER_RPC_ENCRYPTION`: on or off; the code's off wins.
+    env_encryption: Option<Encryption>,
 }
 
 /// The variable that turns the management HTTP endpoint on.
 const HTTP_LISTEN_VAR: &str = "CLUSTER_HTTP_LISTEN";
+
+/// The variable that turns call encryption off (`off`) or says it stays on (`on`).
+const ENCRYPTION_VAR: &str = "CLUSTER_RPC_ENCRYPTION";
+
+/// Parses `CLUSTER_RPC_ENCRYPTION` (blank: unset).
+fn parse_encryption(value: Option<String>) -> Result<Option<Encryption>, Error> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" => Ok(Some(Encryption::On)),
+        "off" => Ok(Some(Encryption::Off)),
+        _ => Err(Error::InvalidConfig {
+            setting: ENCRYPTION_VAR,
+            value,
+            expected: "on (calls sealed after the handshake, the default) or off (calls in \
+                       clear, for networks that already encrypt them; see SECURITY.md)",
+        }),
+    }
+}
 
 /// Parses `CLUSTER_HTTP_LISTEN` (blank: unset; `off`: off).
 fn parse_http_listen(value: Option<String>) -> Result<Option<Option<SocketAddr>>, Error> {
@@ -106,6 +131,8 @@ impl Default for NodeBuilder {
             env_http: None,
             client_layers: ClientLayers::default(),
             server_layers: ServerLayers::default(),
+            unencrypted: false,
+            env_encryption: None,
         }
     }
 }
@@ -117,9 +144,10 @@ impl NodeBuilder {
     }
 
     /// Reads the `CLUSTER_*` environment variables (see [`cluster_helper::Config`]), the
-    /// server limits' `CLUSTER_RPC_MAX_*` ([`ServerLimits::ENV_VARS`]) and
+    /// server limits' `CLUSTER_RPC_MAX_*` ([`ServerLimits::ENV_VARS`]),
     /// `CLUSTER_HTTP_LISTEN` (see [`http_listen`](NodeBuilder::http_listen); `off` turns the
-    /// endpoint off).
+    /// endpoint off) and `CLUSTER_RPC_ENCRYPTION` (`on` or `off`; see
+    /// [`unencrypted_calls`](NodeBuilder::unencrypted_calls)).
     ///
     /// # Errors
     ///
@@ -135,6 +163,11 @@ impl NodeBuilder {
             std::env::var_os(HTTP_LISTEN_VAR).map(|v| v.to_string_lossy().into_owned()),
         )? {
             self.env_http = Some(http);
+        }
+        if let Some(encryption) = parse_encryption(
+            std::env::var_os(ENCRYPTION_VAR).map(|v| v.to_string_lossy().into_owned()),
+        )? {
+            self.env_encryption = Some(encryption);
         }
         Ok(self)
     }
@@ -176,6 +209,14 @@ impl NodeBuilder {
             .map(|(_, v)| v.clone());
         if let Some(http) = parse_http_listen(http)? {
             self.env_http = Some(http);
+        }
+        let encryption = vars
+            .iter()
+            .rev()
+            .find(|(k, _)| k == ENCRYPTION_VAR)
+            .map(|(_, v)| v.clone());
+        if let Some(encryption) = parse_encryption(encryption)? {
+            self.env_encryption = Some(encryption);
         }
         self.cluster = self.cluster.from_vars(vars)?;
         Ok(self)
@@ -380,6 +421,46 @@ impl NodeBuilder {
         self
     }
 
+    /// Turns off the encryption of this node's RPC calls after the handshake, for networks
+    /// that already encrypt and authenticate traffic between nodes (a service mesh with mTLS
+    /// such as Istio or Linkerd, a WireGuard or IPsec overlay, a dedicated encrypted network),
+    /// where sealing every frame again only costs CPU. `CLUSTER_RPC_ENCRYPTION=off` does the
+    /// same from the environment (`on`, the default, keeps it; set here, this wins).
+    ///
+    /// - The handshake still runs in full: both nodes prove they hold the cluster key
+    ///   (keyring and rotation as usual), so only members connect and call.
+    /// - After it, tarpc's frames travel in clear on the TCP stream (the same framing and
+    ///   frame limits): whoever can read or write the network between two nodes can read the
+    ///   arguments and replies, and alter or inject calls. Use it only where the network
+    ///   itself gives confidentiality and integrity.
+    /// - Every node of the cluster must be set the same way. The choice is bound into the
+    ///   handshake: a connection between nodes set differently is refused on both sides
+    ///   ([`RejectReason::EncryptionDiffers`](crate::RejectReason::EncryptionDiffers), logged
+    ///   by the serving node), and no one in the middle can turn a sealed connection into a
+    ///   clear one.
+    /// - Gossip stays sealed either way: this concerns RPC connections only.
+    ///
+    /// The node logs a warning at start when its calls are unencrypted
+    /// ([`Node::encrypts_calls`] says so too).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), easy_rpc::Error> {
+    /// let node = easy_rpc::Node::builder()
+    ///     .cluster("docs-unencrypted").name("n1").listen("127.0.0.1:0")
+    ///     .secret_key(easy_rpc::cluster_helper::Secret::generate())
+    ///     .unencrypted_calls()
+    ///     .default_node(false)
+    ///     .start().await?;
+    /// assert!(!node.encrypts_calls());
+    /// node.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn unencrypted_calls(mut self) -> Self {
+        self.unencrypted = true;
+        self
+    }
+
     /// Turns on the management HTTP endpoint at `addr` (port 0: any free port; see
     /// [`Node::http_addr`]): `GET /livez` (200 while the node runs), `/readyz` (200 when
     /// joined and serving; 503 while joining and from the moment shutdown begins), `/cluster`
@@ -438,6 +519,17 @@ impl NodeBuilder {
             (None, Some(env)) => env,
             (None, None) => ServerLimits::default(),
         };
+        let encryption = match (self.unencrypted, self.env_encryption) {
+            (true, env) => {
+                if env == Some(Encryption::On) {
+                    tracing::info!(
+                        "{ENCRYPTION_VAR}=on ignored: the program turns call encryption off"
+                    );
+                }
+                Encryption::Off
+            }
+            (false, env) => env.unwrap_or_default(),
+        };
         let names: Vec<&'static str> = self.services.iter().map(Served::name).collect();
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
@@ -489,6 +581,7 @@ impl NodeBuilder {
             self.services,
             http,
             layers,
+            encryption,
         )?;
         if make_default {
             node.make_default();

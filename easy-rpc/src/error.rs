@@ -48,6 +48,15 @@ pub enum RejectReason {
     Leaving,
     /// The bytes received were not a handshake of this protocol.
     Malformed,
+    /// The two nodes hold the same key but disagree on whether calls are encrypted: one of
+    /// them opted out ([`NodeBuilder::unencrypted_calls`](crate::NodeBuilder::unencrypted_calls)
+    /// or `CLUSTER_RPC_ENCRYPTION=off`) and the other did not. Set every node of the cluster
+    /// the same way. Only a peer that proved it holds the key is told this; anyone else is
+    /// [`Unauthenticated`](RejectReason::Unauthenticated).
+    EncryptionDiffers {
+        /// Whether the serving node encrypts its calls (the calling node then does not).
+        server_encrypts: bool,
+    },
 }
 
 impl fmt::Display for RejectReason {
@@ -64,6 +73,19 @@ impl fmt::Display for RejectReason {
             }
             RejectReason::Leaving => f.write_str("it is leaving the cluster"),
             RejectReason::Malformed => f.write_str("the handshake was malformed"),
+            RejectReason::EncryptionDiffers { server_encrypts } => {
+                let (server, client) = if *server_encrypts {
+                    ("on", "off")
+                } else {
+                    ("off", "on")
+                };
+                write!(
+                    f,
+                    "call encryption differs: {server} on the serving node, {client} on the \
+                     calling node (CLUSTER_RPC_ENCRYPTION / NodeBuilder::unencrypted_calls must \
+                     be the same on every node)"
+                )
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::codec::{ClientCodec, FrameCodec, ServerCodec, framing};
 use crate::deadline::MAX_TIMEOUT;
 use crate::error::RejectReason;
 use crate::handshake::{self, Admission, HandshakeError};
+use crate::link::{Encryption, Link};
 use crate::reply::Reply;
 use crate::server::{FrameBudget, ServerLimits};
 use crate::service::ServiceDef;
@@ -41,7 +42,7 @@ pub async fn handshake_server<S: AsyncRead + AsyncWrite + Unpin>(
     services: &[&str],
 ) -> Result<(String, Sealed<S>), Option<RejectReason>> {
     outcome(
-        handshake::server(io, keys, |service| {
+        handshake::server(io, keys, Encryption::On, |service| {
             if services.contains(&service) {
                 Admission::Accept
             } else {
@@ -50,7 +51,8 @@ pub async fn handshake_server<S: AsyncRead + AsyncWrite + Unpin>(
                 })
             }
         })
-        .await,
+        .await
+        .map(|(service, link)| (service, link.into_sealed())),
     )
 }
 
@@ -60,12 +62,16 @@ pub async fn handshake_client<S: AsyncRead + AsyncWrite + Unpin>(
     key: &[u8; 32],
     service: &str,
 ) -> Result<Sealed<S>, Option<RejectReason>> {
-    outcome(handshake::client(io, key, service).await)
+    outcome(
+        handshake::client(io, key, service, Encryption::On)
+            .await
+            .map(Link::into_sealed),
+    )
 }
 
 /// A Noise handshake state of the protocol with `psk` (the other side of a handshake).
 pub fn noise(psk: &[u8; 32], initiator: bool) -> snow::HandshakeState {
-    crate::noise::handshake_state(psk, initiator)
+    crate::noise::handshake_state(psk, initiator, Encryption::On)
 }
 
 /// The preamble each side sends first: magic and this build's protocol version.

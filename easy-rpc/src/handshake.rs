@@ -1,7 +1,8 @@
 //! The connection handshake: protocol version, then a Noise `NNpsk0` handshake whose
 //! pre-shared key is the cluster's RPC key (derived from the cluster secret and the cluster
 //! name), then the service the connection will carry. It leaves both sides with fresh
-//! transport keys that seal every later byte ([`Sealed`]).
+//! transport keys that seal every later byte ([`Sealed`]), or, between nodes that both opted
+//! out of call encryption ([`Encryption::Off`]), with the TCP stream itself ([`Link::Plain`]).
 //!
 //! ```text
 //! client                                     server
@@ -10,12 +11,19 @@
 //!                 ◄─────────── "ERPC" version   WrongVersion)
 //!                                              (no key of its ring opens msg1: it closes,
 //!                                               nothing more sent)
-//!                 ◄── msg2 (e, ee) {Accept | Reject(UnknownService | Leaving | Malformed)}
+//!                 ◄── msg2 (e, ee) {Accept | Reject(UnknownService | Leaving | Malformed
+//!                                                   | EncryptionDiffers)}
 //!   ═══════════ sealed records, both ways (see sealed.rs) ═══════════
+//!   (both sides unencrypted: tarpc's frames on the stream as they are)
 //! ```
 //!
 //! The Noise protocol is `Noise_NNpsk0_25519_AESGCM_BLAKE2s`, with the prologue
-//! `"easy-rpc"` and the protocol version (see noise.rs). Only a peer holding a key of the server's ring can
+//! `"easy-rpc"`, the protocol version and, for unencrypted calls, one more byte (see
+//! noise.rs). A server tries its ring's keys with its own prologue, then with the other
+//! one: a msg1 that opens only with the other is a peer that holds the key but disagrees on
+//! encryption, and is refused ([`RejectReason::EncryptionDiffers`], in a msg2 only that peer
+//! opens). Whatever either side is set to, a connection is never carried in a mode it was
+//! not set to. Only a peer holding a key of the server's ring can
 //! make a msg1 the server opens, and only the server that opened it can make a msg2 the
 //! client opens: a stranger, whatever it sends (a wrong secret, a wrong cluster name,
 //! garbage), sees the server's preamble and then the connection close, the same bytes every
@@ -30,6 +38,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::RejectReason;
 use crate::keyring::Psk;
+use crate::link::{Encryption, Link};
 use crate::noise::handshake_state;
 use crate::sealed::Sealed;
 
@@ -124,14 +133,24 @@ fn closed_on_us(e: &std::io::Error) -> bool {
     matches!(e.kind(), UnexpectedEof | ConnectionReset | BrokenPipe)
 }
 
-/// The client side: asks for `service`, proving `key`. On success the stream, sealed, now
-/// carries that service.
+/// The stream after a completed handshake: sealed with its transport keys, or itself.
+fn link<S>(io: S, keys: snow::TransportState, encryption: Encryption) -> Link<S> {
+    match encryption {
+        Encryption::On => Link::Sealed(Sealed::new(io, keys)),
+        Encryption::Off => Link::Plain(io),
+    }
+}
+
+/// The client side: asks for `service`, proving `key`, with calls sealed or not as
+/// `encryption` says (the server must say the same). On success the stream now carries that
+/// service.
 pub(crate) async fn client<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
     key: &Psk,
     service: &str,
-) -> Result<Sealed<S>, HandshakeError> {
-    let mut hs = handshake_state(key, true);
+    encryption: Encryption,
+) -> Result<Link<S>, HandshakeError> {
+    let mut hs = handshake_state(key, true, encryption);
     let mut msg = [0u8; MAX_HANDSHAKE_FRAME];
     let n = hs
         .write_message(service.as_bytes(), &mut msg)
@@ -167,7 +186,7 @@ pub(crate) async fn client<S: AsyncRead + AsyncWrite + Unpin>(
     match postcard::from_bytes(&payload[..n]) {
         Ok(Verdict::Accept) => {
             let keys = hs.into_transport_mode().map_err(|_| unauthenticated())?;
-            Ok(Sealed::new(io, keys))
+            Ok(link(io, keys, encryption))
         }
         Ok(Verdict::Reject(r)) => Err(rejected(r)),
         Err(_) => Err(rejected(RejectReason::Malformed)),
@@ -189,15 +208,19 @@ impl Admission {
     }
 }
 
-/// The server side. `keys` are tried in order on the client's first message; `admit` is asked
-/// about the service once the client has proved one of them. Returns the service name and
-/// the sealed stream on success. On failure an authenticated client has been told why; a
-/// stranger has been told nothing (only the preamble); the caller closes the stream.
+/// The server side. `keys` are tried in order on the client's first message, with the
+/// prologue of `encryption`, then with the other one (to tell a client that holds the key but
+/// disagrees on encryption why it is refused); `admit` is asked about the service once the
+/// client has proved one of them in agreement. Returns the service name and the stream
+/// (sealed or not, as `encryption` says) on success. On failure an authenticated client has
+/// been told why; a stranger has been told nothing (only the preamble); the caller closes the
+/// stream.
 pub(crate) async fn server<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
     keys: &[Psk],
+    encryption: Encryption,
     admit: impl FnOnce(&str) -> Admission,
-) -> Result<(String, Sealed<S>), HandshakeError> {
+) -> Result<(String, Link<S>), HandshakeError> {
     let Some(theirs) = read_preamble(&mut io).await? else {
         return Err(rejected(RejectReason::Malformed));
     };
@@ -214,22 +237,34 @@ pub(crate) async fn server<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(rejected(RejectReason::Malformed));
     };
     let mut payload = [0u8; MAX_HANDSHAKE_FRAME];
-    let opened = keys.iter().find_map(|key| {
-        let mut hs = handshake_state(key, false);
-        hs.read_message(&msg[..len], &mut payload)
-            .ok()
-            .map(|n| (hs, n))
-    });
-    let Some((mut hs, n)) = opened else {
-        return Err(rejected(RejectReason::Unauthenticated));
+    let mut open = |mode: Encryption| {
+        keys.iter().find_map(|key| {
+            let mut hs = handshake_state(key, false, mode);
+            hs.read_message(&msg[..len], &mut payload)
+                .ok()
+                .map(|n| (hs, n))
+        })
+    };
+    let (mut hs, n, agreed) = match open(encryption) {
+        Some((hs, n)) => (hs, n, true),
+        None => match open(encryption.other()) {
+            Some((hs, n)) => (hs, n, false),
+            None => return Err(rejected(RejectReason::Unauthenticated)),
+        },
     };
     // Authenticated from here on: the client may be told why it is refused.
-    let verdict = match std::str::from_utf8(&payload[..n]) {
-        Ok(service) => match admit(service) {
-            Admission::Accept => Ok(service.to_owned()),
-            Admission::Reject(r) => Err(r),
-        },
-        Err(_) => Err(RejectReason::Malformed),
+    let verdict = if !agreed {
+        Err(RejectReason::EncryptionDiffers {
+            server_encrypts: encryption == Encryption::On,
+        })
+    } else {
+        match std::str::from_utf8(&payload[..n]) {
+            Ok(service) => match admit(service) {
+                Admission::Accept => Ok(service.to_owned()),
+                Admission::Reject(r) => Err(r),
+            },
+            Err(_) => Err(RejectReason::Malformed),
+        }
     };
     let answer = match &verdict {
         Ok(_) => Verdict::Accept,
@@ -252,7 +287,7 @@ pub(crate) async fn server<S: AsyncRead + AsyncWrite + Unpin>(
             let keys = hs
                 .into_transport_mode()
                 .map_err(|_| rejected(RejectReason::Malformed))?;
-            Ok((service, Sealed::new(io, keys)))
+            Ok((service, link(io, keys, encryption)))
         }
         Err(r) => Err(rejected(r)),
     }
@@ -264,14 +299,25 @@ mod tests {
 
     use super::*;
 
-    type ClientEnd = Result<Sealed<DuplexStream>, HandshakeError>;
-    type ServerEnd = Result<(String, Sealed<DuplexStream>), HandshakeError>;
+    type ClientEnd = Result<Link<DuplexStream>, HandshakeError>;
+    type ServerEnd = Result<(String, Link<DuplexStream>), HandshakeError>;
 
     async fn run(ckey: Psk, skeys: &[Psk], service: &str) -> (ClientEnd, ServerEnd) {
+        run_in(ckey, Encryption::On, skeys, Encryption::On, service).await
+    }
+
+    /// A handshake between a client of `cmode` and a server of `smode`.
+    async fn run_in(
+        ckey: Psk,
+        cmode: Encryption,
+        skeys: &[Psk],
+        smode: Encryption,
+        service: &str,
+    ) -> (ClientEnd, ServerEnd) {
         let (a, b) = tokio::io::duplex(4096);
         let service = service.to_owned();
-        let c = tokio::spawn(async move { client(a, &ckey, &service).await });
-        let s = server(b, skeys, |svc| {
+        let c = tokio::spawn(async move { client(a, &ckey, &service, cmode).await });
+        let s = server(b, skeys, smode, |svc| {
             if svc == "Billing" {
                 Admission::Accept
             } else {
@@ -299,6 +345,97 @@ mod tests {
         s.flush().await.unwrap();
         c.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"pong");
+    }
+
+    /// Reads `b"ping"` sent on `c`, answers `b"pong"`, and returns what a capture of the
+    /// client's bytes shows: whether the ping crossed in clear.
+    async fn ping_in_clear(mode: Encryption) -> bool {
+        let (a, raw_server) = tokio::io::duplex(4096);
+        let (tap_in, b) = tokio::io::duplex(4096);
+        // A tap between the client and the server that keeps what the client sends.
+        let tap = tokio::spawn(async move {
+            let (mut from_client, mut to_client) = tokio::io::split(raw_server);
+            let (mut from_server, mut to_server) = tokio::io::split(tap_in);
+            let up = async {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                loop {
+                    let n = from_client.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    if to_server.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = to_server.shutdown().await;
+                seen
+            };
+            let down = async {
+                let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                let _ = to_client.shutdown().await;
+            };
+            let (seen, ()) = tokio::join!(up, down);
+            seen
+        });
+        let c = tokio::spawn(async move { client(a, &[1; 32], "Billing", mode).await });
+        let (service, mut s) = server(b, &[[1; 32]], mode, |_| Admission::Accept)
+            .await
+            .unwrap();
+        assert_eq!(service, "Billing");
+        let mut c = c.await.unwrap().unwrap();
+        assert_eq!(c.is_sealed(), mode == Encryption::On);
+        assert_eq!(s.is_sealed(), mode == Encryption::On);
+        c.write_all(b"ping-0123456789").await.unwrap();
+        c.flush().await.unwrap();
+        let mut got = [0u8; 15];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ping-0123456789");
+        s.write_all(b"pong").await.unwrap();
+        s.flush().await.unwrap();
+        let mut back = [0u8; 4];
+        c.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"pong");
+        drop((c, s));
+        let seen = tap.await.unwrap();
+        seen.windows(15).any(|w| w == b"ping-0123456789")
+    }
+
+    #[tokio::test]
+    async fn unencrypted_calls_cross_in_clear_and_sealed_ones_do_not() {
+        assert!(ping_in_clear(Encryption::Off).await);
+        assert!(!ping_in_clear(Encryption::On).await);
+    }
+
+    #[tokio::test]
+    async fn a_disagreement_on_encryption_is_refused_and_told_only_to_a_key_holder() {
+        for (cmode, smode) in [
+            (Encryption::Off, Encryption::On),
+            (Encryption::On, Encryption::Off),
+        ] {
+            let (c, s) = run_in([1; 32], cmode, &[[2; 32], [1; 32]], smode, "Billing").await;
+            let told = RejectReason::EncryptionDiffers {
+                server_encrypts: smode == Encryption::On,
+            };
+            match (c, s) {
+                (Err(HandshakeError::Rejected(theirs)), Err(HandshakeError::Rejected(ours))) => {
+                    assert_eq!(theirs, told, "client {cmode:?}");
+                    assert_eq!(ours, told, "server {smode:?}");
+                }
+                (c, s) => panic!("client {cmode:?} server {smode:?}: {c:?} / {s:?}"),
+            }
+            // Without the key it is a stranger like any other: told nothing.
+            let (c, s) = run_in([7; 32], cmode, &[[1; 32]], smode, "Billing").await;
+            assert!(matches!(
+                c,
+                Err(HandshakeError::Rejected(RejectReason::Unauthenticated))
+            ));
+            assert!(matches!(
+                s,
+                Err(HandshakeError::Rejected(RejectReason::Unauthenticated))
+            ));
+        }
     }
 
     #[tokio::test]
@@ -329,7 +466,7 @@ mod tests {
         let (mut a, b) = tokio::io::duplex(4096);
         a.write_all(&first).await.unwrap();
         let s = tokio::spawn(async move {
-            let r = server(b, &[[1; 32]], |_| Admission::Accept).await;
+            let r = server(b, &[[1; 32]], Encryption::On, |_| Admission::Accept).await;
             assert!(r.is_err());
         });
         let mut got = Vec::new();
@@ -341,7 +478,7 @@ mod tests {
     #[tokio::test]
     async fn strangers_all_get_the_same_bytes() {
         let msg1 = |key: Psk| {
-            let mut hs = handshake_state(&key, true);
+            let mut hs = handshake_state(&key, true, Encryption::On);
             let mut m = [0u8; 256];
             let n = hs.write_message(b"Billing", &mut m).unwrap();
             let mut out = preamble().to_vec();
@@ -374,15 +511,21 @@ mod tests {
     /// The server's msg2 for `service`, with `admission`, as bytes on the wire (after the
     /// preamble): what anyone who replays a recorded first message sees.
     async fn msg2_for(service: &str, admission: Admission) -> Vec<u8> {
-        let mut hs = handshake_state(&[1; 32], true);
+        msg2_of(service, admission, Encryption::On).await
+    }
+
+    /// [`msg2_for`] from a server whose calls are sealed or not as `smode` says (the client's
+    /// are).
+    async fn msg2_of(service: &str, admission: Admission, smode: Encryption) -> Vec<u8> {
+        let mut hs = handshake_state(&[1; 32], true, Encryption::On);
         let mut m = [0u8; 1024];
         let n = hs.write_message(service.as_bytes(), &mut m).unwrap();
         let mut first = preamble().to_vec();
         frame(&mut first, &m[..n]);
         let (mut a, b) = tokio::io::duplex(4096);
         a.write_all(&first).await.unwrap();
-        let accepted = admission.is_accept();
-        let s = tokio::spawn(async move { server(b, &[[1; 32]], |_| admission).await });
+        let accepted = admission.is_accept() && smode == Encryption::On;
+        let s = tokio::spawn(async move { server(b, &[[1; 32]], smode, |_| admission).await });
         let mut got = Vec::new();
         if accepted {
             // An accepted connection stays open: read the preamble and msg2's frame.
@@ -413,8 +556,10 @@ mod tests {
                 }),
             )
             .await;
+            let differs = msg2_of(service, Admission::Accept, Encryption::Off).await;
             assert_eq!(accept.len(), leaving.len(), "{service}");
             assert_eq!(accept.len(), unknown.len(), "{service}");
+            assert_eq!(accept.len(), differs.len(), "{service}");
             assert_ne!(accept, leaving, "sealed differently");
         }
         // The longest verdict still fits: a refusal naming the service it was asked for.
@@ -428,7 +573,9 @@ mod tests {
     #[tokio::test]
     async fn another_version_is_reported_to_the_client() {
         let (mut a, b) = tokio::io::duplex(4096);
-        let s = tokio::spawn(async move { server(b, &[[1; 32]], |_| Admission::Accept).await });
+        let s = tokio::spawn(async move {
+            server(b, &[[1; 32]], Encryption::On, |_| Admission::Accept).await
+        });
         a.write_all(b"ERPC\x00\x02").await.unwrap();
         let mut got = Vec::new();
         a.read_to_end(&mut got).await.unwrap();
@@ -442,7 +589,7 @@ mod tests {
         ));
         // The client side: a server of another version answers its preamble and closes.
         let (a, mut b) = tokio::io::duplex(4096);
-        let c = tokio::spawn(async move { client(a, &[1; 32], "Billing").await });
+        let c = tokio::spawn(async move { client(a, &[1; 32], "Billing", Encryption::On).await });
         let mut theirs = [0u8; 6];
         b.read_exact(&mut theirs).await.unwrap();
         b.write_all(b"ERPC\x00\x09").await.unwrap();
@@ -460,7 +607,7 @@ mod tests {
     async fn garbage_is_malformed_and_gets_nothing() {
         let (mut a, b) = tokio::io::duplex(4096);
         a.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        let s = server(b, &[[1; 32]], |_| Admission::Accept).await;
+        let s = server(b, &[[1; 32]], Encryption::On, |_| Admission::Accept).await;
         assert!(matches!(
             s,
             Err(HandshakeError::Rejected(RejectReason::Malformed))
@@ -473,7 +620,7 @@ mod tests {
         let mut bytes = preamble().to_vec();
         bytes.extend_from_slice(&u16::MAX.to_be_bytes());
         a.write_all(&bytes).await.unwrap();
-        let s = server(b, &[[1; 32]], |_| Admission::Accept).await;
+        let s = server(b, &[[1; 32]], Encryption::On, |_| Admission::Accept).await;
         assert!(matches!(
             s,
             Err(HandshakeError::Rejected(RejectReason::Malformed))
@@ -483,7 +630,7 @@ mod tests {
     #[tokio::test]
     async fn a_client_facing_a_non_easy_rpc_server_is_unauthenticated() {
         let (a, mut b) = tokio::io::duplex(4096);
-        let c = tokio::spawn(async move { client(a, &[1; 32], "Billing").await });
+        let c = tokio::spawn(async move { client(a, &[1; 32], "Billing", Encryption::On).await });
         let mut theirs = [0u8; 6];
         b.read_exact(&mut theirs).await.unwrap();
         b.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")

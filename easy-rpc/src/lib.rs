@@ -5,7 +5,8 @@
 //! other's roles with [`cluster_helper`] (gossip, DNS discovery); calls go over pooled,
 //! multiplexed tarpc connections, one port per node, each opened with a Noise handshake keyed
 //! by the cluster secret (a node tells a stranger nothing) and encrypted and authenticated
-//! after it, with keys fresh to the connection.
+//! after it, with keys fresh to the connection (unless every node opts out, on a network that
+//! encrypts traffic itself: [`NodeBuilder::unencrypted_calls`]).
 //!
 //! - [`#[easy_rpc::service]`](service) on a trait generates the server side (`MyImpl.serve()`)
 //!   and a client trait whose methods work on [`any`], [`all`] and [`by_key`] targets.
@@ -117,6 +118,7 @@ mod error;
 mod handshake;
 mod keyring;
 mod layered;
+mod link;
 pub mod log;
 mod management;
 mod metrics;
@@ -183,7 +185,7 @@ pub mod __private {
         key: &[u8; 32],
         service: &str,
     ) -> Result<(), Option<crate::RejectReason>> {
-        crate::handshake::client(stream, key, service)
+        crate::handshake::client(stream, key, service, crate::link::Encryption::On)
             .await
             .map(drop)
             .map_err(|e| match e {
@@ -204,7 +206,7 @@ pub mod __private {
         impl ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite + Unpin + Send + use<>,
         Option<crate::RejectReason>,
     > {
-        crate::handshake::client(stream, key, service)
+        crate::handshake::client(stream, key, service, crate::link::Encryption::On)
             .await
             .map_err(|e| match e {
                 crate::handshake::HandshakeError::Rejected(r) => Some(r),
@@ -224,9 +226,12 @@ pub mod __private {
         impl ::tokio::io::AsyncRead + ::tokio::io::AsyncWrite + Unpin + Send + use<>,
         Option<crate::RejectReason>,
     > {
-        crate::handshake::server(stream, std::slice::from_ref(key), |_| {
-            crate::handshake::Admission::Accept
-        })
+        crate::handshake::server(
+            stream,
+            std::slice::from_ref(key),
+            crate::link::Encryption::On,
+            |_| crate::handshake::Admission::Accept,
+        )
         .await
         .map(|(_, sealed)| sealed)
         .map_err(|e| match e {

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::builder::NodeBuilder;
 use crate::client::{HedgeStats, RouteKey};
 use crate::error::Error;
+use crate::link::Encryption;
 use crate::options::ClientOptions;
 use crate::runtime::{Layers, Rpc};
 use crate::server::{Served, ServerLimits, ServerStats, accept_loop};
@@ -116,6 +117,7 @@ impl Node {
     /// Adds RPC to a started cluster node: serves `services` on `listener` (if it has one) and
     /// calls through the node. Owning the only handle of the cluster node keeps its advertised
     /// services in step with what is served.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         cluster: cluster_helper::Node,
         listener: Option<TcpListener>,
@@ -124,8 +126,17 @@ impl Node {
         services: Vec<Served>,
         http: Option<tokio::net::TcpListener>,
         layers: Layers,
+        encryption: Encryption,
     ) -> Result<Node, Error> {
-        let rpc = Rpc::new(&cluster, options, limits, layers);
+        let rpc = Rpc::new(&cluster, options, limits, layers, encryption);
+        if encryption == Encryption::Off {
+            tracing::warn!(
+                node = %rpc.id,
+                "RPC calls are unencrypted after the handshake (CLUSTER_RPC_ENCRYPTION=off or \
+                 NodeBuilder::unencrypted_calls): arguments and replies cross the network in \
+                 clear; only for networks that encrypt traffic between nodes themselves"
+            );
+        }
         rpc.watch_pauses();
         {
             let mut served = rpc
@@ -312,6 +323,13 @@ impl Node {
     /// [`NodeBuilder::insecure`](crate::NodeBuilder::insecure)).
     pub fn is_insecure(&self) -> bool {
         self.inner.cluster.is_insecure()
+    }
+
+    /// Whether this node's RPC connections are sealed after the handshake (the default), or
+    /// carry calls in clear ([`NodeBuilder::unencrypted_calls`](crate::NodeBuilder::unencrypted_calls),
+    /// `CLUSTER_RPC_ENCRYPTION=off`). Gossip is sealed either way.
+    pub fn encrypts_calls(&self) -> bool {
+        self.inner.rpc.server.encryption == Encryption::On
     }
 
     /// The services this node serves, by name.

@@ -1,5 +1,13 @@
 //! The Noise protocol of the RPC handshake and records: `Noise_NNpsk0_25519_AESGCM_BLAKE2s`
-//! through `snow`, with the prologue `"easy-rpc"` and the protocol version.
+//! through `snow`, with the prologue `"easy-rpc"` and the protocol version, and for a node
+//! whose calls are unencrypted ([`Encryption::Off`]) one more byte, [`UNENCRYPTED`].
+//!
+//! Both sides mix the prologue into the handshake hash, and it is never sent: a client and a
+//! server that disagree on encryption compute different hashes, so the first message of one
+//! does not open on the other, as with a wrong key. Nobody in the middle can change what
+//! either side expects, so a connection between two sealed nodes cannot be downgraded.
+//! Sealed connections keep the prologue of protocol version 3 as it was before unencrypted
+//! calls existed.
 //!
 //! `snow` runs the protocol and brings X25519 (`curve25519-dalek`) and BLAKE2s (RustCrypto).
 //! Two primitives are ours, given to it through its resolver:
@@ -20,23 +28,46 @@ use aes_gcm::{Aes256Gcm, Nonce, Tag};
 
 use crate::handshake::PROTOCOL_VERSION;
 use crate::keyring::Psk;
+use crate::link::Encryption;
 
 /// The Noise protocol name (its pattern and primitives).
 pub(crate) const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_AESGCM_BLAKE2s";
 
-/// A Noise handshake state of our protocol, prologue and pre-shared key.
-pub(crate) fn handshake_state(psk: &Psk, initiator: bool) -> snow::HandshakeState {
-    let params = NOISE_PARAMS.parse().expect("a valid Noise protocol name");
-    let mut prologue = [0u8; 10];
+/// The prologue's last byte when the calls after the handshake are unencrypted.
+pub(crate) const UNENCRYPTED: u8 = 0x01;
+
+/// The prologue for `encryption`: `"easy-rpc"`, the protocol version (big-endian) and, with
+/// encryption off, [`UNENCRYPTED`].
+fn prologue(encryption: Encryption) -> ([u8; 11], usize) {
+    let mut prologue = [0u8; 11];
     prologue[..8].copy_from_slice(b"easy-rpc");
-    prologue[8..].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    prologue[8..10].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    match encryption {
+        Encryption::On => (prologue, 10),
+        Encryption::Off => {
+            prologue[10] = UNENCRYPTED;
+            (prologue, 11)
+        }
+    }
+}
+
+/// A Noise handshake state of our protocol, pre-shared key and prologue (which binds whether
+/// the calls after the handshake are sealed).
+pub(crate) fn handshake_state(
+    psk: &Psk,
+    initiator: bool,
+    encryption: Encryption,
+) -> snow::HandshakeState {
+    let params = NOISE_PARAMS.parse().expect("a valid Noise protocol name");
+    let (prologue, len) = prologue(encryption);
+    let prologue = &prologue[..len];
     #[cfg(not(feature = "fuzzing"))]
     let resolver = FallbackResolver::new(Box::new(Randomness), Box::new(DefaultResolver));
     #[cfg(feature = "fuzzing")]
     let resolver = FallbackResolver::new(Box::new(fuzzing::Resolver), Box::new(DefaultResolver));
     let builder = snow::Builder::with_resolver(params, Box::new(resolver))
         .psk(0, psk)
-        .and_then(|b| b.prologue(&prologue))
+        .and_then(|b| b.prologue(prologue))
         .expect("a 32-byte key at psk0 and a prologue are valid");
     if initiator {
         builder.build_initiator()
@@ -310,10 +341,10 @@ mod tests {
         assert_ne!(a, b);
         let mut m1 = [0u8; 128];
         let mut m2 = [0u8; 128];
-        handshake_state(&[5; 32], true)
+        handshake_state(&[5; 32], true, Encryption::On)
             .write_message(b"", &mut m1)
             .unwrap();
-        handshake_state(&[5; 32], true)
+        handshake_state(&[5; 32], true, Encryption::On)
             .write_message(b"", &mut m2)
             .unwrap();
         assert_ne!(m1[..32], m2[..32], "two connections, two ephemeral keys");
@@ -321,8 +352,8 @@ mod tests {
 
     #[test]
     fn a_handshake_with_our_primitives_completes_and_keys_agree() {
-        let mut i = handshake_state(&[5; 32], true);
-        let mut r = handshake_state(&[5; 32], false);
+        let mut i = handshake_state(&[5; 32], true, Encryption::On);
+        let mut r = handshake_state(&[5; 32], false, Encryption::On);
         let (mut m, mut p) = ([0u8; 256], [0u8; 256]);
         let n = i.write_message(b"svc", &mut m).unwrap();
         assert_eq!(n, 32 + 3 + TAG_LEN, "e, then the sealed payload");
@@ -339,9 +370,38 @@ mod tests {
         let n = r.write_message(b"y", &mut m).unwrap();
         assert_eq!(i.read_message(&m[..n], &mut p).unwrap(), 1);
         // Another key: the first message does not open.
-        let mut i = handshake_state(&[5; 32], true);
-        let mut r = handshake_state(&[6; 32], false);
+        let mut i = handshake_state(&[5; 32], true, Encryption::On);
+        let mut r = handshake_state(&[6; 32], false, Encryption::On);
         let n = i.write_message(b"svc", &mut m).unwrap();
         assert!(r.read_message(&m[..n], &mut p).is_err());
+    }
+
+    #[test]
+    fn the_prologue_binds_encryption_both_must_agree() {
+        let (mut m, mut p) = ([0u8; 256], [0u8; 256]);
+        for (client, server) in [
+            (Encryption::On, Encryption::Off),
+            (Encryption::Off, Encryption::On),
+        ] {
+            let mut i = handshake_state(&[5; 32], true, client);
+            let mut r = handshake_state(&[5; 32], false, server);
+            let n = i.write_message(b"svc", &mut m).unwrap();
+            assert!(
+                r.read_message(&m[..n], &mut p).is_err(),
+                "client {client:?}, server {server:?}"
+            );
+        }
+        // Both off: it completes.
+        let mut i = handshake_state(&[5; 32], true, Encryption::Off);
+        let mut r = handshake_state(&[5; 32], false, Encryption::Off);
+        let n = i.write_message(b"svc", &mut m).unwrap();
+        assert_eq!(r.read_message(&m[..n], &mut p).unwrap(), 3);
+        let n = r.write_message(b"", &mut m).unwrap();
+        i.read_message(&m[..n], &mut p).unwrap();
+        assert_eq!(i.get_handshake_hash(), r.get_handshake_hash());
+        // The sealed prologue is protocol 3's: "easy-rpc" and the version, nothing more.
+        assert_eq!(prologue(Encryption::On).1, 10);
+        assert_eq!(&prologue(Encryption::On).0[..8], b"easy-rpc");
+        assert_eq!(prologue(Encryption::Off).0[10], UNENCRYPTED);
     }
 }

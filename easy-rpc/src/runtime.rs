@@ -9,6 +9,7 @@ use cluster_helper::{NodeId, Registry};
 
 use crate::client::{ClientStack, Hedging, Pool, RetryBudget, RoleSets};
 use crate::keyring::KeyRing;
+use crate::link::Encryption;
 use crate::options::ClientOptions;
 use crate::server::{Bounds, ServerLimits, ServerStack, ServerState, raise_open_file_limit};
 
@@ -80,11 +81,13 @@ impl Rpc {
         options: ClientOptions,
         limits: ServerLimits,
         layers: Layers,
+        encryption: Encryption,
     ) -> Arc<Rpc> {
         let keys = Arc::new(KeyRing::from_source(node.key_source()));
         let bounds = Bounds::new(limits, raise_open_file_limit());
         let mut server = ServerState::new(keys.clone(), node.cluster().to_owned(), bounds);
         server.layers = layers.server;
+        server.encryption = encryption;
         server.node = node.id().to_string();
         let server = Arc::new(server);
         Arc::new(Rpc {

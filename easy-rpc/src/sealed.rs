@@ -335,8 +335,8 @@ mod tests {
 
     /// Two transport states that share keys, as after a handshake.
     fn pair() -> (snow::TransportState, snow::TransportState) {
-        let mut i = crate::noise::handshake_state(&[9; 32], true);
-        let mut r = crate::noise::handshake_state(&[9; 32], false);
+        let mut i = crate::noise::handshake_state(&[9; 32], true, crate::link::Encryption::On);
+        let mut r = crate::noise::handshake_state(&[9; 32], false, crate::link::Encryption::On);
         let (mut m, mut p) = ([0u8; 1024], [0u8; 1024]);
         let n = i.write_message(b"", &mut m).unwrap();
         r.read_message(&m[..n], &mut p).unwrap();

@@ -208,7 +208,7 @@ impl<S: ServiceDef> Endpoint<S> {
             self.unreachable(method, format!("cannot connect to {}: {e}", self.addr), e)
         })?;
         let _ = stream.set_nodelay(true);
-        let stream = handshake::client(stream, &rpc.keys.sending(), S::NAME)
+        let stream = handshake::client(stream, &rpc.keys.sending(), S::NAME, rpc.server.encryption)
             .await
             .map_err(|e| match e {
                 HandshakeError::Rejected(reason) => RpcError::Rejected {

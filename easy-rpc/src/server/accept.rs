@@ -150,7 +150,7 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let keys = state.keys.current();
     let admit_state = state.clone();
-    let handshake = handshake::server(stream, &keys, |service| {
+    let handshake = handshake::server(stream, &keys, state.encryption, |service| {
         if admit_state.is_leaving() {
             return Admission::Reject(RejectReason::Leaving);
         }
@@ -174,6 +174,9 @@ async fn connection(
                 RejectReason::Unauthenticated | RejectReason::Malformed
             ) {
                 tracing::debug!(%peer, "connection refused: {reason}");
+            } else if matches!(reason, RejectReason::EncryptionDiffers { .. }) {
+                // A node of the cluster set differently: a misconfiguration to fix.
+                tracing::warn!(%peer, "connection refused: {reason}");
             } else {
                 tracing::info!(%peer, "connection refused: {reason}");
             }
@@ -347,9 +350,11 @@ mod tests {
     }
 
     /// A handshaken connection on which the test writes raw frames.
-    async fn authenticated(addr: SocketAddr) -> crate::sealed::Sealed<TcpStream> {
+    async fn authenticated(addr: SocketAddr) -> crate::link::Link<TcpStream> {
         let s = TcpStream::connect(addr).await.unwrap();
-        crate::handshake::client(s, &KEY, "Echo").await.unwrap()
+        crate::handshake::client(s, &KEY, "Echo", crate::link::Encryption::On)
+            .await
+            .unwrap()
     }
 
     #[tokio::test]

@@ -20,9 +20,9 @@ use tracing::Instrument;
 use super::state::{InFlight, ServerState};
 use crate::codec::{FrameCodec, ServerCodec};
 use crate::error::NotRunReason;
+use crate::link::Link;
 use crate::metrics::{CountedRequest, Outcome};
 use crate::reply::Reply;
-use crate::sealed::Sealed;
 use crate::service::{Handler, ServiceDef};
 
 /// A service implementation ready to be served by a node: what `MyImpl.serve()` returns
@@ -80,7 +80,7 @@ impl std::fmt::Debug for Served {
 pub(crate) trait ServeConnection: Send + Sync + 'static {
     fn serve(
         &self,
-        framed: Framed<Sealed<TcpStream>, FrameCodec>,
+        framed: Framed<Link<TcpStream>, FrameCodec>,
         state: Arc<ServerState>,
         peer: SocketAddr,
     ) -> BoxFuture<'static, ()>;
@@ -286,7 +286,7 @@ async fn run<S: ServiceDef, H: Handler<S>>(
 impl<S: ServiceDef, H: Handler<S>> ServeConnection for TypedServer<S, H> {
     fn serve(
         &self,
-        framed: Framed<Sealed<TcpStream>, FrameCodec>,
+        framed: Framed<Link<TcpStream>, FrameCodec>,
         state: Arc<ServerState>,
         peer: SocketAddr,
     ) -> BoxFuture<'static, ()> {
@@ -406,7 +406,7 @@ pub(super) mod tests {
     pub(crate) async fn echo_client(
         stream: TcpStream,
     ) -> tarpc::client::Channel<EchoReq, Reply<u32>> {
-        let stream = crate::handshake::client(stream, &KEY, "Echo")
+        let stream = crate::handshake::client(stream, &KEY, "Echo", crate::link::Encryption::On)
             .await
             .unwrap();
         let transport = tarpc::serde_transport::new(

@@ -12,12 +12,15 @@ use super::Served;
 use super::limits::Bounds;
 use super::stats::{RefusedConnections, ServerStats};
 use crate::keyring::KeyRing;
+use crate::link::Encryption;
 
 /// State shared by the accept loop and every connection of one node.
 pub(crate) struct ServerState {
     pub(crate) services: RwLock<HashMap<&'static str, Served>>,
     /// The handshake keys (the node's ring, shared with its client side).
     pub(crate) keys: Arc<KeyRing>,
+    /// Whether the node's RPC connections (served and made) are sealed after the handshake.
+    pub(crate) encryption: Encryption,
     pub(crate) cluster: String,
     /// Set when the node starts leaving: new connections are refused.
     leaving: AtomicBool,
@@ -59,6 +62,7 @@ impl ServerState {
         ServerState {
             services: RwLock::new(HashMap::new()),
             keys,
+            encryption: Encryption::On,
             cluster,
             leaving: AtomicBool::new(false),
             refusing: AtomicBool::new(false),
