@@ -150,7 +150,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         self,
         ctx: tarpc::context::Context,
         req: S::Req,
-    ) -> impl Future<Output = Result<Reply<S::Resp>, ServerError>> + Send {
+    ) -> impl Future<Output = Result<Reply<S::Resp>, ServerError>> {
         if !crate::trace::traced() {
             // No span: the request's future holds none, and the span macro's fallback (which
             // builds its fields for the `log` crate when no subscriber was ever set) is not run.
