@@ -93,6 +93,24 @@ pub(crate) const QUIET_GOSSIP: Duration = Duration::from_secs(30);
 /// ([`easy_rpc::NodeBuilder::unencrypted_calls`]): the fourth side of `bench rpc`.
 pub(crate) const UNENCRYPTED: &str = "--unencrypted";
 
+/// `BENCH_SPANS=1` in the environment: this process (an easy-rpc server or client, the only
+/// ones that build a node) records the spans of its calls and requests, as a process that
+/// exports traces does: a subscriber that wants `easy_rpc` at `debug` (where call and request
+/// spans are), keeps them in its registry and writes nothing. Plain and sealed tarpc's
+/// processes build no node and are not affected.
+fn spans_if_asked() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if std::env::var("BENCH_SPANS").is_ok_and(|v| v == "1") {
+        ONCE.call_once(|| {
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            let _ = tracing_subscriber::registry()
+                .with(tracing_subscriber::EnvFilter::new("easy_rpc=debug"))
+                .try_init();
+        });
+    }
+}
+
 /// A node of the RPC benchmark: loopback, this run's secret; `unencrypted`: its calls are
 /// unencrypted after the handshake (the processes' [`UNENCRYPTED`] flag).
 pub(crate) fn node_builder(
@@ -101,6 +119,7 @@ pub(crate) fn node_builder(
     quiet: bool,
     unencrypted: bool,
 ) -> easy_rpc::NodeBuilder {
+    spans_if_asked();
     let mut b = Node::builder()
         .cluster(cluster)
         .name(name)
