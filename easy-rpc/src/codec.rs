@@ -74,7 +74,7 @@ impl WriteBuffer {
     fn put<T: Serialize + ?Sized>(&mut self, item: &T) -> io::Result<()> {
         self.0.reserve(WRITE_ROOM);
         postcard::serialize_with_flavor(item, Append(&mut self.0)).map_err(|e| {
-            self.0.clear();
+            self.clear();
             io::Error::new(io::ErrorKind::InvalidData, e)
         })
     }
@@ -89,9 +89,14 @@ impl WriteBuffer {
         self.0.len()
     }
 
-    /// Drops the message being written.
+    /// Drops the message being written, and the buffer with it if the message grew it past
+    /// [`KEEP_BUFFER`] (a response over the frame limit is dropped this way).
     fn clear(&mut self) {
-        self.0.clear();
+        if self.0.capacity() > KEEP_BUFFER {
+            self.0 = BytesMut::new();
+        } else {
+            self.0.clear();
+        }
     }
 
     /// The message written, as `Bytes`; the buffer then starts the next one. A buffer that
@@ -700,5 +705,17 @@ mod tests {
         let small = encode(&mut codec, 10);
         let decoded: Response<Reply<Vec<u8>>> = postcard::from_bytes(&small).unwrap();
         assert_eq!(decoded.request_id, 10);
+        drop(small);
+        // A response over the frame limit is replaced by a failure: its buffer goes too.
+        let mut limited = ServerCodec::<u32, Reply<Vec<u8>>>::new(1024, Duration::from_millis(100));
+        let failed = encode(&mut limited, KEEP_BUFFER * 2);
+        let decoded: Response<Reply<Vec<u8>>> = postcard::from_bytes(&failed).unwrap();
+        assert!(matches!(decoded.message, Ok(Reply::Failed(_))));
+        drop(failed);
+        assert!(
+            limited.out.0.capacity() <= KEEP_BUFFER,
+            "kept {} bytes",
+            limited.out.0.capacity()
+        );
     }
 }
