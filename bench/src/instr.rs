@@ -435,49 +435,26 @@ pub fn run(args: &[String]) {
         } else {
             ("reported", "reported")
         };
-        println!(
-            "| client instructions per call, {depth} in flight | {:.0} | {:.0} | {} | {cg} |",
-            t.client,
-            e.client,
-            pct(e.client, t.client)
-        );
-        println!(
-            "| server instructions per request, {depth} in flight | {:.0} | {:.0} | {} | {sg} |",
-            t.server,
-            e.server,
-            pct(e.server, t.server)
-        );
+        rows(&format!("{depth} in flight"), &t, &e, (cg, sg));
     }
     // The encryption every call pays: plain tarpc over the same sealed stream.
     let sealed = per_call_sealed(1, n);
     let e = one.expect("measured at 1 in flight");
-    println!(
-        "| client instructions per call, 1 in flight, against sealed tarpc (baseline column: sealed tarpc) | {:.0} | {:.0} | {} | reported |",
-        sealed.client,
-        e.client,
-        pct(e.client, sealed.client)
-    );
-    println!(
-        "| server instructions per request, 1 in flight, against sealed tarpc (baseline column: sealed tarpc) | {:.0} | {:.0} | {} | reported |",
-        sealed.server,
-        e.server,
-        pct(e.server, sealed.server)
+    rows(
+        "1 in flight, against sealed tarpc (baseline column: sealed tarpc)",
+        &sealed,
+        &e,
+        ("reported", "reported"),
     );
     // Like for like: easy-rpc with call encryption off against plain tarpc (the plain tarpc
     // figures of the same depth above).
     for (depth, t) in plain {
         let u = per_call_of(Imp::Unencrypted, depth, n);
-        println!(
-            "| client instructions per call, {depth} in flight, easy-rpc unencrypted (`unencrypted_calls`) | {:.0} | {:.0} | {} | reported |",
-            t.client,
-            u.client,
-            pct(u.client, t.client)
-        );
-        println!(
-            "| server instructions per request, {depth} in flight, easy-rpc unencrypted (`unencrypted_calls`) | {:.0} | {:.0} | {} | reported |",
-            t.server,
-            u.server,
-            pct(u.server, t.server)
+        rows(
+            &format!("{depth} in flight, easy-rpc unencrypted (`unencrypted_calls`)"),
+            &t,
+            &u,
+            ("reported", "reported"),
         );
     }
     let (all, any) = all_vs_any(n / 4);
@@ -496,4 +473,23 @@ fn finish() {
             let _ = std::fs::remove_dir_all(out_dir());
         }
     }
+}
+
+/// The client and server rows of one comparison: `what` after the figure's name, the
+/// baseline's counts, ours, and the goal of each row.
+fn rows(what: &str, base: &PerCall, ours: &PerCall, goals: (&str, &str)) {
+    println!(
+        "| client instructions per call, {what} | {:.0} | {:.0} | {} | {} |",
+        base.client,
+        ours.client,
+        pct(ours.client, base.client),
+        goals.0
+    );
+    println!(
+        "| server instructions per request, {what} | {:.0} | {:.0} | {} | {} |",
+        base.server,
+        ours.server,
+        pct(ours.server, base.server),
+        goals.1
+    );
 }
