@@ -53,7 +53,7 @@ impl Meter for MeterImpl {
         ms
     }
     async fn boom(&self) -> u32 {
-        panic!("boom on purpose")
+        panic!("boom {}", easy_rpc_tests::cluster::ON_PURPOSE)
     }
 }
 

@@ -141,7 +141,7 @@ impl Handler<AdderService> for AdderImpl {
                     let inner = deadline(&node.any(&role)).await.unwrap_or(-2);
                     AdderResponse::Nested(inner)
                 }
-                AdderRequest::Boom {} => panic!("boom"),
+                AdderRequest::Boom {} => panic!("boom {}", easy_rpc_tests::cluster::ON_PURPOSE),
             }
         }
     }

@@ -113,14 +113,39 @@ pub fn all_see(nodes: &[&Node], role: &str, expected: &[&str]) -> bool {
     nodes.iter().all(|n| names_with_role(n, role) == expected)
 }
 
+/// What a handler that panics on purpose puts in its panic message, so that the panic hook
+/// [`init_logs`] installs prints it without a backtrace.
+pub const ON_PURPOSE: &str = "on purpose";
+
 /// Installs a log subscriber once: `RUST_LOG` decides (default warn), tarpc's own events are
 /// off ([`easy_rpc::log::default_filter`]), colours only when standard output (where the test
 /// writer prints) is a terminal.
+///
+/// Also installs a panic hook that prints a panic whose message contains [`ON_PURPOSE`] as one
+/// line and leaves every other panic to the default hook. With `RUST_BACKTRACE` set (as in
+/// CI), the default hook symbolizes a backtrace on the panicking thread: for a handler, a
+/// tokio worker of the runtime every node of the test shares, held for long enough under load
+/// that the failure detector at the tests' 100 ms gossip interval flagged the node as down.
 pub fn init_logs() {
     use std::io::IsTerminal;
     use std::sync::Once;
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+            match message {
+                Some(m) if m.contains(ON_PURPOSE) => {
+                    let at = info.location().map(ToString::to_string).unwrap_or_default();
+                    eprintln!("a panic on purpose at {at}: {m}");
+                }
+                _ => default_hook(info),
+            }
+        }));
         let colours = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(
