@@ -112,7 +112,9 @@ fn spans_if_asked() {
 }
 
 /// A node of the RPC benchmark: loopback, this run's secret; `unencrypted`: its calls are
-/// unencrypted after the handshake (the processes' [`UNENCRYPTED`] flag).
+/// unencrypted after the handshake (the processes' [`UNENCRYPTED`] flag). With
+/// `CLUSTER_TRACE_SAMPLE` in the environment (and `BENCH_SPANS=1`), that share of the calls
+/// is traced.
 pub(crate) fn node_builder(
     cluster: &str,
     name: &str,
@@ -127,6 +129,12 @@ pub(crate) fn node_builder(
         .secret(crate::secret::secret());
     if unencrypted {
         b = b.unencrypted_calls();
+    }
+    if let Ok(ratio) = std::env::var("CLUSTER_TRACE_SAMPLE") {
+        let ratio: f64 = ratio
+            .parse()
+            .expect("CLUSTER_TRACE_SAMPLE: a share of calls, 0 to 1");
+        b = b.trace_sample(ratio);
     }
     if quiet {
         b.gossip_interval(QUIET_GOSSIP)

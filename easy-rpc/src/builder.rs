@@ -59,6 +59,10 @@ pub struct NodeBuilder {
     unencrypted: bool,
     /// `CLUSTER_RPC_ENCRYPTION`: on or off; the code's off wins.
     env_encryption: Option<Encryption>,
+    /// The ratio of calls traced, set in code ([`NodeBuilder::trace_sample`]).
+    trace_sample: Option<f64>,
+    /// `CLUSTER_TRACE_SAMPLE`; the code's wins.
+    env_trace_sample: Option<f64>,
 }
 
 /// The variable that turns the management HTTP endpoint on.
@@ -80,6 +84,28 @@ fn parse_encryption(value: Option<String>) -> Result<Option<Encryption>, Error> 
             value,
             expected: "on (calls sealed after the handshake, the default) or off (calls in \
                        clear, for networks that already encrypt them; see SECURITY.md)",
+        }),
+    }
+}
+
+/// The variable that sets the ratio of calls traced.
+const TRACE_SAMPLE_VAR: &str = "CLUSTER_TRACE_SAMPLE";
+
+/// What `CLUSTER_TRACE_SAMPLE` and [`NodeBuilder::trace_sample`] take.
+const TRACE_SAMPLE_EXPECTED: &str = "the share of calls traced, from 0 to 1 (e.g. 0.01 for one call in a hundred; 1, the \
+     default, for every call)";
+
+/// Parses `CLUSTER_TRACE_SAMPLE` (blank: unset).
+fn parse_trace_sample(value: Option<String>) -> Result<Option<f64>, Error> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match value.trim().parse::<f64>() {
+        Ok(ratio) if crate::trace::Sampler::new(ratio).is_some() => Ok(Some(ratio)),
+        _ => Err(Error::InvalidConfig {
+            setting: TRACE_SAMPLE_VAR,
+            value,
+            expected: TRACE_SAMPLE_EXPECTED,
         }),
     }
 }
@@ -133,6 +159,8 @@ impl Default for NodeBuilder {
             server_layers: ServerLayers::default(),
             unencrypted: false,
             env_encryption: None,
+            trace_sample: None,
+            env_trace_sample: None,
         }
     }
 }
@@ -168,6 +196,11 @@ impl NodeBuilder {
             std::env::var_os(ENCRYPTION_VAR).map(|v| v.to_string_lossy().into_owned()),
         )? {
             self.env_encryption = Some(encryption);
+        }
+        if let Some(ratio) = parse_trace_sample(
+            std::env::var_os(TRACE_SAMPLE_VAR).map(|v| v.to_string_lossy().into_owned()),
+        )? {
+            self.env_trace_sample = Some(ratio);
         }
         Ok(self)
     }
@@ -217,6 +250,14 @@ impl NodeBuilder {
             .map(|(_, v)| v.clone());
         if let Some(encryption) = parse_encryption(encryption)? {
             self.env_encryption = Some(encryption);
+        }
+        let trace_sample = vars
+            .iter()
+            .rev()
+            .find(|(k, _)| k == TRACE_SAMPLE_VAR)
+            .map(|(_, v)| v.clone());
+        if let Some(ratio) = parse_trace_sample(trace_sample)? {
+            self.env_trace_sample = Some(ratio);
         }
         self.cluster = self.cluster.from_vars(vars)?;
         Ok(self)
@@ -461,6 +502,48 @@ impl NodeBuilder {
         self
     }
 
+    /// The share of calls that get spans when a subscriber wants easy-rpc's spans (from 0 to
+    /// 1; default 1, every call; also `CLUSTER_TRACE_SAMPLE`, which this overrides). A span
+    /// per call costs more than the rest of a call's own work on the caller (see
+    /// BENCHMARKS.md): at a high call rate, trace a sample.
+    ///
+    /// - A call this node makes gets its `call` span when drawn, at this ratio.
+    /// - A call made while serving a request follows that request: it gets a span exactly
+    ///   when the request has one, so that a sampled trace is whole, down every node it
+    ///   reaches.
+    /// - A request gets its `serve` span when its caller traced the call, or else (a caller
+    ///   that traced it not, or traces nothing) when drawn at this node's ratio.
+    ///
+    /// Without a subscriber that wants easy-rpc's spans, nothing is drawn and no call has a
+    /// span, whatever the ratio.
+    ///
+    /// # Panics
+    ///
+    /// When `ratio` is not between 0 and 1 (a value the program chose; a bad
+    /// `CLUSTER_TRACE_SAMPLE` is an error from [`from_env`](NodeBuilder::from_env) instead).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), easy_rpc::Error> {
+    /// let node = easy_rpc::Node::builder()
+    ///     .cluster("docs-sample").name("n1").listen("127.0.0.1:0")
+    ///     .secret_key(easy_rpc::cluster_helper::Secret::generate())
+    ///     .trace_sample(0.01)
+    ///     .default_node(false)
+    ///     .start().await?;
+    /// assert_eq!(node.trace_sample(), 0.01);
+    /// node.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn trace_sample(mut self, ratio: f64) -> Self {
+        assert!(
+            crate::trace::Sampler::new(ratio).is_some(),
+            "trace_sample({ratio}): expected {TRACE_SAMPLE_EXPECTED}"
+        );
+        self.trace_sample = Some(ratio);
+        self
+    }
+
     /// Turns on the management HTTP endpoint at `addr` (port 0: any free port; see
     /// [`Node::http_addr`]): `GET /livez` (200 while the node runs), `/readyz` (200 when
     /// joined and serving; 503 while joining and from the moment shutdown begins), `/cluster`
@@ -530,6 +613,16 @@ impl NodeBuilder {
             }
             (false, env) => env.unwrap_or_default(),
         };
+        let sample = match (self.trace_sample, self.env_trace_sample) {
+            (Some(code), env) => {
+                if env.is_some() {
+                    tracing::info!("{TRACE_SAMPLE_VAR} ignored: the program sets the ratio");
+                }
+                code
+            }
+            (None, env) => env.unwrap_or(1.0),
+        };
+        let sampler = crate::trace::Sampler::new(sample).expect("checked when set");
         let names: Vec<&'static str> = self.services.iter().map(Served::name).collect();
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
@@ -582,6 +675,7 @@ impl NodeBuilder {
             http,
             layers,
             encryption,
+            sampler,
         )?;
         if make_default {
             node.make_default();

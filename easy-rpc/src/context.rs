@@ -8,7 +8,16 @@ use std::future::Future;
 use std::time::Instant;
 
 tokio::task_local! {
-    static DEADLINE: Instant;
+    static SERVING: Serving;
+}
+
+/// What calls made while serving a request inherit from it.
+#[derive(Clone, Copy)]
+struct Serving {
+    deadline: Instant,
+    /// Whether the request has a span (`None`: unknown, as under [`with_deadline`]): the calls
+    /// made while serving it have spans exactly when it does, so that a sampled trace is whole.
+    traced: Option<bool>,
 }
 
 /// The deadline of the request this task is serving, if it is serving one.
@@ -17,7 +26,13 @@ tokio::task_local! {
 /// assert!(easy_rpc::context::deadline().is_none()); // not inside a request handler
 /// ```
 pub fn deadline() -> Option<Instant> {
-    DEADLINE.try_with(|d| *d).ok()
+    SERVING.try_with(|s| s.deadline).ok()
+}
+
+/// Whether the request this task is serving has a span, if it is serving one and that is
+/// known.
+pub(crate) fn serving_traced() -> Option<bool> {
+    SERVING.try_with(|s| s.traced).ok().flatten()
 }
 
 /// Runs `f` with `deadline` as the inherited deadline of the calls it makes: none of them gets
@@ -33,5 +48,27 @@ pub fn deadline() -> Option<Instant> {
 /// # }
 /// ```
 pub fn with_deadline<F: Future>(deadline: Instant, f: F) -> impl Future<Output = F::Output> {
-    DEADLINE.scope(deadline, f)
+    SERVING.scope(
+        Serving {
+            deadline,
+            traced: None,
+        },
+        f,
+    )
+}
+
+/// Runs `f` as the server runs a request: with `deadline` inherited, and its calls traced
+/// exactly when `traced`.
+pub(crate) fn serving<F: Future>(
+    deadline: Instant,
+    traced: bool,
+    f: F,
+) -> impl Future<Output = F::Output> {
+    SERVING.scope(
+        Serving {
+            deadline,
+            traced: Some(traced),
+        },
+        f,
+    )
 }

@@ -127,8 +127,9 @@ impl Node {
         http: Option<tokio::net::TcpListener>,
         layers: Layers,
         encryption: Encryption,
+        sampler: crate::trace::Sampler,
     ) -> Result<Node, Error> {
-        let rpc = Rpc::new(&cluster, options, limits, layers, encryption);
+        let rpc = Rpc::new(&cluster, options, limits, layers, encryption, sampler);
         if encryption == Encryption::Off {
             tracing::warn!(
                 node = %rpc.id,
@@ -330,6 +331,13 @@ impl Node {
     /// `CLUSTER_RPC_ENCRYPTION=off`). Gossip is sealed either way.
     pub fn encrypts_calls(&self) -> bool {
         self.inner.rpc.server.encryption == Encryption::On
+    }
+
+    /// The share of calls that get spans when a subscriber wants them
+    /// ([`NodeBuilder::trace_sample`](crate::NodeBuilder::trace_sample),
+    /// `CLUSTER_TRACE_SAMPLE`; 1 by default).
+    pub fn trace_sample(&self) -> f64 {
+        self.inner.rpc.server.sampler.ratio()
     }
 
     /// The services this node serves, by name.

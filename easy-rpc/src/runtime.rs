@@ -82,12 +82,14 @@ impl Rpc {
         limits: ServerLimits,
         layers: Layers,
         encryption: Encryption,
+        sampler: crate::trace::Sampler,
     ) -> Arc<Rpc> {
         let keys = Arc::new(KeyRing::from_source(node.key_source()));
         let bounds = Bounds::new(limits, raise_open_file_limit());
         let mut server = ServerState::new(keys.clone(), node.cluster().to_owned(), bounds);
         server.layers = layers.server;
         server.encryption = encryption;
+        server.sampler = sampler;
         server.node = node.id().to_string();
         let server = Arc::new(server);
         Arc::new(Rpc {

@@ -28,7 +28,7 @@ macro_rules! send_counted {
     ($S:ty, $call:expr, $method:expr, $req:expr, $extract:expr, $traced:expr) => {{
         let (rpc, set, plan) = $call.map_err(RpcError::into_remote)?;
         let counted = ClientCall::start(&rpc, <$S>::NAME, $method, plan.now);
-        let req = Arc::new(Outgoing::new($req));
+        let req = Arc::new(Outgoing::new($req, $traced));
         let answer = match plan.hedge {
             None => call_one::<$S>(rpc, set, $method, req, plan).await,
             // Boxed: two chains of attempts and a timer, which every call's future would
@@ -352,8 +352,13 @@ impl Any {
             };
             (rpc.clone(), set, plan)
         });
-        // The role for the call's span, copied only when calls are traced.
-        let role = crate::trace::traced().then(|| self.role().to_owned());
+        // The role for the call's span, copied only when this call is traced.
+        let role = match &call {
+            Ok((rpc, ..)) if crate::trace::trace_call(rpc.server.sampler) => {
+                Some(self.role().to_owned())
+            }
+            _ => None,
+        };
         async move {
             match role {
                 // In this future itself, not in one it awaits: that one would hold a second
@@ -581,12 +586,17 @@ impl Target for All {
             let set = self.any.set.get::<S>(rpc, &self.any.source);
             (rpc.clone(), set, now, deadline)
         });
-        // The role for the nodes' calls' spans, copied only when calls are traced.
-        let role = crate::trace::traced().then(|| self.any.role().to_owned());
+        // The role for the nodes' calls' spans, copied only when this call is traced.
+        let role = match &call {
+            Ok((rpc, ..)) if crate::trace::trace_call(rpc.server.sampler) => {
+                Some(self.any.role().to_owned())
+            }
+            _ => None,
+        };
         async move {
             let (rpc, set, now, deadline) = call.map_err(RpcError::into_remote)?;
             let endpoints = set.all(&rpc);
-            let req = Arc::new(Outgoing::new(req));
+            let req = Arc::new(Outgoing::new(req, role.is_some()));
             let calls = endpoints.into_iter().map(|endpoint| {
                 let rpc = rpc.clone();
                 let req = req.clone();

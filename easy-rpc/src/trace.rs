@@ -33,6 +33,89 @@ pub(crate) fn traced() -> bool {
     tracing::enabled!(tracing::Level::DEBUG)
 }
 
+/// Which of the calls a node makes, and of the requests it serves for callers that did not
+/// trace them, get spans when a subscriber wants them: a ratio, drawn per call
+/// ([`NodeBuilder::trace_sample`](crate::NodeBuilder::trace_sample)).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Sampler {
+    /// A draw below this is sampled; `u64::MAX` means every call (no draw).
+    below: u64,
+    /// The ratio it was made from.
+    ratio: f64,
+}
+
+impl Sampler {
+    /// Every call.
+    pub(crate) const ALL: Sampler = Sampler {
+        below: u64::MAX,
+        ratio: 1.0,
+    };
+
+    /// `ratio` of the calls, from 0 (none) to 1 (all); `None` for a ratio outside those.
+    pub(crate) fn new(ratio: f64) -> Option<Sampler> {
+        if !(0.0..=1.0).contains(&ratio) {
+            return None;
+        }
+        if ratio == 1.0 {
+            return Some(Sampler::ALL);
+        }
+        // 2^64 * ratio, below 2^64 since ratio < 1.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let below = (ratio * 18_446_744_073_709_551_616.0) as u64;
+        Some(Sampler { below, ratio })
+    }
+
+    /// The ratio.
+    pub(crate) fn ratio(self) -> f64 {
+        self.ratio
+    }
+
+    /// Whether this call is sampled.
+    pub(crate) fn sample(self) -> bool {
+        match self.below {
+            u64::MAX => true,
+            0 => false,
+            below => next_random() < below,
+        }
+    }
+}
+
+/// A fast per-thread pseudo-random number (xorshift64*, seeded from the OS once per thread):
+/// sampling needs no more.
+fn next_random() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(rand::random::<u64>() | 1);
+    }
+    STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        state.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
+}
+
+/// Whether a call made now gets a span: when a subscriber wants it and, made while serving a
+/// request, when that request has one (a sampled trace stays whole), or else when `sampler`
+/// draws it.
+pub(crate) fn trace_call(sampler: Sampler) -> bool {
+    traced()
+        && match crate::context::serving_traced() {
+            Some(traced) => traced,
+            None => sampler.sample(),
+        }
+}
+
+/// Whether a request gets a span: when a subscriber wants it and its caller traced the call
+/// (the request's trace context says sampled), or else when `sampler` draws it.
+pub(crate) fn trace_request(ctx: &tarpc::context::Context, sampler: Sampler) -> bool {
+    traced()
+        && (ctx.trace_context.sampling_decision == tarpc::trace::SamplingDecision::Sampled
+            || sampler.sample())
+}
+
 /// The span of one call of `service.method` to a node of `role` ("" for a direct target);
 /// none without a role (the call was made while no subscriber wanted its span).
 pub(crate) fn client_span(service: &'static str, method: &'static str, role: Option<&str>) -> Span {
@@ -126,5 +209,24 @@ pub(crate) fn within<F: Future>(
         Either::Left(fut)
     } else {
         Either::Right(Box::pin(fut.instrument(span.clone())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sampler;
+
+    #[test]
+    fn a_sampler_draws_its_ratio() {
+        assert_eq!(Sampler::new(1.0), Some(Sampler::ALL));
+        assert!(Sampler::new(-0.1).is_none());
+        assert!(Sampler::new(1.5).is_none());
+        assert!(Sampler::new(f64::NAN).is_none());
+        let none = Sampler::new(0.0).unwrap();
+        assert!((0..1000).all(|_| !none.sample()));
+        assert!((0..1000).all(|_| Sampler::ALL.sample()));
+        let tenth = Sampler::new(0.1).unwrap();
+        let drawn = (0..100_000).filter(|_| tenth.sample()).count();
+        assert!((9_000..11_000).contains(&drawn), "{drawn} of 100000");
     }
 }

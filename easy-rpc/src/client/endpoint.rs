@@ -260,7 +260,7 @@ impl<S: ServiceDef> Endpoint<S> {
             Some(conn) => conn,
             None => Box::pin(self.reconnect(rpc, method.name, deadline)).await?,
         };
-        let ctx = call_context(deadline);
+        let ctx = call_context(deadline, req.traced());
         // tarpc's dispatch enforces the deadline (and tells the server to stop at it).
         let sent = conn.channel.call(ctx, req).await;
         let node = || self.node().clone();
@@ -314,15 +314,16 @@ impl<S: ServiceDef> Endpoint<S> {
     }
 }
 
-/// tarpc's context for a call with `deadline`.
+/// tarpc's context for a call with `deadline`, "sampled" when the call is `traced`.
 ///
 /// `tarpc::context::current()` would look up the caller's span for its trace context, and read
 /// the clock for a default deadline that the call replaces. Both are wasted: tarpc's
 /// `Channel::call` takes the trace context from the current span itself, and only when there
 /// is none (no OpenTelemetry layer) makes a child of the context's, which `current()` would
 /// have left at the default too. So every call starts from one copy of a context with the
-/// default trace context.
-fn call_context(deadline: Instant) -> tarpc::context::Context {
+/// default trace context, and says whether it has a span of its own: the serving node traces
+/// the requests of traced calls (see [`crate::trace::trace_request`]).
+fn call_context(deadline: Instant, traced: bool) -> tarpc::context::Context {
     static BLANK: std::sync::OnceLock<tarpc::context::Context> = std::sync::OnceLock::new();
     let mut ctx = *BLANK.get_or_init(|| {
         let mut ctx = tarpc::context::current();
@@ -330,6 +331,9 @@ fn call_context(deadline: Instant) -> tarpc::context::Context {
         ctx
     });
     ctx.deadline = deadline;
+    if traced {
+        ctx.trace_context.sampling_decision = tarpc::trace::SamplingDecision::Sampled;
+    }
     ctx
 }
 

@@ -15,14 +15,23 @@ use serde::{Serialize, Serializer};
 pub(crate) struct Outgoing<R> {
     req: R,
     writes: AtomicU32,
+    /// Whether the call has a span: its requests then say "sampled" in their trace context,
+    /// and the node that runs them traces them too. Not written.
+    traced: bool,
 }
 
 impl<R> Outgoing<R> {
-    pub(crate) fn new(req: R) -> Self {
+    pub(crate) fn new(req: R, traced: bool) -> Self {
         Outgoing {
             req,
             writes: AtomicU32::new(0),
+            traced,
         }
+    }
+
+    /// Whether the call has a span.
+    pub(crate) fn traced(&self) -> bool {
+        self.traced
     }
 
     /// How many times it was written so far: read before an attempt, compared after it.
@@ -50,7 +59,7 @@ mod tests {
 
     #[test]
     fn it_encodes_as_the_request_and_counts_each_write() {
-        let out = Outgoing::new((7u32, "x".to_string()));
+        let out = Outgoing::new((7u32, "x".to_string()), false);
         assert_eq!(out.writes(), 0);
         let bytes = postcard::to_stdvec(&out).unwrap();
         assert_eq!(bytes, postcard::to_stdvec(&(7u32, "x")).unwrap());

@@ -151,10 +151,10 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         ctx: tarpc::context::Context,
         req: S::Req,
     ) -> impl Future<Output = Result<Reply<S::Resp>, ServerError>> {
-        if !crate::trace::traced() {
+        if !crate::trace::trace_request(&ctx, self.conn.state.sampler) {
             // No span: the request's future holds none, and the span macro's fallback (which
             // builds its fields for the `log` crate when no subscriber was ever set) is not run.
-            return Either::Left(self.serve_request(ctx.deadline, req).map(Ok));
+            return Either::Left(self.serve_request(ctx.deadline, false, req).map(Ok));
         }
         // A child of tarpc's span of the request (which carries the caller's trace context):
         // the handler runs in it, so the calls it makes are its children. Boxed: only traced
@@ -162,7 +162,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         let span = crate::trace::server_span(S::NAME, S::method(&req).name, &self.conn.state.node);
         Either::Right(Box::pin(async move {
             let reply = self
-                .serve_request(ctx.deadline, req)
+                .serve_request(ctx.deadline, true, req)
                 .instrument(span.clone())
                 .await;
             crate::trace::record_reply(&span, &reply);
@@ -172,8 +172,14 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
 }
 
 impl<S: ServiceDef, H: Handler<S>> TarpcServe<S, H> {
-    /// [`Serve::serve`] without its span.
-    async fn serve_request(self, deadline: std::time::Instant, req: S::Req) -> Reply<S::Resp> {
+    /// [`Serve::serve`] without its span; `traced`: whether it has one (the calls the handler
+    /// makes then have spans too).
+    async fn serve_request(
+        self,
+        deadline: std::time::Instant,
+        traced: bool,
+        req: S::Req,
+    ) -> Reply<S::Resp> {
         let conn = &*self.conn;
         let method = S::method(&req);
         let counted = CountedRequest::start(&conn.state.metrics.server, S::NAME, method, deadline);
@@ -228,7 +234,7 @@ impl<S: ServiceDef, H: Handler<S>> TarpcServe<S, H> {
             // The direct path, inline as it was before layers (not through `run`).
             None => {
                 let method = method.name;
-                let work = crate::context::with_deadline(deadline, conn.handler.handle(req));
+                let work = crate::context::serving(deadline, traced, conn.handler.handle(req));
                 match std::panic::AssertUnwindSafe(work).catch_unwind().await {
                     Ok(resp) => Reply::Ok(resp),
                     Err(_) => {
@@ -240,7 +246,7 @@ impl<S: ServiceDef, H: Handler<S>> TarpcServe<S, H> {
             // Boxed, out of line: the layers' future would make every request's larger.
             Some(stack) => {
                 let handler = conn.handler.clone();
-                let run = async move { run::<S, H>(&handler, deadline, req).await };
+                let run = async move { run::<S, H>(&handler, deadline, traced, req).await };
                 Box::pin(super::layer::serve(
                     stack,
                     S::NAME,
@@ -270,10 +276,11 @@ impl<S: ServiceDef, H: Handler<S>> TarpcServe<S, H> {
 async fn run<S: ServiceDef, H: Handler<S>>(
     handler: &H,
     deadline: std::time::Instant,
+    traced: bool,
     req: S::Req,
 ) -> Reply<S::Resp> {
     let method = S::method(&req).name;
-    let work = crate::context::with_deadline(deadline, handler.handle(req));
+    let work = crate::context::serving(deadline, traced, handler.handle(req));
     match std::panic::AssertUnwindSafe(work).catch_unwind().await {
         Ok(resp) => Reply::Ok(resp),
         Err(_) => {

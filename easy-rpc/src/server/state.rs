@@ -45,6 +45,9 @@ pub(crate) struct ServerState {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// This node's id, as the request spans show it.
     pub(crate) node: String,
+    /// Which calls and requests get spans ([`crate::NodeBuilder::trace_sample`]); the client
+    /// side reads it here too.
+    pub(crate) sampler: crate::trace::Sampler,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -75,6 +78,7 @@ impl ServerState {
             layers: None,
             metrics: Arc::default(),
             node: String::new(),
+            sampler: crate::trace::Sampler::ALL,
         }
     }
 
