@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use futures::{Stream, StreamExt};
+use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 use tower::discover::Change;
 
@@ -37,6 +38,9 @@ use crate::registry::{Registry, Snapshot};
 ///   ([`Registry::watch`], which never lags) and yields the difference from the set it has
 ///   already reported, removals first. A node that comes and goes between two polls may never
 ///   be seen; a key is inserted at most once until it is removed, as `Discover` requires.
+/// - Every poll reads the latest snapshot, also once the task's tokio budget is spent (when a
+///   waiting `changed()` would answer "pending"): a balancer that polls discovery before each
+///   pick never picks a node the registry had already dropped when it picked.
 /// - The service of a node is made by `make` from its [`Member`] when it is inserted.
 ///   Where to reach the node is in the member: [`Member::rpc_addr`] is the TCP address the
 ///   node advertises (a program that serves HTTP itself can serve it on the listener
@@ -102,7 +106,15 @@ pub struct RoleDiscover<S, F> {
     role: Role,
     service: Option<ServiceName>,
     make: F,
-    snapshots: Option<WatchStream<Arc<Snapshot>>>,
+    /// The registry's latest snapshot, read at every poll without waiting: `changed()` is
+    /// cooperative (it answers "pending" once the task's tokio budget is spent, even with a
+    /// change there), and a balancer that polls discovery before each pick must not pick a
+    /// node the registry already dropped. `None` once the registry is gone.
+    latest: Option<watch::Receiver<Arc<Snapshot>>>,
+    /// Whether the first snapshot was read.
+    primed: bool,
+    /// Wakes the task when the registry changes (its items are only wake-ups).
+    wake: WatchStream<Arc<Snapshot>>,
     /// The nodes inserted and not removed.
     inserted: BTreeSet<NodeId>,
     /// Changes found and not yet yielded.
@@ -123,7 +135,9 @@ where
             role: Role::new(role)?,
             service: None,
             make,
-            snapshots: Some(WatchStream::new(registry.watch())),
+            latest: Some(registry.watch()),
+            primed: false,
+            wake: WatchStream::from_changes(registry.watch()),
             inserted: BTreeSet::new(),
             queued: VecDeque::new(),
         })
@@ -197,15 +211,28 @@ where
             if let Some(change) = this.queued.pop_front() {
                 return Poll::Ready(Some(Ok(change)));
             }
-            let Some(snapshots) = this.snapshots.as_mut() else {
+            let Some(latest) = this.latest.as_mut() else {
                 return Poll::Ready(None);
             };
-            match ready!(snapshots.poll_next_unpin(cx)) {
-                Some(snapshot) => this.diff(&snapshot),
-                None => {
-                    this.snapshots = None;
-                    this.remove_all();
+            match latest.has_changed() {
+                Ok(changed) if changed || !this.primed => {
+                    this.primed = true;
+                    let snapshot = latest.borrow_and_update().clone();
+                    this.diff(&snapshot);
+                    continue;
                 }
+                Ok(_) => {}
+                Err(_) => {
+                    // Every handle of the registry is gone.
+                    this.latest = None;
+                    this.remove_all();
+                    continue;
+                }
+            }
+            // Nothing new: wait for a change, then read the latest again.
+            if ready!(this.wake.poll_next_unpin(cx)).is_none() {
+                this.latest = None;
+                this.remove_all();
             }
         }
     }
@@ -221,7 +248,7 @@ impl<S, F> fmt::Debug for RoleDiscover<S, F> {
             .field("service", &self.service)
             .field("inserted", &self.inserted)
             .field("queued", &self.queued.len())
-            .field("ended", &self.snapshots.is_none())
+            .field("ended", &self.latest.is_none())
             .finish_non_exhaustive()
     }
 }
@@ -323,6 +350,34 @@ mod tests {
         drop(registry);
         assert_eq!(changes(&mut web), ["-g#1", "end"]);
         assert_eq!(changes(&mut web), ["end"]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_change_is_seen_even_once_the_task_budget_is_spent() {
+        let registry = Registry::new(None);
+        let a = member("a", 1, &["web"], &[], Serving);
+        let b = member("b", 1, &["web"], &[], Serving);
+        registry.publish([a.clone(), b]);
+        let mut web =
+            RoleDiscover::new(&registry, "web", |m: &Member| m.gossip_addr.port()).unwrap();
+        assert_eq!(changes(&mut web), ["+a#1 1001", "+b#1 1001"]);
+        let mut probe = registry.watch();
+        registry.publish([a]);
+        // Spend this task's tokio budget without yielding (a task that sends requests back to
+        // back whose answers are already there does): cooperative operations now answer
+        // "pending", the registry's `changed()` among them, although a change is there.
+        let mut spent = false;
+        for _ in 0..10_000 {
+            if futures::poll!(std::pin::pin!(tokio::task::consume_budget())).is_pending() {
+                spent = true;
+                break;
+            }
+        }
+        assert!(spent, "the budget was never spent");
+        assert!(futures::poll!(std::pin::pin!(probe.changed())).is_pending());
+        // The discovery yields the removal all the same: a balancer polling it before its
+        // next pick does not pick b.
+        assert_eq!(changes(&mut web), ["-b#1"]);
     }
 
     #[test]
