@@ -19,7 +19,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 use tracing::Instrument;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
 #[easy_rpc::service]
@@ -170,55 +170,10 @@ fn attr<'a>(span: &'a Ended, key: &str) -> &'a str {
     span.attributes.get(key).map_or("", String::as_str)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_chain_across_three_nodes_is_one_trace() {
-    let tracer = MemoryTracer::default();
-    let ended = tracer.ended.clone();
-    // easy-rpc's spans at debug, tarpc's at info (they carry the context across the wire),
-    // nothing else below info.
-    let filter = Targets::new()
-        .with_default(tracing::Level::INFO)
-        .with_target("easy_rpc", tracing::Level::DEBUG);
-    tracing_subscriber::registry()
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(filter),
-        )
-        .init();
-
-    let cluster = unique_cluster("tracing");
-    let audit = rpc_builder(&cluster, "audit-1")
-        .roles(["audit"])
-        .serve(AuditImpl.serve())
-        .start()
-        .await
-        .unwrap();
-    let seed = audit.gossip_addr().to_string();
-    let slot = Arc::new(OnceLock::new());
-    let billing = rpc_builder(&cluster, "billing-1")
-        .roles(["billing"])
-        .seeds([seed.clone()])
-        .serve(BillingImpl { node: slot.clone() }.serve())
-        .start()
-        .await
-        .unwrap();
-    slot.set(billing.clone()).unwrap();
-    let gateway = rpc_builder(&cluster, "gateway-1")
-        .seeds([seed])
-        .start()
-        .await
-        .unwrap();
-    wait_until(
-        Duration::from_secs(15),
-        "the gateway sees billing and billing sees audit",
-        || {
-            !gateway.nodes_with_role("billing").is_empty()
-                && !billing.nodes_with_role("audit").is_empty()
-        },
-    )
-    .await;
-
+/// Calls `gateway -> billing -> audit` inside a root span and checks that the spans the
+/// tracer ended make one trace, parented in order; `tarpc_spans`: whether tarpc's own spans are
+/// on (then there are more of them in the chain).
+async fn one_trace(gateway: &Node, ended: &Arc<Mutex<Vec<Ended>>>, tarpc_spans: bool) {
     let request = tracing::info_span!("request");
     let answer = gateway
         .any("billing")
@@ -306,6 +261,75 @@ async fn a_call_chain_across_three_nodes_is_one_trace() {
         position(root.id),
     );
     assert!(rc < cs && cs < cc && cc < r, "{chain:?}");
+
+    // tarpc's own spans are in the chain exactly when they are on.
+    let tarpc_spans_seen = spans
+        .iter()
+        .any(|s| s.name != "request" && attr(s, "rpc.system") != "easy-rpc");
+    assert_eq!(tarpc_spans_seen, tarpc_spans, "{spans:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_chain_across_three_nodes_is_one_trace() {
+    let tracer = MemoryTracer::default();
+    let ended = tracer.ended.clone();
+    // First easy-rpc's spans only (debug), nothing of tarpc's: the trace context crosses the
+    // wire all the same. Then tarpc's own spans too (info).
+    let easy_rpc_only = Targets::new()
+        .with_default(tracing::Level::INFO)
+        .with_target("easy_rpc", tracing::Level::DEBUG)
+        .with_target("tarpc", LevelFilter::OFF);
+    let (filter, reload) = tracing_subscriber::reload::Layer::new(easy_rpc_only);
+    tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(filter),
+        )
+        .init();
+
+    let cluster = unique_cluster("tracing");
+    let audit = rpc_builder(&cluster, "audit-1")
+        .roles(["audit"])
+        .serve(AuditImpl.serve())
+        .start()
+        .await
+        .unwrap();
+    let seed = audit.gossip_addr().to_string();
+    let slot = Arc::new(OnceLock::new());
+    let billing = rpc_builder(&cluster, "billing-1")
+        .roles(["billing"])
+        .seeds([seed.clone()])
+        .serve(BillingImpl { node: slot.clone() }.serve())
+        .start()
+        .await
+        .unwrap();
+    slot.set(billing.clone()).unwrap();
+    let gateway = rpc_builder(&cluster, "gateway-1")
+        .seeds([seed])
+        .start()
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(15),
+        "the gateway sees billing and billing sees audit",
+        || {
+            !gateway.nodes_with_role("billing").is_empty()
+                && !billing.nodes_with_role("audit").is_empty()
+        },
+    )
+    .await;
+
+    one_trace(&gateway, &ended, false).await;
+    ended.lock().unwrap().clear();
+    reload
+        .modify(|filter| {
+            *filter = Targets::new()
+                .with_default(tracing::Level::INFO)
+                .with_target("easy_rpc", tracing::Level::DEBUG);
+        })
+        .unwrap();
+    one_trace(&gateway, &ended, true).await;
 
     for n in [&gateway, &billing, &audit] {
         n.shutdown().await;

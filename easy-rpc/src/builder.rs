@@ -515,7 +515,10 @@ impl NodeBuilder {
     ///   that traced it not, or traces nothing) when drawn at this node's ratio.
     ///
     /// Without a subscriber that wants easy-rpc's spans, nothing is drawn and no call has a
-    /// span, whatever the ratio.
+    /// span, whatever the ratio. With tarpc's own spans on too (a filter that keeps
+    /// `tarpc=info`), tarpc makes one for every call whatever the ratio, and the serving node
+    /// follows the sampling decision on it (OpenTelemetry's sampler's): leave them off to
+    /// sample (easy-rpc's spans carry the trace across nodes without them).
     ///
     /// # Panics
     ///

@@ -168,6 +168,34 @@ impl<Resp, Req: Serialize> tokio_serde::Serializer<ClientMessage<Req>> for Clien
     }
 }
 
+/// A request as the server reads it: the request, and the trace context its caller sent.
+///
+/// tarpc hands the server's `Serve` a context whose span id it replaced: with the id of its
+/// own span of the request, or, when that span is off, of a child it made up. The caller's
+/// span, the parent of the request's `serve` span, would be lost; the codec keeps it here.
+/// Decodes as the request alone: nothing more travels.
+#[derive(Debug)]
+pub(crate) struct Incoming<R> {
+    pub(crate) req: R,
+    /// The trace context of the request as the caller sent it.
+    pub(crate) caller: tarpc::trace::Context,
+}
+
+impl<'de, R: Deserialize<'de>> Deserialize<'de> for Incoming<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        R::deserialize(deserializer).map(|req| Incoming {
+            req,
+            caller: tarpc::trace::Context::default(),
+        })
+    }
+}
+
+impl<R: tarpc::RequestName> tarpc::RequestName for Incoming<R> {
+    fn name(&self) -> &str {
+        self.req.name()
+    }
+}
+
 /// The server's codec: reads requests (`ClientMessage<Req>`), writes responses
 /// (`Response<Reply<R>>`) with postcard, but
 /// - first caps the deadline a request carries at [`MAX_TIMEOUT`]: tarpc turns it into
@@ -178,12 +206,13 @@ impl<Resp, Req: Serialize> tokio_serde::Serializer<ClientMessage<Req>> for Clien
 ///   its caller's deadline gets a deadline in the past, and is not started;
 /// - answers a response that would not fit the frame limit with [`Reply::Failed`] saying so,
 ///   for that request only: the framing would refuse it, which would end the connection and
-///   every call on it.
+///   every call on it;
+/// - keeps the trace context the caller sent with each request ([`Incoming`]).
 pub(crate) struct ServerCodec<Req, Resp> {
     max_frame: usize,
     max_clock_skew: Duration,
     out: WriteBuffer,
-    items: Items<ClientMessage<Req>, Response<Resp>>,
+    items: Items<ClientMessage<Incoming<Req>>, Response<Resp>>,
 }
 
 impl<Req, Resp> ServerCodec<Req, Resp> {
@@ -201,15 +230,21 @@ impl<Req, Resp> ServerCodec<Req, Resp> {
     }
 }
 
-impl<Req: DeserializeOwned, Resp> tokio_serde::Deserializer<ClientMessage<Req>>
+impl<Req: DeserializeOwned, Resp> tokio_serde::Deserializer<ClientMessage<Incoming<Req>>>
     for ServerCodec<Req, Resp>
 {
     type Error = io::Error;
 
-    fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> Result<ClientMessage<Req>, io::Error> {
+    fn deserialize(
+        self: Pin<&mut Self>,
+        src: &BytesMut,
+    ) -> Result<ClientMessage<Incoming<Req>>, io::Error> {
         let frame = clamp_deadline(src);
-        let (mut message, rest) = postcard::take_from_bytes::<ClientMessage<Req>>(&frame)
+        let (mut message, rest) = postcard::take_from_bytes::<ClientMessage<Incoming<Req>>>(&frame)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if let ClientMessage::Request(request) = &mut message {
+            request.message.caller = request.context.trace_context;
+        }
         if let ClientMessage::Request(request) = &mut message
             && let Ok(sent) = <[u8; SENT_AT]>::try_from(rest)
         {
@@ -449,7 +484,7 @@ mod tests {
         v
     }
 
-    fn decode(frame: &[u8]) -> ClientMessage<u32> {
+    fn decode(frame: &[u8]) -> ClientMessage<Incoming<u32>> {
         let mut codec = ServerCodec::<u32, Reply<()>>::new(1024, Duration::from_millis(100));
         tokio_serde::Deserializer::deserialize(Pin::new(&mut codec), &BytesMut::from(frame))
             .unwrap()
@@ -485,10 +520,34 @@ mod tests {
         let before = Instant::now();
         match decode(&hostile) {
             ClientMessage::Request(r) => {
-                assert_eq!(r.message, 5);
+                assert_eq!(r.message.req, 5);
                 assert_eq!(r.id, 9);
                 assert!(r.context.deadline <= Instant::now() + MAX_TIMEOUT);
                 assert!(r.context.deadline >= before + MAX_TIMEOUT);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_request_keeps_the_trace_context_its_caller_sent() {
+        let caller = tarpc::trace::Context {
+            trace_id: 0x1234_u128.into(),
+            span_id: 0x56_u64.into(),
+            sampling_decision: tarpc::trace::SamplingDecision::Sampled,
+        };
+        let mut ctx = context::current();
+        ctx.trace_context = caller;
+        let frame = postcard::to_stdvec(&ClientMessage::Request(Request {
+            context: ctx,
+            id: 4,
+            message: 8u32,
+        }))
+        .unwrap();
+        match decode(&frame) {
+            ClientMessage::Request(r) => {
+                assert_eq!(r.message.req, 8);
+                assert_eq!(r.message.caller, caller);
             }
             other => panic!("{other:?}"),
         }
@@ -520,7 +579,7 @@ mod tests {
     }
 
     /// Time left on a decoded request's deadline.
-    fn time_left(message: ClientMessage<u32>) -> Duration {
+    fn time_left(message: ClientMessage<Incoming<u32>>) -> Duration {
         match message {
             ClientMessage::Request(r) => {
                 r.context.deadline.saturating_duration_since(Instant::now())

@@ -9,14 +9,19 @@
 //! 1, or more after reroutes and retries) and `outcome` (`ok` or the error's kind); on `serve`
 //! `node` (this node) and `outcome` (`ok`, `not_run:<reason>` or `failed`).
 //!
-//! Across nodes, the trace context travels in tarpc's request context: tarpc's own `RPC`
-//! spans (target `tarpc`, `INFO`) take it from the current span on the caller, and set the
-//! remote parent on the node that runs the request; `serve` is their child there, and every
-//! call the handler makes is a child of `serve`. So a chain `gateway -> billing -> audit` is
-//! one trace, as long as the layer that exports spans (e.g. `tracing-opentelemetry`) sees
-//! tarpc's spans: give that layer its own filter (`easy_rpc=debug,tarpc=info`), and keep
-//! `easy_rpc::log::default_filter` (which turns tarpc's noisy *events* off) for the log
-//! output layer only.
+//! Across nodes, the trace context travels in tarpc's request context: tarpc's `Channel::call`
+//! takes it from the current span on the caller (the `call` span, or tarpc's own `RPC` span
+//! when a filter keeps those), and the node that runs the request makes it the remote parent
+//! of `serve` ([`set_caller`], from the context the server codec kept:
+//! [`Incoming`](crate::codec::Incoming)); every call the handler makes is a child of `serve`.
+//! So a chain `gateway -> billing -> audit` is one trace in a layer that exports spans (e.g.
+//! `tracing-opentelemetry`) with `easy_rpc=debug` alone: give that layer its own filter, and
+//! keep `easy_rpc::log::default_filter` (which turns tarpc's noisy *events* off) for the log
+//! output layer only. tarpc's spans (`tarpc=info`) may be added; they are not needed.
+//!
+//! A node traces a share of its calls ([`Sampler`], `NodeBuilder::trace_sample`): a traced
+//! call marks its request sampled, and the serving node traces it and the calls its handler
+//! makes.
 
 use std::future::Future;
 
@@ -109,11 +114,35 @@ pub(crate) fn trace_call(sampler: Sampler) -> bool {
 }
 
 /// Whether a request gets a span: when a subscriber wants it and its caller traced the call
-/// (the request's trace context says sampled), or else when `sampler` draws it.
-pub(crate) fn trace_request(ctx: &tarpc::context::Context, sampler: Sampler) -> bool {
+/// (the trace context it sent, `caller`, says sampled), or else when `sampler` draws it.
+pub(crate) fn trace_request(caller: &tarpc::trace::Context, sampler: Sampler) -> bool {
     traced()
-        && (ctx.trace_context.sampling_decision == tarpc::trace::SamplingDecision::Sampled
-            || sampler.sample())
+        && (caller.sampling_decision == tarpc::trace::SamplingDecision::Sampled || sampler.sample())
+}
+
+/// Makes the trace context a caller sent, `caller`, the parent of a request's `span`, for a
+/// layer that exports spans to OpenTelemetry (`tracing-opentelemetry`; without one, nothing
+/// happens). Nothing either when the caller sent no trace (its trace id is zero: it has no
+/// such layer): the span stays where it was made.
+pub(crate) fn set_caller(span: &Span, caller: &tarpc::trace::Context) {
+    use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if span.is_disabled() || caller.trace_id.is_none() {
+        return;
+    }
+    let flags = match caller.sampling_decision {
+        tarpc::trace::SamplingDecision::Sampled => TraceFlags::SAMPLED,
+        tarpc::trace::SamplingDecision::Unsampled => TraceFlags::default(),
+    };
+    let remote = SpanContext::new(
+        caller.trace_id.into(),
+        caller.span_id.into(),
+        flags,
+        true,
+        TraceState::default(),
+    );
+    // An error only says the span has no OpenTelemetry layer, or has started: neither here.
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
 }
 
 /// The span of one call of `service.method` to a node of `role` ("" for a direct target);

@@ -18,7 +18,7 @@ use tokio_util::codec::Framed;
 use tracing::Instrument;
 
 use super::state::{InFlight, ServerState};
-use crate::codec::{FrameCodec, ServerCodec};
+use crate::codec::{FrameCodec, Incoming, ServerCodec};
 use crate::error::NotRunReason;
 use crate::link::Link;
 use crate::metrics::{CountedRequest, Outcome};
@@ -141,7 +141,7 @@ impl Drop for Running<'_> {
 }
 
 impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
-    type Req = S::Req;
+    type Req = Incoming<S::Req>;
     type Resp = Reply<S::Resp>;
 
     // Not an `async fn`: its future would hold the arguments besides the one it awaits, and
@@ -149,17 +149,18 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
     fn serve(
         self,
         ctx: tarpc::context::Context,
-        req: S::Req,
+        Incoming { req, caller }: Incoming<S::Req>,
     ) -> impl Future<Output = Result<Reply<S::Resp>, ServerError>> {
-        if !crate::trace::trace_request(&ctx, self.conn.state.sampler) {
+        if !crate::trace::trace_request(&caller, self.conn.state.sampler) {
             // No span: the request's future holds none, and the span macro's fallback (which
             // builds its fields for the `log` crate when no subscriber was ever set) is not run.
             return Either::Left(self.serve_request(ctx.deadline, false, req).map(Ok));
         }
-        // A child of tarpc's span of the request (which carries the caller's trace context):
-        // the handler runs in it, so the calls it makes are its children. Boxed: only traced
-        // requests carry the instrumented future.
+        // A child of the caller's span (the trace context it sent), whether tarpc's own span
+        // of the request is on or not: the handler runs in it, so the calls it makes are its
+        // children. Boxed: only traced requests carry the instrumented future.
         let span = crate::trace::server_span(S::NAME, S::method(&req).name, &self.conn.state.node);
+        crate::trace::set_caller(&span, &caller);
         Either::Right(Box::pin(async move {
             let reply = self
                 .serve_request(ctx.deadline, true, req)
