@@ -7,51 +7,16 @@
 //! The only node test of this binary: it installs the process's global subscriber.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use easy_rpc::Node;
-use easy_rpc_tests::cluster::{rpc_builder, unique_cluster, wait_until};
+use easy_rpc_tests::chain::{self, BillingClient};
+use easy_rpc_tests::cluster::unique_cluster;
 use tracing::field::{Field, Visit};
 use tracing::span::Attributes;
 use tracing::{Id, Subscriber};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
-
-#[easy_rpc::service]
-trait Billing {
-    async fn charge(cents: u64) -> u64;
-}
-
-#[easy_rpc::service]
-trait Audit {
-    async fn record(cents: u64) -> u64;
-}
-
-/// Charges by asking `audit` through the billing node's own handle.
-struct BillingImpl {
-    node: Arc<OnceLock<Node>>,
-}
-
-impl Billing for BillingImpl {
-    async fn charge(&self, cents: u64) -> u64 {
-        let node = self.node.get().expect("the billing node started");
-        node.any("audit")
-            .record(cents)
-            .await
-            .expect("audit answers")
-            + 1
-    }
-}
-
-struct AuditImpl;
-
-impl Audit for AuditImpl {
-    async fn record(&self, cents: u64) -> u64 {
-        cents * 10
-    }
-}
 
 /// Counts the spans made, by `(name, rpc.service)`: `("call", "Billing")`,
 /// `("serve", "Audit")`...
@@ -105,41 +70,14 @@ async fn a_sampled_call_is_traced_on_every_node_it_reaches_and_no_other_is() {
     let cluster = unique_cluster("sampling");
     // Audit traces every request its caller did not (share 1); billing none of its own (0);
     // the gateway half of its calls.
-    let audit = rpc_builder(&cluster, "audit-1")
-        .roles(["audit"])
-        .serve(AuditImpl.serve())
-        .trace_sample(1.0)
-        .start()
-        .await
-        .unwrap();
-    let seed = audit.gossip_addr().to_string();
-    let slot = Arc::new(OnceLock::new());
-    let billing = rpc_builder(&cluster, "billing-1")
-        .roles(["billing"])
-        .seeds([seed.clone()])
-        .serve(BillingImpl { node: slot.clone() }.serve())
-        .from_vars([("CLUSTER_TRACE_SAMPLE", "0")])
-        .unwrap()
-        .start()
-        .await
-        .unwrap();
-    assert_eq!(billing.trace_sample(), 0.0);
-    slot.set(billing.clone()).unwrap();
-    let gateway = rpc_builder(&cluster, "gateway-1")
-        .seeds([seed])
-        .trace_sample(0.5)
-        .start()
-        .await
-        .unwrap();
-    wait_until(
-        Duration::from_secs(15),
-        "the gateway sees billing and billing sees audit",
-        || {
-            !gateway.nodes_with_role("billing").is_empty()
-                && !billing.nodes_with_role("audit").is_empty()
-        },
+    let (gateway, billing, audit) = chain::start(
+        &cluster,
+        |b| b.trace_sample(1.0),
+        |b| b.from_vars([("CLUSTER_TRACE_SAMPLE", "0")]).unwrap(),
+        |b| b.trace_sample(0.5),
     )
     .await;
+    assert_eq!(billing.trace_sample(), 0.0);
 
     const CALLS: u64 = 60;
     for i in 0..CALLS {

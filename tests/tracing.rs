@@ -8,11 +8,12 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use easy_rpc::Node;
-use easy_rpc_tests::cluster::{rpc_builder, unique_cluster, wait_until};
+use easy_rpc_tests::chain::{self, BillingClient};
+use easy_rpc_tests::cluster::{unique_cluster, wait_until};
 use opentelemetry::trace::{
     SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
     TraceState,
@@ -21,40 +22,6 @@ use opentelemetry::{Context, KeyValue};
 use tracing::Instrument;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
-
-#[easy_rpc::service]
-trait Billing {
-    async fn charge(cents: u64) -> u64;
-}
-
-#[easy_rpc::service]
-trait Audit {
-    async fn record(cents: u64) -> u64;
-}
-
-/// Charges by asking `audit` through the billing node's own handle.
-struct BillingImpl {
-    node: Arc<OnceLock<Node>>,
-}
-
-impl Billing for BillingImpl {
-    async fn charge(&self, cents: u64) -> u64 {
-        let node = self.node.get().expect("the billing node started");
-        node.any("audit")
-            .record(cents)
-            .await
-            .expect("audit answers")
-            + 1
-    }
-}
-
-struct AuditImpl;
-
-impl Audit for AuditImpl {
-    async fn record(&self, cents: u64) -> u64 {
-        cents * 10
-    }
-}
 
 /// One ended span, as the tracer saw it.
 #[derive(Clone, Debug)]
@@ -289,36 +256,7 @@ async fn a_call_chain_across_three_nodes_is_one_trace() {
         .init();
 
     let cluster = unique_cluster("tracing");
-    let audit = rpc_builder(&cluster, "audit-1")
-        .roles(["audit"])
-        .serve(AuditImpl.serve())
-        .start()
-        .await
-        .unwrap();
-    let seed = audit.gossip_addr().to_string();
-    let slot = Arc::new(OnceLock::new());
-    let billing = rpc_builder(&cluster, "billing-1")
-        .roles(["billing"])
-        .seeds([seed.clone()])
-        .serve(BillingImpl { node: slot.clone() }.serve())
-        .start()
-        .await
-        .unwrap();
-    slot.set(billing.clone()).unwrap();
-    let gateway = rpc_builder(&cluster, "gateway-1")
-        .seeds([seed])
-        .start()
-        .await
-        .unwrap();
-    wait_until(
-        Duration::from_secs(15),
-        "the gateway sees billing and billing sees audit",
-        || {
-            !gateway.nodes_with_role("billing").is_empty()
-                && !billing.nodes_with_role("audit").is_empty()
-        },
-    )
-    .await;
+    let (gateway, billing, audit) = chain::start(&cluster, |b| b, |b| b, |b| b).await;
 
     one_trace(&gateway, &ended, false).await;
     ended.lock().unwrap().clear();

@@ -1,6 +1,7 @@
 //! Test support.
 //!
 //! - [`browser`]: headless `chromium` in real time, its DOM read over the DevTools protocol.
+//! - [`chain`]: the services of a call chain `gateway -> billing -> audit`, for trace tests.
 //! - [`churn`]: the fault suite's service, and load that counts every outcome.
 //! - [`cluster`]: starting test nodes on loopback and waiting for conditions.
 //! - [`http`]: a raw HTTP/1.1 client for the management endpoint.
@@ -11,6 +12,7 @@
 //!   `easy-rpc-test-dns` crate).
 
 pub mod browser;
+pub mod chain;
 pub mod churn;
 pub mod cluster;
 pub mod http;
