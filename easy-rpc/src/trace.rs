@@ -115,21 +115,22 @@ pub(crate) fn trace_call(sampler: Sampler) -> bool {
 
 /// Whether a request gets a span: when a subscriber wants it and its caller traced the call
 /// (the trace context it sent, `caller`, says sampled), or else when `sampler` draws it.
-pub(crate) fn trace_request(caller: &tarpc::trace::Context, sampler: Sampler) -> bool {
+pub(crate) fn trace_request(caller: Option<&tarpc::trace::Context>, sampler: Sampler) -> bool {
     traced()
-        && (caller.sampling_decision == tarpc::trace::SamplingDecision::Sampled || sampler.sample())
+        && (caller.is_some_and(|c| c.sampling_decision == tarpc::trace::SamplingDecision::Sampled)
+            || sampler.sample())
 }
 
 /// Makes the trace context a caller sent, `caller`, the parent of a request's `span`, for a
 /// layer that exports spans to OpenTelemetry (`tracing-opentelemetry`; without one, nothing
 /// happens). Nothing either when the caller sent no trace (its trace id is zero: it has no
 /// such layer): the span stays where it was made.
-pub(crate) fn set_caller(span: &Span, caller: &tarpc::trace::Context) {
+pub(crate) fn set_caller(span: &Span, caller: Option<&tarpc::trace::Context>) {
     use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    if span.is_disabled() || caller.trace_id.is_none() {
+    let Some(caller) = caller.filter(|c| !span.is_disabled() && !c.trace_id.is_none()) else {
         return;
-    }
+    };
     let flags = match caller.sampling_decision {
         tarpc::trace::SamplingDecision::Sampled => TraceFlags::SAMPLED,
         tarpc::trace::SamplingDecision::Unsampled => TraceFlags::default(),

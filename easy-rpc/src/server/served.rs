@@ -151,7 +151,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         ctx: tarpc::context::Context,
         Incoming { req, caller }: Incoming<S::Req>,
     ) -> impl Future<Output = Result<Reply<S::Resp>, ServerError>> {
-        if !crate::trace::trace_request(&caller, self.conn.state.sampler) {
+        if !crate::trace::trace_request(caller.as_deref(), self.conn.state.sampler) {
             // No span: the request's future holds none, and the span macro's fallback (which
             // builds its fields for the `log` crate when no subscriber was ever set) is not run.
             return Either::Left(self.serve_request(ctx.deadline, false, req).map(Ok));
@@ -160,7 +160,7 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
         // of the request is on or not: the handler runs in it, so the calls it makes are its
         // children. Boxed: only traced requests carry the instrumented future.
         let span = crate::trace::server_span(S::NAME, S::method(&req).name, &self.conn.state.node);
-        crate::trace::set_caller(&span, &caller);
+        crate::trace::set_caller(&span, caller.as_deref());
         Either::Right(Box::pin(async move {
             let reply = self
                 .serve_request(ctx.deadline, true, req)
