@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::Framed;
 
 use crate::client::Outgoing;
-use crate::codec::{ClientCodec, FrameCodec, Incoming, ServerCodec, framing};
+use crate::codec::{ClientCodec, FrameCodec, ServerCodec, framing};
 use crate::deadline::MAX_TIMEOUT;
 use crate::error::RejectReason;
 use crate::handshake::{self, Admission, HandshakeError};
@@ -120,18 +120,14 @@ pub async fn read_requests<S: ServiceDef>(
 ) -> (usize, Option<io::Error>) {
     let budget = Arc::new(FrameBudget::new(budget));
     let framed = Framed::new(io, FrameCodec::new(max_frame, budget.clone()));
-    let mut transport = tokio_serde::Framed::<
-        _,
-        ClientMessage<Incoming<S::Req>>,
-        Response<Reply<S::Resp>>,
-        _,
-    >::new(
-        framed,
-        ServerCodec::<S::Req, Reply<S::Resp>>::new(
-            max_frame,
-            crate::ServerLimits::default().max_clock_skew,
-        ),
-    );
+    let mut transport =
+        tokio_serde::Framed::<_, ClientMessage<S::Req>, Response<Reply<S::Resp>>, _>::new(
+            framed,
+            ServerCodec::<S::Req, Reply<S::Resp>>::new(
+                max_frame,
+                crate::ServerLimits::default().max_clock_skew,
+            ),
+        );
     let mut n = 0;
     let end = loop {
         match transport.next().await {
@@ -140,7 +136,7 @@ pub async fn read_requests<S: ServiceDef>(
             Some(Ok(ClientMessage::Request(req))) => {
                 let limit = Instant::now() + MAX_TIMEOUT;
                 assert!(req.context.deadline <= limit, "a deadline over the cap");
-                let _method = S::method(&req.message.req);
+                let _method = S::method(&req.message);
                 n += 1;
             }
             Some(Ok(_)) => n += 1,

@@ -141,7 +141,7 @@ impl Drop for Running<'_> {
 }
 
 impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
-    type Req = Incoming<S::Req>;
+    type Req = S::Req;
     type Resp = Reply<S::Resp>;
 
     // Not an `async fn`: its future would hold the arguments besides the one it awaits, and
@@ -149,18 +149,59 @@ impl<S: ServiceDef, H: Handler<S>> Serve for TarpcServe<S, H> {
     fn serve(
         self,
         ctx: tarpc::context::Context,
+        req: S::Req,
+    ) -> impl Future<Output = Result<Reply<S::Resp>, ServerError>> {
+        self.serve_traced(ctx, req, None)
+    }
+}
+
+/// [`TarpcServe`] on a connection opened while a subscriber wanted the spans of requests:
+/// its requests come with the trace context their callers sent ([`Incoming`]), which becomes
+/// the parent of their spans. The other connections do without, so that their requests stay
+/// as small as they were (the context made each request's future larger, which cost about 500
+/// instructions per request in copies and in the allocator).
+struct TracedServe<S, H>(TarpcServe<S, H>);
+
+impl<S, H> Clone for TracedServe<S, H> {
+    fn clone(&self) -> Self {
+        TracedServe(self.0.clone())
+    }
+}
+
+impl<S: ServiceDef, H: Handler<S>> Serve for TracedServe<S, H> {
+    type Req = Incoming<S::Req>;
+    type Resp = Reply<S::Resp>;
+
+    fn serve(
+        self,
+        ctx: tarpc::context::Context,
         Incoming { req, caller }: Incoming<S::Req>,
     ) -> impl Future<Output = Result<Reply<S::Resp>, ServerError>> {
-        if !crate::trace::trace_request(caller.as_deref(), self.conn.state.sampler) {
+        self.0.serve_traced(ctx, req, caller.as_deref())
+    }
+}
+
+impl<S: ServiceDef, H: Handler<S>> TarpcServe<S, H> {
+    /// [`Serve::serve`], `caller` being the trace context the caller sent, if it is known.
+    fn serve_traced(
+        self,
+        ctx: tarpc::context::Context,
+        req: S::Req,
+        caller: Option<&tarpc::trace::Context>,
+    ) -> impl Future<Output = Result<Reply<S::Resp>, ServerError>> + use<S, H> {
+        if !crate::trace::trace_request(caller, self.conn.state.sampler) {
             // No span: the request's future holds none, and the span macro's fallback (which
             // builds its fields for the `log` crate when no subscriber was ever set) is not run.
-            return Either::Left(self.serve_request(ctx.deadline, false, req).map(Ok));
+            return Either::Left(
+                self.serve_request(ctx.deadline, false, req)
+                    .map(Ok as fn(_) -> _),
+            );
         }
         // A child of the caller's span (the trace context it sent), whether tarpc's own span
         // of the request is on or not: the handler runs in it, so the calls it makes are its
         // children. Boxed: only traced requests carry the instrumented future.
         let span = crate::trace::server_span(S::NAME, S::method(&req).name, &self.conn.state.node);
-        crate::trace::set_caller(&span, caller.as_deref());
+        crate::trace::set_caller(&span, caller);
         Either::Right(Box::pin(async move {
             let reply = self
                 .serve_request(ctx.deadline, true, req)
@@ -311,19 +352,29 @@ impl<S: ServiceDef, H: Handler<S>> ServeConnection for TypedServer<S, H> {
         };
         let max_frame = serve.conn.state.bounds.limits.max_frame;
         let max_clock_skew = serve.conn.state.bounds.limits.max_clock_skew;
-        let transport = tokio_serde::Framed::new(
-            framed,
-            ServerCodec::<S::Req, Reply<S::Resp>>::new(max_frame, max_clock_skew),
-        );
-        async move {
-            BaseChannel::with_defaults(transport)
-                .execute(serve)
-                .for_each(|request| async move {
-                    tokio::spawn(request);
-                })
-                .await;
+        let codec = ServerCodec::<S::Req, Reply<S::Resp>>::new(max_frame, max_clock_skew);
+        // Each request in a task of its own. (A macro: a generic function could not say that
+        // the futures of `Serve::serve`, an async fn of a trait, are `Send`.)
+        macro_rules! run {
+            ($serve:expr) => {{
+                let transport = tokio_serde::Framed::new(framed, codec);
+                let serve = $serve;
+                async move {
+                    BaseChannel::with_defaults(transport)
+                        .execute(serve)
+                        .for_each(|request| async move {
+                            tokio::spawn(request);
+                        })
+                        .await;
+                }
+                .boxed()
+            }};
         }
-        .boxed()
+        if crate::trace::traced() {
+            run!(TracedServe(serve))
+        } else {
+            run!(serve)
+        }
     }
 }
 
