@@ -192,10 +192,7 @@ impl<S: ServiceDef, H: Handler<S>> TarpcServe<S, H> {
         if !crate::trace::trace_request(caller, self.conn.state.sampler) {
             // No span: the request's future holds none, and the span macro's fallback (which
             // builds its fields for the `log` crate when no subscriber was ever set) is not run.
-            return Either::Left(
-                self.serve_request(ctx.deadline, false, req)
-                    .map(Ok as fn(_) -> _),
-            );
+            return Either::Left(self.serve_request(ctx.deadline, false, req).map(Ok));
         }
         // A child of the caller's span (the trace context it sent), whether tarpc's own span
         // of the request is on or not: the handler runs in it, so the calls it makes are its
