@@ -174,35 +174,35 @@ impl NodeBuilder {
     /// Reads the `CLUSTER_*` environment variables (see [`cluster_helper::Config`]), the
     /// server limits' `CLUSTER_RPC_MAX_*` ([`ServerLimits::ENV_VARS`]),
     /// `CLUSTER_HTTP_LISTEN` (see [`http_listen`](NodeBuilder::http_listen); `off` turns the
-    /// endpoint off) and `CLUSTER_RPC_ENCRYPTION` (`on` or `off`; see
-    /// [`unencrypted_calls`](NodeBuilder::unencrypted_calls)).
+    /// endpoint off), `CLUSTER_RPC_ENCRYPTION` (`on` or `off`; see
+    /// [`unencrypted_calls`](NodeBuilder::unencrypted_calls)) and `CLUSTER_TRACE_SAMPLE` (see
+    /// [`trace_sample`](NodeBuilder::trace_sample)).
     ///
     /// # Errors
     ///
     /// A value that does not parse, naming the variable and what was expected.
     pub fn from_env(mut self) -> Result<Self, Error> {
         self.cluster = self.cluster.from_env()?;
-        if let Some(limits) = ServerLimits::from_vars(|name| {
-            std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
-        })? {
+        self.read_vars(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))?;
+        Ok(self)
+    }
+
+    /// Reads easy-rpc's own variables (the server limits, the management endpoint, call
+    /// encryption, trace sampling) through `var`, which looks one up by name.
+    fn read_vars(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
+        if let Some(limits) = ServerLimits::from_vars(&var)? {
             self.env_limits = Some(limits);
         }
-        if let Some(http) = parse_http_listen(
-            std::env::var_os(HTTP_LISTEN_VAR).map(|v| v.to_string_lossy().into_owned()),
-        )? {
+        if let Some(http) = parse_http_listen(var(HTTP_LISTEN_VAR))? {
             self.env_http = Some(http);
         }
-        if let Some(encryption) = parse_encryption(
-            std::env::var_os(ENCRYPTION_VAR).map(|v| v.to_string_lossy().into_owned()),
-        )? {
+        if let Some(encryption) = parse_encryption(var(ENCRYPTION_VAR))? {
             self.env_encryption = Some(encryption);
         }
-        if let Some(ratio) = parse_trace_sample(
-            std::env::var_os(TRACE_SAMPLE_VAR).map(|v| v.to_string_lossy().into_owned()),
-        )? {
+        if let Some(ratio) = parse_trace_sample(var(TRACE_SAMPLE_VAR))? {
             self.env_trace_sample = Some(ratio);
         }
-        Ok(self)
+        Ok(())
     }
 
     /// Like [`from_env`](NodeBuilder::from_env), from the given variables instead of the
@@ -227,38 +227,12 @@ impl NodeBuilder {
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
-        if let Some(limits) = ServerLimits::from_vars(|name| {
+        self.read_vars(|name| {
             vars.iter()
                 .rev()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
-        })? {
-            self.env_limits = Some(limits);
-        }
-        let http = vars
-            .iter()
-            .rev()
-            .find(|(k, _)| k == HTTP_LISTEN_VAR)
-            .map(|(_, v)| v.clone());
-        if let Some(http) = parse_http_listen(http)? {
-            self.env_http = Some(http);
-        }
-        let encryption = vars
-            .iter()
-            .rev()
-            .find(|(k, _)| k == ENCRYPTION_VAR)
-            .map(|(_, v)| v.clone());
-        if let Some(encryption) = parse_encryption(encryption)? {
-            self.env_encryption = Some(encryption);
-        }
-        let trace_sample = vars
-            .iter()
-            .rev()
-            .find(|(k, _)| k == TRACE_SAMPLE_VAR)
-            .map(|(_, v)| v.clone());
-        if let Some(ratio) = parse_trace_sample(trace_sample)? {
-            self.env_trace_sample = Some(ratio);
-        }
+        })?;
         self.cluster = self.cluster.from_vars(vars)?;
         Ok(self)
     }
