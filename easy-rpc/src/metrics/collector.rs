@@ -385,7 +385,7 @@ fn encode_membership(
     counter(
         enc,
         "easy_rpc_cluster_joins",
-        "Members seen to start serving.",
+        "Members seen to start serving (those serving when the node started included).",
         n(&metrics.joins),
     )?;
     counter(

@@ -17,7 +17,18 @@ pub(crate) fn count_membership(
     registry: &Registry,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut events = registry.events();
+    // The snapshot and the events that follow it exactly: the members already serving when
+    // the counter starts (the node's start can see peers before this runs) count as joins
+    // once, and none twice.
+    let (snapshot, mut events) = registry.snapshot_and_events();
+    let serving = snapshot
+        .members()
+        .filter(|m| m.status == cluster_helper::NodeStatus::Serving)
+        .count();
+    metrics.joins.fetch_add(
+        u64::try_from(serving).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
     tokio::spawn(async move {
         // Nodes that announced they leave: their going down is not a failure.
         let mut leaving: HashSet<NodeId> = HashSet::new();
