@@ -16,10 +16,12 @@ use crate::local::change;
 use crate::member::{Member, NodeStatus};
 use crate::node::Inner;
 
-/// Sends a gossip round (SYN) to every known peer, so that a local change reaches everyone in
-/// one round trip instead of spreading over several gossip intervals.
+/// Sends a gossip round (SYN) to every live peer, so that a local change reaches everyone in
+/// one round trip instead of spreading over several gossip intervals. Beyond
+/// [`PUSH_TO_ALL_PEERS`] live peers, only to [`push_budget`] of them, picked at random: gossip
+/// carries the change on from there.
 pub(crate) async fn announce(inner: &Inner) {
-    let peers: Vec<SocketAddr> = {
+    let mut peers: Vec<SocketAddr> = {
         let cc = inner.chitchat.lock().await;
         let me = cc.self_chitchat_id().clone();
         cc.live_nodes()
@@ -27,8 +29,43 @@ pub(crate) async fn announce(inner: &Inner) {
             .map(|id| id.gossip_advertise_addr)
             .collect()
     };
+    let budget = push_budget(peers.len());
+    pick_at_random(&mut peers, budget);
     for addr in peers {
         let _ = inner.handle.gossip(addr);
+    }
+}
+
+/// Up to this many peers, a node pushes to all of them: it announces a local change to every
+/// live peer, and greets every node it learns of.
+pub(crate) const PUSH_TO_ALL_PEERS: usize = 32;
+
+/// Beyond [`PUSH_TO_ALL_PEERS`], the exchanges one push may start in all, shared among the peers:
+/// each exchange carries a digest with an entry per member, so a push costs about this many
+/// member entries per peer whatever N is.
+const PUSH_EXCHANGES: usize = 1024;
+
+/// How many peers a node pushes to (announcing a local change), or greets per gossip interval,
+/// when it has `peers` peers: all of them up to [`PUSH_TO_ALL_PEERS`], then
+/// `PUSH_EXCHANGES / peers`, at least 1 (32 at 32 peers, 10 at 100, 2 at 500, 1 at 1000).
+///
+/// Without a bound, every node greeting every node it learns of made forming a cluster cost
+/// N^2 exchanges, each with an N-entry digest: N^3 in all, which is what kept N = 1000 from
+/// forming in one process.
+pub(crate) fn push_budget(peers: usize) -> usize {
+    if peers <= PUSH_TO_ALL_PEERS {
+        usize::MAX
+    } else {
+        (PUSH_EXCHANGES / peers).max(1)
+    }
+}
+
+/// Keeps `n` of `items`, picked at random (all of them if there are no more than `n`).
+fn pick_at_random<T>(items: &mut Vec<T>, n: usize) {
+    if items.len() > n {
+        use rand::seq::SliceRandom;
+        items.shuffle(&mut rand::rng());
+        items.truncate(n);
     }
 }
 
@@ -131,16 +168,23 @@ async fn read_members(inner: &Inner, cache: &mut MemberCache) -> Vec<Arc<Member>
 }
 
 /// Rebuilds the registry whenever chitchat's set of live nodes or any node's state changes, and
-/// greets every node it learns of.
+/// greets the nodes it learns of.
+///
+/// Rebuilds are at least an eighth of a gossip interval apart: a change that comes sooner is
+/// read at the end of that time, together with whatever else came meanwhile. While a cluster
+/// forms, every node's state changes many times per interval, and each rebuild reads every
+/// member. (A local change does not wait: it rebuilds the registry itself before it returns.)
 pub(crate) async fn registry_loop(weak: Weak<Inner>) {
     let Some(inner) = weak.upgrade() else { return };
     let mut live = inner.chitchat.lock().await.live_nodes_change_watcher();
     let kick = inner.kick.clone();
+    let apart = inner.config.gossip_interval / 8;
+    let mut greeter = Greeter::new(inner.config.gossip_interval);
     drop(inner);
-    let mut greeted: HashSet<ChitchatId> = HashSet::new();
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        greet_new_nodes(&inner, &mut greeted).await;
+        let rebuilt = tokio::time::Instant::now();
+        greeter.greet_new_nodes(&inner).await;
         refresh(&inner).await;
         let others = (inner.registry.snapshot().members())
             .filter(|m| m.id != inner.id)
@@ -149,6 +193,7 @@ pub(crate) async fn registry_loop(weak: Weak<Inner>) {
             become_ready(&inner).await;
         }
         drop(inner);
+        tokio::time::sleep_until(rebuilt + apart).await;
         tokio::select! {
             changed = live.changed() => if changed.is_err() { return },
             _ = kick.notified() => {}
@@ -156,47 +201,94 @@ pub(crate) async fn registry_loop(weak: Weak<Inner>) {
     }
 }
 
-/// Gossips at once, twice, with every node this node has just learned of (from a peer's state,
-/// before it is considered live). The two rounds give the other node's failure detector the
-/// two heartbeats it needs to declare this node live, so a joining node is seen by everyone
-/// after one exchange instead of after several random gossip rounds; likewise the nodes that
-/// learn of a joiner greet it back.
-pub(crate) async fn greet_new_nodes(inner: &Arc<Inner>, greeted: &mut HashSet<ChitchatId>) {
-    let fresh: Vec<SocketAddr> = {
-        let cc = inner.chitchat.lock().await;
-        let me = cc.self_chitchat_id();
-        let known: HashSet<&ChitchatId> = cc.node_states().keys().filter(|id| *id != me).collect();
-        greeted.retain(|id| known.contains(id));
-        known
-            .into_iter()
-            .filter(|id| greeted.insert((*id).clone()))
-            .map(|id| id.gossip_advertise_addr)
-            .collect()
-    };
-    if fresh.is_empty() {
-        return;
-    }
-    for addr in &fresh {
-        let _ = inner.handle.gossip(*addr);
-    }
-    let weak = Arc::downgrade(inner);
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        if let Some(inner) = weak.upgrade() {
-            for addr in &fresh {
-                let _ = inner.handle.gossip(*addr);
-            }
+/// Which nodes a node has greeted, and how many greetings it has left this gossip interval.
+pub(crate) struct Greeter {
+    /// Every known node, greeted or passed over when it was new.
+    greeted: HashSet<ChitchatId>,
+    /// The gossip interval: the budget's period.
+    interval: Duration,
+    /// When the current period began.
+    period: tokio::time::Instant,
+    /// Greetings sent in the current period.
+    spent: usize,
+}
+
+impl Greeter {
+    pub(crate) fn new(interval: Duration) -> Greeter {
+        Greeter {
+            greeted: HashSet::new(),
+            interval,
+            period: tokio::time::Instant::now(),
+            spent: 0,
         }
-        // Heartbeats alone do not wake the registry (only state changes do): look again while
-        // the greeted nodes' answers come in.
-        for wait_ms in [25, 75, 150] {
-            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-            match weak.upgrade() {
-                Some(inner) => inner.kick.notify_one(),
-                None => return,
-            }
+    }
+
+    /// How many of `wanted` new nodes may be greeted now, with `known` nodes known; they count
+    /// against this gossip interval's budget.
+    fn take(&mut self, known: usize, wanted: usize) -> usize {
+        let now = tokio::time::Instant::now();
+        if now >= self.period + self.interval {
+            self.period = now;
+            self.spent = 0;
         }
-    });
+        let allowed = wanted.min(push_budget(known).saturating_sub(self.spent));
+        self.spent += allowed;
+        allowed
+    }
+
+    /// Gossips at once, twice, with the nodes this node has just learned of (from a peer's
+    /// state, before they are considered live). The two rounds give the other node's failure
+    /// detector the two heartbeats it needs to declare this node live, so a joining node is
+    /// seen by everyone after one exchange instead of after several random gossip rounds;
+    /// likewise the nodes that learn of a joiner greet it back.
+    ///
+    /// Up to [`PUSH_TO_ALL_PEERS`] known nodes, every new node is greeted. Beyond, at most
+    /// [`push_budget`] new nodes per gossip interval, picked at random; the others are left to
+    /// gossip (they greet this node when they learn of it, within their own budget).
+    pub(crate) async fn greet_new_nodes(&mut self, inner: &Arc<Inner>) {
+        let (mut fresh, known) = {
+            let cc = inner.chitchat.lock().await;
+            let me = cc.self_chitchat_id();
+            let known: HashSet<&ChitchatId> =
+                cc.node_states().keys().filter(|id| *id != me).collect();
+            self.greeted.retain(|id| known.contains(id));
+            let fresh: Vec<SocketAddr> = known
+                .iter()
+                .filter(|id| self.greeted.insert((**id).clone()))
+                .map(|id| id.gossip_advertise_addr)
+                .collect();
+            (fresh, known.len())
+        };
+        if fresh.is_empty() {
+            return;
+        }
+        let allowed = self.take(known, fresh.len());
+        pick_at_random(&mut fresh, allowed);
+        if fresh.is_empty() {
+            return;
+        }
+        for addr in &fresh {
+            let _ = inner.handle.gossip(*addr);
+        }
+        let weak = Arc::downgrade(inner);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            if let Some(inner) = weak.upgrade() {
+                for addr in &fresh {
+                    let _ = inner.handle.gossip(*addr);
+                }
+            }
+            // Heartbeats alone do not wake the registry (only state changes do): look again
+            // while the greeted nodes' answers come in.
+            for wait_ms in [25, 75, 150] {
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+                match weak.upgrade() {
+                    Some(inner) => inner.kick.notify_one(),
+                    None => return,
+                }
+            }
+        });
+    }
 }
 
 /// Marks the node ready: its status goes from `joining` to `serving` (through the node's one
@@ -328,6 +420,71 @@ fn warn_alone(inner: &Inner, seeds: &[SocketAddr], what: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pushes_reach_every_peer_up_to_32_then_share_1024_exchanges() {
+        for peers in [0, 1, 2, 31, 32] {
+            assert_eq!(push_budget(peers), usize::MAX, "{peers} peers");
+        }
+        assert_eq!(push_budget(33), 31);
+        assert_eq!(push_budget(100), 10);
+        assert_eq!(push_budget(500), 2);
+        assert_eq!(push_budget(1000), 1);
+        assert_eq!(push_budget(100_000), 1, "never none");
+        // The exchanges of one push stay about the same whatever N is.
+        for peers in [33, 64, 100, 250, 1000] {
+            assert!(
+                push_budget(peers) * peers <= PUSH_EXCHANGES,
+                "{peers} peers"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn greetings_beyond_32_peers_are_budgeted_per_gossip_interval() {
+        let interval = Duration::from_secs(4);
+        let mut greeter = Greeter::new(interval);
+        assert_eq!(greeter.take(20, 20), 20, "a small cluster: every new node");
+        assert_eq!(greeter.take(20, 20), 20, "and again: no budget up to 32");
+        let mut greeter = Greeter::new(interval);
+        assert_eq!(greeter.take(100, 4), 4);
+        assert_eq!(
+            greeter.take(100, 50),
+            6,
+            "10 per interval at 100 known nodes"
+        );
+        assert_eq!(greeter.take(100, 50), 0, "spent");
+        tokio::time::advance(interval / 2).await;
+        assert_eq!(greeter.take(100, 50), 0, "still the same interval");
+        tokio::time::advance(interval / 2).await;
+        assert_eq!(greeter.take(100, 50), 10, "a new interval, a new budget");
+        tokio::time::advance(interval * 3).await;
+        assert_eq!(greeter.take(1000, 50), 1, "1 per interval at 1000");
+        assert_eq!(greeter.take(1000, 0), 0);
+    }
+
+    #[test]
+    fn a_pick_keeps_that_many_distinct_items_or_all() {
+        let mut all: Vec<u32> = (0..10).collect();
+        pick_at_random(&mut all, usize::MAX);
+        assert_eq!(
+            all,
+            (0..10).collect::<Vec<_>>(),
+            "nothing to drop: kept in order"
+        );
+        let mut seen = HashSet::new();
+        for _ in 0..200 {
+            let mut some: Vec<u32> = (0..10).collect();
+            pick_at_random(&mut some, 3);
+            assert_eq!(some.len(), 3);
+            assert_eq!(some.iter().collect::<HashSet<_>>().len(), 3, "{some:?}");
+            seen.extend(some);
+        }
+        assert_eq!(seen.len(), 10, "every item gets picked at some point");
+        let mut none: Vec<u32> = (0..10).collect();
+        pick_at_random(&mut none, 0);
+        assert!(none.is_empty());
+    }
 
     #[test]
     fn huge_durations_saturate_in_the_gossip_config() {
