@@ -1,7 +1,8 @@
 //! Many nodes in one process over the in-memory gossip transport (`MemoryNetwork`): a cluster
-//! of [`N`] forms (every node sees every other one serving), and the crash of one node (no
-//! leave) is noticed by every other node. The gossip is sealed, replay-checked and counted as
-//! over UDP; only the sockets are replaced by in-process queues.
+//! of [`N`] forms (every node sees every other one serving), one more node's join and leave
+//! are seen by every node, and the crash of one node (no leave) is noticed by every other node.
+//! The gossip is sealed, replay-checked and counted as over UDP; only the sockets are replaced
+//! by in-process queues.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,9 @@ const GOSSIP: Duration = Duration::from_millis(500);
 /// The bound on forming, generous: a debug build on 2 loaded cores took 33 s (load average
 /// 3.4).
 const FORM_WITHIN: Duration = Duration::from_secs(120);
+
+/// The bound on every node seeing a joiner, and on every node dropping it once it left.
+const JOIN_WITHIN: Duration = Duration::from_secs(60);
 
 /// The bound on every node noticing the crash (phi 8 at this interval needs a few seconds).
 const CRASH_WITHIN: Duration = Duration::from_secs(60);
@@ -78,7 +82,7 @@ async fn within(within: Duration, mut cond: impl FnMut() -> bool) -> Option<Dura
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_nodes_form_over_the_memory_transport_and_all_notice_a_crash() {
+async fn many_nodes_form_over_the_memory_transport_and_all_see_a_join_a_leave_and_a_crash() {
     init_logs();
     let net = MemoryNetwork::new();
     let cluster = unique_cluster("scale-memory");
@@ -154,6 +158,33 @@ async fn many_nodes_form_over_the_memory_transport_and_all_notice_a_crash() {
     );
     assert_eq!(stats.packets_rejected, 0, "{stats:?}");
 
+    // One more node joins the formed cluster: with more than 32 peers, nodes greet only a
+    // budget of the nodes they learn of per gossip interval, and gossip carries the rest; every
+    // node still comes to see the joiner.
+    let joiner = builder(&net, &cluster, "joiner")
+        .seeds(seeds(&nodes, &mut pick))
+        .start()
+        .await
+        .expect("the joiner starts");
+    let joined = within(JOIN_WITHIN, || {
+        seeing(&nodes, "joiner") == N && joiner.nodes_with_role("m").len() == N + 1
+    })
+    .await;
+    assert!(
+        joined.is_some(),
+        "{} of {N} nodes see the joiner after {JOIN_WITHIN:?}; it sees {} serving",
+        seeing(&nodes, "joiner"),
+        joiner.nodes_with_role("m").len()
+    );
+    joiner.shutdown().await;
+    let left = within(JOIN_WITHIN, || seeing(&nodes, "joiner") == 0).await;
+    assert!(
+        left.is_some(),
+        "{} of {N} nodes still see the joiner {JOIN_WITHIN:?} after it left",
+        seeing(&nodes, "joiner")
+    );
+    drop(joiner);
+
     // One node crashes (no leave): every other node drops it.
     let victim = nodes.swap_remove(N / 3);
     let name = victim.id().name().to_owned();
@@ -175,8 +206,11 @@ async fn many_nodes_form_over_the_memory_transport_and_all_notice_a_crash() {
         nodes.iter().map(|x| x.nodes_with_role("m").len()).min()
     );
     println!(
-        "N = {N} over the memory transport: formed in {:.1} s, crash dropped by all in {:.1} s",
+        "N = {N} over the memory transport: formed in {:.1} s, a join seen by all in {:.1} s, its \
+         leave in {:.1} s, a crash dropped by all in {:.1} s",
         formed_after.as_secs_f64(),
+        joined.unwrap_or_default().as_secs_f64(),
+        left.unwrap_or_default().as_secs_f64(),
         crashed.elapsed().as_secs_f64()
     );
     for x in &nodes {

@@ -338,6 +338,19 @@ fn progress(t0: Instant, nodes: &[Node]) {
         mean(&members),
         nodes.iter().filter(|x| x.is_ready()).count()
     );
+    // The least-informed node, and how the others see it.
+    if let Some((i, _)) = serving.iter().enumerate().min_by_key(|(_, s)| **s) {
+        let least = &nodes[i];
+        let name = least.id().name();
+        let seen_by = nodes
+            .iter()
+            .filter(|x| x.nodes_with_role("m").iter().any(|m| m.id.name() == name))
+            .count();
+        eprintln!(
+            "    least: {name}, seen serving by {seen_by}; {:?}",
+            least.gossip_stats()
+        );
+    }
 }
 
 /// The figures of one N, for the growth fit.
