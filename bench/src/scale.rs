@@ -165,7 +165,10 @@ fn processes(n: usize, secs: u64, trials: usize) {
     };
     let formed = t0.elapsed();
     let bound = Duration::from_secs(60);
+    let quiet_from = crate::fleet::now_us();
     let (sent, recv, packets, cpu) = fleet.gossip_rate(secs);
+    // Live nodes some node declared down while nothing joined or left: false downs.
+    let downs = fleet.false_downs(quiet_from);
     let rss = fleet.mean_rss();
     let (mut joins, mut crashes) = (Vec::new(), Vec::new());
     for t in 0..trials {
@@ -193,6 +196,21 @@ fn processes(n: usize, secs: u64, trials: usize) {
         sent / packets.max(1e-9),
         cpu * 100.0,
         rss / 1e6
+    );
+    println!(
+        "<!-- N = {n}: after forming, over {secs} s, live nodes declared down by a live node: {} \
+         ({} observers, {} nodes) -->",
+        downs.len(),
+        downs
+            .iter()
+            .map(|d| &d.0)
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        downs
+            .iter()
+            .map(|d| &d.1)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
     );
     fleet.kill_all();
 }
@@ -438,7 +456,21 @@ async fn in_process(n: usize, secs: u64, batch: usize, setup: Setup) -> Option<P
     );
     let cpu0 = cpu_secs();
     let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
+    // Meanwhile, every 250 ms: how many (node, live member) pairs are missing from the nodes'
+    // views. The cluster has formed and nobody leaves, so each is a false down (or a flicker).
+    let (mut polls, mut lacking_polls, mut worst) = (0u32, 0u32, 0usize);
+    while start.elapsed() < Duration::from_secs(secs) {
+        let lacking: usize = nodes
+            .iter()
+            .map(|x| n - x.nodes_with_role("m").len().min(n))
+            .sum();
+        polls += 1;
+        if lacking > 0 {
+            lacking_polls += 1;
+            worst = worst.max(lacking);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let el = start.elapsed().as_secs_f64();
     let cpu = (cpu_secs() - cpu0) / el / n as f64;
     let sent = total(|s| s.bytes_sent) - sent0;
@@ -489,6 +521,12 @@ async fn in_process(n: usize, secs: u64, batch: usize, setup: Setup) -> Option<P
     if !dropped.is_empty() {
         println!("<!-- N = {n}{dropped} -->");
     }
+    println!(
+        "<!-- N = {n}: after forming, over {secs} s, views lacked a live member in \
+         {lacking_polls} of {polls} looks (every 250 ms), at worst {worst} (node, member) pairs \
+         of {} -->",
+        n * n
+    );
     for x in &nodes {
         x.kill();
     }

@@ -61,11 +61,16 @@ impl FailureDetector {
     }
 
     /// Marks the node as dead or alive based on the current phi value.
+    ///
+    /// Patched: a live node whose phi passed the threshold stays live, suspected, for
+    /// [`FailureDetectorConfig::suspicion`] more (see [`FailureDetector::suspect_nodes`]).
     pub fn update_node_liveness(&mut self, chitchat_id: &ChitchatId) {
         let phi_opt = self.phi(chitchat_id);
-        let is_alive = phi_opt
-            .map(|phi| phi <= self.config.phi_threshold)
-            .unwrap_or(false);
+        let is_alive = match phi_opt {
+            Some(phi) if phi <= self.config.phi_threshold => true,
+            Some(_) if self.live_nodes.contains(chitchat_id) => self.within_suspicion(chitchat_id),
+            _ => false,
+        };
         debug!(node_id=%chitchat_id.node_id, phi=?phi_opt, is_alive=is_alive, "computing node liveness");
         if is_alive {
             // Every live node is checked at every liveness update (per gossip round and per
@@ -88,6 +93,37 @@ impl FailureDetector {
                 node_sample.reset();
             }
         }
+    }
+
+    /// Patched: whether a node past the phi threshold is still within the suspicion period:
+    /// no heartbeat for at most the detection timeout plus [`FailureDetectorConfig::suspicion`].
+    fn within_suspicion(&self, chitchat_id: &ChitchatId) -> bool {
+        if self.config.suspicion.is_zero() {
+            return false;
+        }
+        let Some(window) = self.node_samples.get(chitchat_id) else {
+            return false;
+        };
+        let (Some(last), Some(timeout)) = (
+            window.last_heartbeat,
+            window.failure_detection_timeout(self.config.phi_threshold),
+        ) else {
+            return false;
+        };
+        last.elapsed() <= timeout.saturating_add(self.config.suspicion)
+    }
+
+    /// Patched: the live nodes whose phi passed the threshold, still live for the suspicion
+    /// period. The server gossips with each directly every round: a node that is alive answers
+    /// with its own, current heartbeat, which clears the suspicion, where waiting for its
+    /// heartbeat to come round by random gossip can take many rounds when each node gossips
+    /// with few peers per round. A node that does not answer is declared dead at the end of
+    /// the period.
+    pub fn suspect_nodes(&self) -> impl Iterator<Item = &ChitchatId> {
+        let threshold = self.config.phi_threshold;
+        self.live_nodes
+            .iter()
+            .filter(move |id| self.phi(id).is_some_and(|phi| phi > threshold))
     }
 
     /// Removes and returns the list of garbage collectible nodes.
@@ -162,6 +198,11 @@ pub struct FailureDetectorConfig {
     pub initial_interval: Duration,
     /// Threshold period after which dead node can be removed from the cluster.
     pub dead_node_grace_period: Duration,
+    /// Patched: how long a live node whose phi passed the threshold stays live, suspected,
+    /// while it is probed directly, before it is declared dead. Zero (the default) declares it
+    /// dead at once, as upstream does.
+    #[serde(default)]
+    pub suspicion: Duration,
 }
 
 impl FailureDetectorConfig {
@@ -178,6 +219,7 @@ impl FailureDetectorConfig {
             max_interval,
             initial_interval,
             dead_node_grace_period,
+            suspicion: Duration::ZERO,
         }
     }
 }
@@ -190,6 +232,7 @@ impl Default for FailureDetectorConfig {
             max_interval: Duration::from_secs(10),
             initial_interval: Duration::from_secs(5),
             dead_node_grace_period: Duration::from_secs(24 * 60 * 60), // 24 hours
+            suspicion: Duration::ZERO,
         }
     }
 }
@@ -368,6 +411,82 @@ mod tests {
         let dead_nodes: Vec<&ChitchatId> = failure_detector.dead_nodes().collect();
         assert_eq!(dead_nodes.len(), 1);
         assert!(failure_detector.live_nodes().next().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_live_node_past_the_threshold_is_suspected_for_the_suspicion_period() {
+        tokio::time::pause();
+        let config = FailureDetectorConfig {
+            phi_threshold: 8.0,
+            sampling_window_size: 100,
+            max_interval: Duration::from_secs(20),
+            initial_interval: Duration::from_secs(1),
+            dead_node_grace_period: Duration::from_secs(3600),
+            suspicion: Duration::from_secs(2),
+        };
+        let mut fd = FailureDetector::new(config.clone());
+        let (a, b) = (
+            ChitchatId::for_local_test(10_001),
+            ChitchatId::for_local_test(10_002),
+        );
+        for _ in 0..20 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            fd.report_heartbeat(&a);
+            fd.report_heartbeat(&b);
+        }
+        fd.update_node_liveness(&a);
+        fd.update_node_liveness(&b);
+        assert_eq!(fd.live_nodes().count(), 2);
+        assert_eq!(fd.suspect_nodes().count(), 0);
+        // Heartbeats every second: the threshold (phi 8) is 8 s without one.
+        tokio::time::advance(Duration::from_millis(8_500)).await;
+        fd.update_node_liveness(&a);
+        fd.update_node_liveness(&b);
+        assert_eq!(
+            fd.live_nodes().count(),
+            2,
+            "past the threshold: suspected, still live"
+        );
+        assert_eq!(fd.suspect_nodes().count(), 2);
+        // `a` answers the probe; `b` does not.
+        fd.report_heartbeat(&a);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        fd.update_node_liveness(&a);
+        fd.update_node_liveness(&b);
+        assert_eq!(fd.suspect_nodes().collect::<Vec<_>>(), vec![&b]);
+        assert_eq!(fd.live_nodes().count(), 2);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        fd.update_node_liveness(&a);
+        fd.update_node_liveness(&b);
+        assert_eq!(fd.live_nodes().collect::<Vec<_>>(), vec![&a]);
+        assert_eq!(
+            fd.dead_nodes().collect::<Vec<_>>(),
+            vec![&b],
+            "dead at the end"
+        );
+        assert_eq!(fd.suspect_nodes().count(), 0);
+
+        // Without a suspicion period, dead as soon as the threshold is passed (upstream).
+        let mut fd = FailureDetector::new(FailureDetectorConfig {
+            suspicion: Duration::ZERO,
+            ..config
+        });
+        for _ in 0..20 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            fd.report_heartbeat(&a);
+        }
+        fd.update_node_liveness(&a);
+        tokio::time::advance(Duration::from_millis(8_500)).await;
+        fd.update_node_liveness(&a);
+        assert_eq!(fd.dead_nodes().count(), 1);
+        // A node never seen live is not suspected, whatever the period.
+        let mut fd = FailureDetector::new(FailureDetectorConfig {
+            suspicion: Duration::from_secs(60),
+            ..FailureDetectorConfig::default()
+        });
+        fd.report_heartbeat(&a);
+        fd.update_node_liveness(&a);
+        assert_eq!(fd.dead_nodes().count(), 1);
     }
 
     #[tokio::test]

@@ -374,6 +374,12 @@ impl Chitchat {
         once(self.self_chitchat_id()).chain(self.failure_detector.live_nodes())
     }
 
+    /// Patched: the live nodes under suspicion (see [`FailureDetector::suspect_nodes`]); the
+    /// server gossips with each of them directly every round.
+    pub fn suspect_nodes(&self) -> impl Iterator<Item = &ChitchatId> {
+        self.failure_detector.suspect_nodes()
+    }
+
     /// Returns the current adaptive failure detection timeout for a remote node.
     ///
     /// The timeout is the elapsed time since the node's last heartbeat at which its phi value

@@ -341,6 +341,13 @@ impl Server {
             seed_nodes,
         );
 
+        // Patched: probe every suspected node directly (see `FailureDetector::suspect_nodes`).
+        let suspects: Vec<SocketAddr> = chitchat_guard
+            .suspect_nodes()
+            .map(|chitchat_id| chitchat_id.gossip_advertise_addr)
+            .filter(|addr| !selected_nodes.contains(addr))
+            .collect();
+
         chitchat_guard.update_self_heartbeat();
         chitchat_guard.gc_keys_marked_for_deletion();
 
@@ -350,6 +357,11 @@ impl Server {
         for node in selected_nodes {
             if let Err(error) = self.gossip(node).await {
                 warn!(error=?error, node_address=%node, "Failed to gossip with live node.");
+            }
+        }
+        for node in suspects {
+            if let Err(error) = self.gossip(node).await {
+                debug!(error=?error, node_address=%node, "Failed to gossip with a suspected node.");
             }
         }
         if let Some(random_dead_node) = random_dead_node_opt {

@@ -128,6 +128,7 @@ fn node(name: &str, port: u16, kvs: Vec<(String, String)>) -> Chitchat {
             max_interval: Duration::from_secs(10),
             initial_interval: interval,
             dead_node_grace_period: Duration::from_secs(60),
+            suspicion: Duration::ZERO,
         },
         marked_for_deletion_grace_period: Duration::from_secs(3600),
         catchup_callback: None,
