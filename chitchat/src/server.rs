@@ -37,6 +37,29 @@ pub(crate) fn gossip_fanout(configured: Option<std::num::NonZeroUsize>, peers: u
     }
 }
 
+/// Patched: the most suspected nodes a round probes directly.
+const MAX_SUSPECT_PROBES: usize = 2;
+
+/// Patched: the round's gossip targets with suspected nodes in place of some of the random
+/// picks: up to [`MAX_SUSPECT_PROBES`] suspects not picked already, at random, each replacing
+/// one random pick, so a round costs the same with suspects as without (while a cluster forms
+/// on busy CPUs, or in a partition, many nodes are suspected at once, and probing each on top
+/// of the round's gossip would send an N-entry digest to each). With no random pick (no other
+/// live peer), the suspects are the round's targets.
+pub(crate) fn probe_suspects<R: Rng + ?Sized>(
+    rng: &mut R,
+    mut selected: Vec<SocketAddr>,
+    mut suspects: Vec<SocketAddr>,
+) -> Vec<SocketAddr> {
+    suspects.retain(|addr| !selected.contains(addr));
+    suspects.shuffle(rng);
+    suspects.truncate(MAX_SUSPECT_PROBES.min(selected.len().max(1)));
+    let keep = selected.len().saturating_sub(suspects.len());
+    selected.truncate(keep);
+    selected.extend(suspects);
+    selected
+}
+
 /// UDP Chitchat server handler.
 ///
 /// It is necessary to hold (and not drop) the handler
@@ -341,12 +364,12 @@ impl Server {
             seed_nodes,
         );
 
-        // Patched: probe every suspected node directly (see `FailureDetector::suspect_nodes`).
+        // Patched: probe suspected nodes directly (see `FailureDetector::suspect_nodes`).
         let suspects: Vec<SocketAddr> = chitchat_guard
             .suspect_nodes()
             .map(|chitchat_id| chitchat_id.gossip_advertise_addr)
-            .filter(|addr| !selected_nodes.contains(addr))
             .collect();
+        let selected_nodes = probe_suspects(&mut self.rng, selected_nodes, suspects);
 
         chitchat_guard.update_self_heartbeat();
         chitchat_guard.gc_keys_marked_for_deletion();
@@ -357,11 +380,6 @@ impl Server {
         for node in selected_nodes {
             if let Err(error) = self.gossip(node).await {
                 warn!(error=?error, node_address=%node, "Failed to gossip with live node.");
-            }
-        }
-        for node in suspects {
-            if let Err(error) = self.gossip(node).await {
-                debug!(error=?error, node_address=%node, "Failed to gossip with a suspected node.");
             }
         }
         if let Some(random_dead_node) = random_dead_node_opt {
@@ -486,6 +504,32 @@ where
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn suspects_replace_random_picks_and_never_add_to_a_round() {
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        // Fanout 1: one suspect takes the round's only exchange.
+        let out = super::probe_suspects(&mut rng, vec![addr(1)], vec![addr(9)]);
+        assert_eq!(out, vec![addr(9)]);
+        // Fanout 3, many suspects: at most 2 replace 2 of the 3 picks.
+        let picks = vec![addr(1), addr(2), addr(3)];
+        let suspects: Vec<SocketAddr> = (10..20).map(addr).collect();
+        let out = super::probe_suspects(&mut rng, picks.clone(), suspects.clone());
+        assert_eq!(out.len(), 3);
+        assert_eq!(out.iter().filter(|a| suspects.contains(a)).count(), 2);
+        assert_eq!(out.iter().filter(|a| picks.contains(a)).count(), 1);
+        // A suspect picked already is not probed twice; no suspects, the picks unchanged.
+        let out = super::probe_suspects(&mut rng, picks.clone(), vec![addr(2)]);
+        assert_eq!(out, picks);
+        assert_eq!(
+            super::probe_suspects(&mut rng, picks.clone(), Vec::new()),
+            picks
+        );
+        // No other live peer: the suspects are the targets.
+        let out = super::probe_suspects(&mut rng, Vec::new(), vec![addr(9), addr(10)]);
+        assert_eq!(out.len(), 1);
+    }
+
     use std::collections::BTreeMap;
     use std::future::Future;
     use std::time::Duration;
