@@ -114,11 +114,11 @@ impl FailureDetector {
     }
 
     /// Patched: the live nodes whose phi passed the threshold, still live for the suspicion
-    /// period. The server gossips with each directly every round: a node that is alive answers
-    /// with its own, current heartbeat, which clears the suspicion, where waiting for its
-    /// heartbeat to come round by random gossip can take many rounds when each node gossips
-    /// with few peers per round. A node that does not answer is declared dead at the end of
-    /// the period.
+    /// period. The server gossips with them directly, in place of random picks of its rounds
+    /// (`probe_suspects` in `server.rs`): a node that is alive answers with its own, current
+    /// heartbeat, which clears the suspicion, where waiting for its heartbeat to come round by
+    /// random gossip can take many rounds when each node gossips with few peers per round. A
+    /// node that does not answer is declared dead at the end of the period.
     pub fn suspect_nodes(&self) -> impl Iterator<Item = &ChitchatId> {
         let threshold = self.config.phi_threshold;
         self.live_nodes

@@ -375,7 +375,7 @@ impl Chitchat {
     }
 
     /// Patched: the live nodes under suspicion (see [`FailureDetector::suspect_nodes`]); the
-    /// server gossips with each of them directly every round.
+    /// server gossips with them directly, in place of random picks of its rounds.
     pub fn suspect_nodes(&self) -> impl Iterator<Item = &ChitchatId> {
         self.failure_detector.suspect_nodes()
     }

@@ -74,7 +74,7 @@ fn pick_at_random<T>(items: &mut Vec<T>, n: usize) {
 const MAX_DEAD_NODE_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How many gossip intervals a live node whose heartbeats stopped coming stays suspected, and
-/// probed directly every round, before it is declared dead (see
+/// probed directly (in place of random gossip picks), before it is declared dead (see
 /// `chitchat::FailureDetector::suspect_nodes`). Beyond 96 live peers a node gossips with one
 /// peer per round, and a live node's heartbeat then sometimes takes more rounds to come round
 /// than the failure detector allows: without the probe, a cluster of 100 declared a live node
