@@ -40,9 +40,9 @@ pub(crate) async fn announce(inner: &Inner) {
 /// live peer, and greets every node it learns of.
 pub(crate) const PUSH_TO_ALL_PEERS: usize = 32;
 
-/// Beyond [`PUSH_TO_ALL_PEERS`], the exchanges one push may start in all, shared among the peers:
-/// each exchange carries a digest with an entry per member, so a push costs about this many
-/// member entries per peer whatever N is.
+/// Beyond [`PUSH_TO_ALL_PEERS`], the peers one push reaches are this divided by the number of
+/// peers: each exchange carries a digest with an entry per member, so a push costs about this
+/// many digest entries in all, whatever N is.
 const PUSH_EXCHANGES: usize = 1024;
 
 /// How many peers a node pushes to (announcing a local change), or greets per gossip interval,
