@@ -615,33 +615,70 @@ async fn browse(url: String, budget_ms: u64, screenshot: Option<std::path::PathB
         unique_cluster("p")
     ));
     tokio::task::spawn_blocking(move || {
-        let mut cmd = std::process::Command::new(chromium().unwrap());
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--window-size=1280,900",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--virtual-time-budget={budget_ms}"));
-        match &screenshot {
-            Some(path) => cmd.arg(format!("--screenshot={}", path.display())),
-            None => cmd.arg("--dump-dom"),
-        };
-        let out = cmd.arg(&url).output().expect("run chromium");
-        let _ = std::fs::remove_dir_all(&profile);
-        assert!(
-            out.status.success(),
-            "chromium failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        // Chromium now and then never ends a virtual-time session (it hung for 15 minutes in
+        // one CI run out of two on the same code): each attempt is bounded, and the browser
+        // this test started is ended by its PID and started again, at most 3 times.
+        for attempt in 1..=3 {
+            let mut cmd = std::process::Command::new(chromium().unwrap());
+            cmd.args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--window-size=1280,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("--virtual-time-budget={budget_ms}"));
+            match &screenshot {
+                Some(path) => cmd.arg(format!("--screenshot={}", path.display())),
+                None => cmd.arg("--dump-dom"),
+            };
+            let child = cmd
+                .arg(&url)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run chromium");
+            let pid = child.id();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(child.wait_with_output());
+            });
+            match rx.recv_timeout(BROWSE_WITHIN) {
+                Ok(out) => {
+                    let out = out.expect("chromium's output");
+                    let _ = std::fs::remove_dir_all(&profile);
+                    assert!(
+                        out.status.success(),
+                        "chromium failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    return String::from_utf8_lossy(&out.stdout).into_owned();
+                }
+                Err(_) => {
+                    eprintln!(
+                        "chromium (pid {pid}) did not finish {url} within {BROWSE_WITHIN:?} \
+                         (attempt {attempt} of 3): ending it"
+                    );
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                    // Its output thread ends when the browser does.
+                    let _ = rx.recv_timeout(Duration::from_secs(10));
+                    let _ = std::fs::remove_dir_all(&profile);
+                }
+            }
+        }
+        panic!("chromium did not finish {url} in 3 attempts of {BROWSE_WITHIN:?}");
     })
     .await
     .unwrap()
 }
+
+/// How long one chromium run may take in real time: its virtual time budget is a few seconds,
+/// and a run takes a few seconds more to start and load on a loaded 2-core machine.
+const BROWSE_WITHIN: Duration = Duration::from_secs(90);
 
 /// A TCP proxy to `to` that holds each chunk the browser sends for `delay` (so each poll takes
 /// real time) and notifies `polled` when it forwards a `GET /cluster`.
