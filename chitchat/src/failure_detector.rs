@@ -492,7 +492,10 @@ mod tests {
     #[tokio::test]
     async fn test_failure_detector() {
         tokio::time::pause();
-        let mut rng = rand::rng();
+        // Patched: seeded. With an unseeded generator, about 1 run in 1,100 left one of the
+        // three nodes without a heartbeat for the last ~20 picks, past phi 8, and the test
+        // failed (it did once in CI).
+        let mut rng = StdRng::seed_from_u64(10_001);
         let mut failure_detector = FailureDetector::new(FailureDetectorConfig::default());
 
         let intervals_choices = [1u64, 2];
@@ -564,7 +567,8 @@ mod tests {
     #[tokio::test]
     async fn test_failure_detector_node_state_from_live_to_down_to_live() {
         tokio::time::pause();
-        let mut rng = rand::rng();
+        // Patched: seeded, as above.
+        let mut rng = StdRng::seed_from_u64(10_002);
         let mut failure_detector = FailureDetector::new(FailureDetectorConfig::default());
         let intervals_choices = [1u64, 2];
         let node_1 = ChitchatId::for_local_test(10_001);
