@@ -615,9 +615,12 @@ async fn browse(url: String, budget_ms: u64, screenshot: Option<std::path::PathB
         unique_cluster("p")
     ));
     tokio::task::spawn_blocking(move || {
-        // Chromium now and then never ends a virtual-time session (it hung for 15 minutes in
-        // one CI run out of two on the same code): each attempt is bounded, and the browser
-        // this test started is ended by its PID and started again, at most 3 times.
+        // With a CPU busy elsewhere, chromium 156's `--screenshot` under a virtual time budget
+        // never ended about 1 run in 3 (it hung 15 minutes in one CI run, and 3 attempts in a
+        // row in one loaded run). `--run-all-compositor-stages-before-draw` (no frame drawn
+        // before its compositor stages ran, as virtual time expects) ended 15 of 15 with a
+        // busy CPU. Each attempt is still bounded, and the browser this test started is ended
+        // by its PID and started again, at most 3 times.
         for attempt in 1..=3 {
             let mut cmd = std::process::Command::new(chromium().unwrap());
             cmd.args([
@@ -627,6 +630,7 @@ async fn browse(url: String, budget_ms: u64, screenshot: Option<std::path::PathB
                 "--disable-dev-shm-usage",
                 "--no-first-run",
                 "--window-size=1280,900",
+                "--run-all-compositor-stages-before-draw",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg(format!("--virtual-time-budget={budget_ms}"));
