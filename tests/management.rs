@@ -590,17 +590,14 @@ async fn idle_and_excess_connections_are_bounded() {
     node.shutdown().await;
 }
 
-/// The browser of the page test: `chromium` (Debian's package; `.ci/run` installs it).
+/// The browser of the page test: `chromium` (Debian's package; `.ci/run` installs it, so
+/// under `CI` its absence is a failure, not a skip).
 fn chromium() -> Option<&'static str> {
-    let found = std::process::Command::new("chromium")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    match found {
-        true => Some("chromium"),
-        false if std::env::var_os("CI").is_some() => panic!("chromium is not installed"),
-        false => None,
+    let found = easy_rpc_tests::browser::chromium();
+    if found.is_none() && std::env::var_os("CI").is_some() {
+        panic!("chromium is not installed");
     }
+    found
 }
 
 /// Loads `url` in headless chromium for `budget_ms` of the page's (virtual) time and returns
@@ -614,70 +611,51 @@ async fn browse(url: String, budget_ms: u64, screenshot: Option<std::path::PathB
         std::process::id(),
         unique_cluster("p")
     ));
-    tokio::task::spawn_blocking(move || {
-        // With a CPU busy elsewhere, chromium 156's `--screenshot` under a virtual time budget
-        // never ended about 1 run in 3 (it hung 15 minutes in one CI run, and 3 attempts in a
-        // row in one loaded run). `--run-all-compositor-stages-before-draw` (no frame drawn
-        // before its compositor stages ran, as virtual time expects) ended 15 of 15 with a
-        // busy CPU. Each attempt is still bounded, and the browser this test started is ended
-        // by its PID and started again, at most 3 times.
-        for attempt in 1..=3 {
-            let mut cmd = std::process::Command::new(chromium().unwrap());
-            cmd.args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--window-size=1280,900",
-                "--run-all-compositor-stages-before-draw",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg(format!("--virtual-time-budget={budget_ms}"));
-            match &screenshot {
-                Some(path) => cmd.arg(format!("--screenshot={}", path.display())),
-                None => cmd.arg("--dump-dom"),
-            };
-            let child = cmd
-                .arg(&url)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("run chromium");
-            let pid = child.id();
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let _ = tx.send(child.wait_with_output());
-            });
-            match rx.recv_timeout(BROWSE_WITHIN) {
-                Ok(out) => {
-                    let out = out.expect("chromium's output");
-                    let _ = std::fs::remove_dir_all(&profile);
-                    assert!(
-                        out.status.success(),
-                        "chromium failed: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    return String::from_utf8_lossy(&out.stdout).into_owned();
-                }
-                Err(_) => {
-                    eprintln!(
-                        "chromium (pid {pid}) did not finish {url} within {BROWSE_WITHIN:?} \
-                         (attempt {attempt} of 3): ending it"
-                    );
-                    let _ = std::process::Command::new("kill")
-                        .args(["-KILL", &pid.to_string()])
-                        .status();
-                    // Its output thread ends when the browser does.
-                    let _ = rx.recv_timeout(Duration::from_secs(10));
-                    let _ = std::fs::remove_dir_all(&profile);
-                }
+    let chromium = chromium().unwrap();
+    // With a CPU busy elsewhere, chromium 156's `--screenshot` under a virtual time budget
+    // never ended about 1 run in 3 (it hung 15 minutes in one CI run, and 3 attempts in a
+    // row in one loaded run). `--run-all-compositor-stages-before-draw` (no frame drawn
+    // before its compositor stages ran, as virtual time expects) ended 15 of 15 with a
+    // busy CPU. Each attempt is still bounded: at the bound the run is dropped, which ends
+    // the browser this test started (`kill_on_drop`, by its PID), and it is started again,
+    // at most 3 times.
+    for attempt in 1..=3 {
+        let mut cmd = tokio::process::Command::new(chromium);
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--window-size=1280,900",
+            "--run-all-compositor-stages-before-draw",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--virtual-time-budget={budget_ms}"));
+        match &screenshot {
+            Some(path) => cmd.arg(format!("--screenshot={}", path.display())),
+            None => cmd.arg("--dump-dom"),
+        };
+        let run = cmd.arg(&url).kill_on_drop(true).output();
+        let finished = tokio::time::timeout(BROWSE_WITHIN, run).await;
+        let _ = std::fs::remove_dir_all(&profile);
+        match finished {
+            Ok(out) => {
+                let out = out.expect("run chromium");
+                assert!(
+                    out.status.success(),
+                    "chromium failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                return String::from_utf8_lossy(&out.stdout).into_owned();
             }
+            Err(_) => eprintln!(
+                "chromium did not finish {url} within {BROWSE_WITHIN:?} (attempt {attempt} of 3): \
+                 ended it"
+            ),
         }
-        panic!("chromium did not finish {url} in 3 attempts of {BROWSE_WITHIN:?}");
-    })
-    .await
-    .unwrap()
+    }
+    panic!("chromium did not finish {url} in 3 attempts of {BROWSE_WITHIN:?}");
 }
 
 /// How long one chromium run may take in real time: its virtual time budget is a few seconds,
