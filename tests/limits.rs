@@ -161,11 +161,12 @@ async fn hostile_connections(from: &str, addr: SocketAddr, n: usize) -> Vec<TcpS
 /// it to the server. Panics after `within`.
 async fn handed_over(addr: SocketAddr, within: Duration) {
     let port = format!("sport = :{}", addr.port());
-    let ss = |args: &[&str]| {
-        let out = std::process::Command::new("ss")
+    let ss = async |args: &[&str]| {
+        let out = tokio::process::Command::new("ss")
             .args(args)
             .arg(&port)
             .output()
+            .await
             .expect("run ss (iproute2)");
         assert!(out.status.success(), "ss {args:?} failed");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -173,13 +174,13 @@ async fn handed_over(addr: SocketAddr, within: Duration) {
     let start = Instant::now();
     loop {
         // `LISTEN <accept queue> <backlog> <local> <peer>`
-        let listening = ss(&["-Htln"]);
+        let listening = ss(&["-Htln"]).await;
         let queued: usize = listening
             .split_whitespace()
             .nth(1)
             .and_then(|q| q.parse().ok())
             .unwrap_or_else(|| panic!("no listening socket on {addr}: {listening:?}"));
-        let half_open = ss(&["-Htn", "state", "syn-recv"]);
+        let half_open = ss(&["-Htn", "state", "syn-recv"]).await;
         if queued == 0 && half_open.trim().is_empty() {
             return;
         }
