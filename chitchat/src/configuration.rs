@@ -46,6 +46,11 @@ pub struct ChitchatConfig {
     /// 1), so that the digests a node sends per round (each carries one entry per member) stay
     /// about as many bytes as 3 digests of 32 members up to about 96 members.
     pub gossip_fanout: Option<std::num::NonZeroUsize>,
+    /// Patched: whether a node's state says it has announced that it is leaving. Such a node,
+    /// once its heartbeats stop, is declared dead as soon as its phi passes the threshold:
+    /// it is not suspected for [`FailureDetectorConfig::suspicion`](crate::FailureDetectorConfig)
+    /// and not probed, since it said it was going. `None` (the default): no node is.
+    pub departing_predicate: Option<ExtraLivenessPredicate>,
 }
 
 impl ChitchatConfig {
@@ -65,6 +70,7 @@ impl ChitchatConfig {
             extra_liveness_predicate: None,
             protocol_version: ProtocolVersion::V0,
             gossip_fanout: None,
+            departing_predicate: None,
         }
     }
 }
@@ -86,6 +92,7 @@ impl Default for ChitchatConfig {
             extra_liveness_predicate: None,
             protocol_version: ProtocolVersion::V0,
             gossip_fanout: None,
+            departing_predicate: None,
         }
     }
 }

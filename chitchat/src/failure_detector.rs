@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::ChitchatId;
 
@@ -65,10 +65,23 @@ impl FailureDetector {
     /// Patched: a live node whose phi passed the threshold stays live, suspected, for
     /// [`FailureDetectorConfig::suspicion`] more (see [`FailureDetector::suspect_nodes`]).
     pub fn update_node_liveness(&mut self, chitchat_id: &ChitchatId) {
+        self.update_node_liveness_with(chitchat_id, || false);
+    }
+
+    /// Patched: [`update_node_liveness`](Self::update_node_liveness), where `departing` tells
+    /// (asked only once the node's phi passed the threshold) whether the node announced that
+    /// it is leaving: such a node is declared dead at once, not suspected.
+    pub fn update_node_liveness_with(
+        &mut self,
+        chitchat_id: &ChitchatId,
+        departing: impl FnOnce() -> bool,
+    ) {
         let phi_opt = self.phi(chitchat_id);
         let is_alive = match phi_opt {
             Some(phi) if phi <= self.config.phi_threshold => true,
-            Some(_) if self.live_nodes.contains(chitchat_id) => self.within_suspicion(chitchat_id),
+            Some(_) if self.live_nodes.contains(chitchat_id) => {
+                self.within_suspicion(chitchat_id) && !departing()
+            }
             _ => false,
         };
         debug!(node_id=%chitchat_id.node_id, phi=?phi_opt, is_alive=is_alive, "computing node liveness");
@@ -83,7 +96,18 @@ impl FailureDetector {
                 self.dead_nodes.remove(chitchat_id);
             }
         } else {
-            self.live_nodes.remove(chitchat_id);
+            if self.live_nodes.remove(chitchat_id) {
+                // Patched: why a live node was declared dead, for whoever must tell a crash
+                // from a false down.
+                let window = self.node_samples.get(chitchat_id);
+                info!(
+                    node_id=%chitchat_id.node_id,
+                    phi=?phi_opt,
+                    mean_interval_secs=?window.and_then(SamplingWindow::mean_interval),
+                    since_last_heartbeat=?window.and_then(|w| w.last_heartbeat).map(|at| at.elapsed()),
+                    "live node declared dead"
+                );
+            }
             if !self.dead_nodes.contains_key(chitchat_id) {
                 self.dead_nodes.insert(chitchat_id.clone(), Instant::now());
             }
@@ -114,8 +138,8 @@ impl FailureDetector {
     }
 
     /// Patched: the live nodes whose phi passed the threshold, still live for the suspicion
-    /// period. The server gossips with them directly, in place of random picks of its rounds
-    /// (`probe_suspects` in `server.rs`): a node that is alive answers with its own, current
+    /// period. The server gossips with them directly, in place of some random picks of its
+    /// rounds (`probe_suspects` in `server.rs`): a node that is alive answers with its own, current
     /// heartbeat, which clears the suspicion, where waiting for its heartbeat to come round by
     /// random gossip can take many rounds when each node gossips with few peers per round. A
     /// node that does not answer is declared dead at the end of the period.
@@ -487,6 +511,39 @@ mod tests {
         fd.report_heartbeat(&a);
         fd.update_node_liveness(&a);
         assert_eq!(fd.dead_nodes().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_departing_node_past_the_threshold_is_dead_at_once_not_suspected() {
+        tokio::time::pause();
+        let mut fd = FailureDetector::new(FailureDetectorConfig {
+            phi_threshold: 8.0,
+            initial_interval: Duration::from_secs(1),
+            suspicion: Duration::from_secs(2),
+            ..FailureDetectorConfig::default()
+        });
+        let (a, b) = (
+            ChitchatId::for_local_test(10_001),
+            ChitchatId::for_local_test(10_002),
+        );
+        for _ in 0..20 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            fd.report_heartbeat(&a);
+            fd.report_heartbeat(&b);
+        }
+        // `departing` is asked only past the threshold.
+        fd.update_node_liveness_with(&a, || panic!("asked below the threshold"));
+        fd.update_node_liveness_with(&b, || panic!("asked below the threshold"));
+        assert_eq!(fd.live_nodes().count(), 2);
+        tokio::time::advance(Duration::from_millis(8_500)).await;
+        fd.update_node_liveness_with(&a, || true);
+        fd.update_node_liveness_with(&b, || false);
+        assert_eq!(
+            fd.dead_nodes().collect::<Vec<_>>(),
+            vec![&a],
+            "a left: dead"
+        );
+        assert_eq!(fd.suspect_nodes().collect::<Vec<_>>(), vec![&b]);
     }
 
     #[tokio::test]

@@ -268,9 +268,17 @@ impl Chitchat {
     /// Re-evaluates every node's liveness now (patched: public, so that a node can react to a
     /// heartbeat at once instead of at its next gossip tick).
     pub fn update_nodes_liveness(&mut self) {
-        for chitchat_id in self.cluster_state.nodes() {
-            if chitchat_id != self.self_chitchat_id() {
-                self.failure_detector.update_node_liveness(chitchat_id);
+        // Patched: a node that announced it is leaving is not suspected.
+        let departing = self.config.departing_predicate.as_ref();
+        let cluster_state = &self.cluster_state;
+        for chitchat_id in cluster_state.nodes() {
+            if chitchat_id != &self.config.chitchat_id {
+                self.failure_detector
+                    .update_node_liveness_with(chitchat_id, || {
+                        departing.is_some_and(|departing| {
+                            cluster_state.node_state(chitchat_id).is_some_and(departing)
+                        })
+                    });
             }
         }
         // Patched: most calls change nothing, so compare with the previous live set before
@@ -375,9 +383,19 @@ impl Chitchat {
     }
 
     /// Patched: the live nodes under suspicion (see [`FailureDetector::suspect_nodes`]); the
-    /// server gossips with them directly, in place of random picks of its rounds.
+    /// server gossips with them directly, in place of some random picks of its rounds. A node
+    /// that [`ChitchatConfig::departing_predicate`] says is leaving is never suspected.
     pub fn suspect_nodes(&self) -> impl Iterator<Item = &ChitchatId> {
-        self.failure_detector.suspect_nodes()
+        let departing = self.config.departing_predicate.as_ref();
+        self.failure_detector
+            .suspect_nodes()
+            .filter(move |chitchat_id| {
+                !departing.is_some_and(|departing| {
+                    self.cluster_state
+                        .node_state(chitchat_id)
+                        .is_some_and(departing)
+                })
+            })
     }
 
     /// Returns the current adaptive failure detection timeout for a remote node.
@@ -724,6 +742,7 @@ mod tests {
             extra_liveness_predicate: None,
             protocol_version: ProtocolVersion::V0,
             gossip_fanout: None,
+            departing_predicate: None,
         };
         start_node_with_config(transport, config).await
     }
@@ -949,6 +968,115 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_node_that_announced_its_leave_is_declared_dead_without_suspicion() {
+        // Patched: `departing_predicate`. Three nodes, a long suspicion period; node 3 says it
+        // is leaving, then stops; node 2 stops without a word. Node 1 declares node 3 dead
+        // at the phi threshold, and keeps node 2 live, suspected, for the period.
+        let transport = ChannelTransport::with_mtu(MAX_UDP_DATAGRAM_PAYLOAD_SIZE);
+        let chitchat_ids: Vec<ChitchatId> = (21..=23).map(ChitchatId::for_local_test).collect();
+        let mut nodes = Vec::new();
+        for chitchat_id in &chitchat_ids {
+            let config = ChitchatConfig {
+                chitchat_id: chitchat_id.clone(),
+                cluster_id: "default-cluster".to_string(),
+                gossip_interval: Duration::from_millis(100),
+                listen_addr: chitchat_id.gossip_advertise_addr,
+                seed_nodes: vec![chitchat_ids[0].gossip_advertise_addr.to_string()],
+                failure_detector_config: FailureDetectorConfig {
+                    dead_node_grace_period: DEAD_NODE_GRACE_PERIOD,
+                    phi_threshold: 5.0,
+                    initial_interval: Duration::from_millis(100),
+                    suspicion: Duration::from_secs(60),
+                    ..Default::default()
+                },
+                marked_for_deletion_grace_period: Duration::from_secs(3_600),
+                catchup_callback: None,
+                extra_liveness_predicate: None,
+                protocol_version: ProtocolVersion::V0,
+                gossip_fanout: None,
+                departing_predicate: Some(Box::new(|node_state| {
+                    node_state.get("status") == Some("leaving")
+                })),
+            };
+            nodes.push(start_node_with_config(&transport, config).await);
+        }
+        let live = |chitchat: &Chitchat| chitchat.live_nodes().cloned().collect::<HashSet<_>>();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while live(&*nodes[0].chitchat().lock().await).len() < 3 {
+                time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the three nodes see each other");
+        nodes[2]
+            .chitchat()
+            .lock()
+            .await
+            .self_node_state()
+            .set("status", "leaving");
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let seen = nodes[0]
+                    .chitchat()
+                    .lock()
+                    .await
+                    .node_state(&chitchat_ids[2])
+                    .and_then(|state| state.get("status").map(str::to_owned));
+                if seen.as_deref() == Some("leaving") {
+                    break;
+                }
+                time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("node 1 hears that node 3 is leaving");
+        let node3 = nodes.pop().unwrap();
+        let node2 = nodes.pop().unwrap();
+        node3.shutdown().await.unwrap();
+        node2.shutdown().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while nodes[0].chitchat().lock().await.suspect_nodes().count() == 0 {
+                time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("node 2, silent, is suspected at the threshold");
+        let chitchat = nodes[0].chitchat();
+        let chitchat = chitchat.lock().await;
+        assert_eq!(
+            chitchat.suspect_nodes().collect::<Vec<_>>(),
+            vec![&chitchat_ids[1]],
+            "node 2 is suspected, node 3 is not"
+        );
+        assert!(
+            live(&chitchat).contains(&chitchat_ids[1]),
+            "node 2, suspected, is still live"
+        );
+        // Node 3's heartbeats stopped at the same time: it reached the threshold too, or is
+        // about to, and then is dead at once.
+        drop(chitchat);
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while live(&*nodes[0].chitchat().lock().await).contains(&chitchat_ids[2]) {
+                time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("node 3, which left, is declared dead at the threshold");
+        let chitchat = nodes[0].chitchat();
+        let chitchat = chitchat.lock().await;
+        assert!(
+            live(&chitchat).contains(&chitchat_ids[1]),
+            "node 2 is still live, suspected for the period"
+        );
+        assert!(
+            chitchat.dead_nodes().any(|id| id == &chitchat_ids[2]),
+            "node 3 is dead"
+        );
+        drop(chitchat);
+        shutdown_nodes(nodes).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn test_live_node_channel_with_extra_predicate() {
         let transport = ChannelTransport::with_mtu(MAX_UDP_DATAGRAM_PAYLOAD_SIZE);
         let chitchat_ids: Vec<ChitchatId> = (1..=3).map(ChitchatId::for_local_test).collect();
@@ -971,6 +1099,7 @@ mod tests {
             })),
             protocol_version: ProtocolVersion::V0,
             gossip_fanout: None,
+            departing_predicate: None,
         };
         let mut nodes = Vec::new();
         for chitchat_id in &chitchat_ids {

@@ -1,4 +1,4 @@
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use tokio::net::lookup_host;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
-use tokio::time;
+use tokio::time::{self, Instant};
 use tracing::{debug, warn};
 
 use crate::message::ChitchatEnvelope;
@@ -40,22 +40,42 @@ pub(crate) fn gossip_fanout(configured: Option<std::num::NonZeroUsize>, peers: u
 /// Patched: the most suspected nodes a round probes directly.
 const MAX_SUSPECT_PROBES: usize = 2;
 
-/// Patched: the round's gossip targets with suspected nodes in place of some of the random
-/// picks: up to [`MAX_SUSPECT_PROBES`] suspects not picked already, at random, each replacing
-/// one random pick, so a round costs the same with suspects as without (while a cluster forms
-/// on busy CPUs, or in a partition, many nodes are suspected at once, and probing each on top
-/// of the round's gossip would send an N-entry digest to each). With no random pick (no other
-/// live peer), the suspects are the round's targets.
+/// Patched: the round's gossip targets with suspected nodes probed directly. A round keeps at
+/// least one random pick: a dead suspect never answers, and when every node of a cluster
+/// suspects the same crashed node (every round's only pick, at a fanout of 1), a round that
+/// only probed it would stop all gossip, and the heartbeats of live nodes with it, for the
+/// suspicion period. Up to [`MAX_SUSPECT_PROBES`] suspects, at most one fewer than the random
+/// picks (and at least one), replace random picks, so a round costs the same with suspects
+/// as without, but for one probe on top at a fanout of 1. (While a cluster forms on busy CPUs,
+/// or in a partition, many nodes are suspected at once: probing each on top of the round's
+/// gossip would send an N-entry digest to each.)
+///
+/// The suspects probed are those probed least recently (never first, ties at random), so
+/// that with several suspects each is probed within its suspicion period, not only those a
+/// random draw favours. `last_probed` keeps when each suspect was last probed (or picked at
+/// random), and forgets those no longer suspected.
 pub(crate) fn probe_suspects<R: Rng + ?Sized>(
     rng: &mut R,
     mut selected: Vec<SocketAddr>,
     mut suspects: Vec<SocketAddr>,
+    last_probed: &mut HashMap<SocketAddr, Instant>,
+    now: Instant,
 ) -> Vec<SocketAddr> {
-    suspects.retain(|addr| !selected.contains(addr));
+    last_probed.retain(|addr, _| suspects.contains(addr));
+    suspects.retain(|addr| {
+        let picked = selected.contains(addr);
+        if picked {
+            last_probed.insert(*addr, now);
+        }
+        !picked
+    });
     suspects.shuffle(rng);
-    suspects.truncate(MAX_SUSPECT_PROBES.min(selected.len().max(1)));
-    let keep = selected.len().saturating_sub(suspects.len());
-    selected.truncate(keep);
+    suspects.sort_by_key(|addr| last_probed.get(addr).copied());
+    suspects.truncate(MAX_SUSPECT_PROBES.min(selected.len().saturating_sub(1).max(1)));
+    selected.truncate(selected.len().saturating_sub(suspects.len()).max(1));
+    for addr in &suspects {
+        last_probed.insert(*addr, now);
+    }
     selected.extend(suspects);
     selected
 }
@@ -261,6 +281,8 @@ struct Server {
     chitchat: Arc<Mutex<Chitchat>>,
     transport: Box<dyn Socket>,
     rng: SmallRng,
+    /// Patched: when each suspected node was last probed (see [`probe_suspects`]).
+    last_probed: HashMap<SocketAddr, Instant>,
 }
 
 impl Server {
@@ -275,6 +297,7 @@ impl Server {
             command_rx,
             transport,
             rng,
+            last_probed: HashMap::new(),
         }
     }
 
@@ -364,12 +387,19 @@ impl Server {
             seed_nodes,
         );
 
-        // Patched: probe suspected nodes directly (see `FailureDetector::suspect_nodes`).
+        // Patched: probe suspected nodes directly (see `FailureDetector::suspect_nodes` and
+        // `probe_suspects`).
         let suspects: Vec<SocketAddr> = chitchat_guard
             .suspect_nodes()
             .map(|chitchat_id| chitchat_id.gossip_advertise_addr)
             .collect();
-        let selected_nodes = probe_suspects(&mut self.rng, selected_nodes, suspects);
+        let selected_nodes = probe_suspects(
+            &mut self.rng,
+            selected_nodes,
+            suspects,
+            &mut self.last_probed,
+            Instant::now(),
+        );
 
         chitchat_guard.update_self_heartbeat();
         chitchat_guard.gc_keys_marked_for_deletion();
@@ -505,29 +535,68 @@ where
 #[cfg(test)]
 mod tests {
     #[test]
-    fn suspects_replace_random_picks_and_never_add_to_a_round() {
+    fn suspects_are_probed_least_recently_probed_first_and_a_round_keeps_a_random_pick() {
         let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
         let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
-        // Fanout 1: one suspect takes the round's only exchange.
-        let out = super::probe_suspects(&mut rng, vec![addr(1)], vec![addr(9)]);
-        assert_eq!(out, vec![addr(9)]);
-        // Fanout 3, many suspects: at most 2 replace 2 of the 3 picks.
+        let mut probed = HashMap::new();
+        let now = Instant::now();
+        let mut probe = |picks: &[SocketAddr], suspects: &[SocketAddr], at: Duration| {
+            super::probe_suspects(
+                &mut rng,
+                picks.to_vec(),
+                suspects.to_vec(),
+                &mut probed,
+                now + at,
+            )
+        };
+        // Fanout 1: the random pick stays, one suspect is probed on top of it.
+        assert_eq!(
+            probe(&[addr(1)], &[addr(9)], Duration::ZERO),
+            vec![addr(1), addr(9)]
+        );
+        // Fanout 1, two suspects: each round probes the one probed least recently, so both
+        // are probed within two rounds (9 was probed above, so 10 comes first).
+        let ms = Duration::from_millis;
+        assert_eq!(
+            probe(&[addr(1)], &[addr(9), addr(10)], ms(1)),
+            vec![addr(1), addr(10)]
+        );
+        assert_eq!(
+            probe(&[addr(2)], &[addr(9), addr(10)], ms(2)),
+            vec![addr(2), addr(9)]
+        );
+        assert_eq!(
+            probe(&[addr(3)], &[addr(9), addr(10)], ms(3)),
+            vec![addr(3), addr(10)]
+        );
+        // A suspect picked at random counts as probed: the other one is probed.
+        assert_eq!(
+            probe(&[addr(10)], &[addr(9), addr(10)], ms(4)),
+            vec![addr(10), addr(9)]
+        );
+        // Fanout 3, many suspects: 2 replace 2 of the 3 picks, never-probed ones first.
         let picks = vec![addr(1), addr(2), addr(3)];
         let suspects: Vec<SocketAddr> = (10..20).map(addr).collect();
-        let out = super::probe_suspects(&mut rng, picks.clone(), suspects.clone());
+        let out = probe(&picks, &suspects, ms(5));
         assert_eq!(out.len(), 3);
-        assert_eq!(out.iter().filter(|a| suspects.contains(a)).count(), 2);
-        assert_eq!(out.iter().filter(|a| picks.contains(a)).count(), 1);
-        // A suspect picked already is not probed twice; no suspects, the picks unchanged.
-        let out = super::probe_suspects(&mut rng, picks.clone(), vec![addr(2)]);
-        assert_eq!(out, picks);
-        assert_eq!(
-            super::probe_suspects(&mut rng, picks.clone(), Vec::new()),
-            picks
+        assert_eq!(out[0], addr(1));
+        assert!(
+            out[1..]
+                .iter()
+                .all(|a| suspects.contains(a) && *a != addr(10))
         );
-        // No other live peer: the suspects are the targets.
-        let out = super::probe_suspects(&mut rng, Vec::new(), vec![addr(9), addr(10)]);
-        assert_eq!(out.len(), 1);
+        // Fanout 2: one suspect replaces one pick.
+        assert_eq!(
+            probe(&[addr(1), addr(2)], &[addr(30)], ms(6)),
+            vec![addr(1), addr(30)]
+        );
+        // No suspects: the picks unchanged, and the suspects no longer suspected forgotten.
+        assert_eq!(probe(&picks, &[], ms(7)), picks);
+        drop(probe);
+        assert!(probed.is_empty());
+        // No live peer but suspects (cannot happen: suspects are live): one probe.
+        let out = super::probe_suspects(&mut rng, Vec::new(), vec![addr(9)], &mut probed, now);
+        assert_eq!(out, vec![addr(9)]);
     }
 
     use std::collections::BTreeMap;

@@ -437,6 +437,7 @@ impl Simulator {
             marked_for_deletion_grace_period: self.marked_for_deletion_key_grace_period,
             catchup_callback,
             extra_liveness_predicate: None,
+            departing_predicate: None,
             protocol_version: ProtocolVersion::V0,
             gossip_fanout: None,
         };

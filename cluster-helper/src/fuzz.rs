@@ -133,6 +133,7 @@ fn node(name: &str, port: u16, kvs: Vec<(String, String)>) -> Chitchat {
         marked_for_deletion_grace_period: Duration::from_secs(3600),
         catchup_callback: None,
         extra_liveness_predicate: None,
+        departing_predicate: None,
         protocol_version: ProtocolVersion::V1,
         gossip_fanout: None,
     };

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::id::{NodeId, check_node_name};
 use crate::local::change;
-use crate::member::{Member, NodeStatus};
+use crate::member::{KEY_STATUS, Member, NodeStatus};
 use crate::node::Inner;
 
 /// Sends a gossip round (SYN) to every live peer, so that a local change reaches everyone in
@@ -74,12 +74,12 @@ fn pick_at_random<T>(items: &mut Vec<T>, n: usize) {
 const MAX_DEAD_NODE_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How many gossip intervals a live node whose heartbeats stopped coming stays suspected, and
-/// probed directly (in place of random gossip picks), before it is declared dead (see
-/// `chitchat::FailureDetector::suspect_nodes`). Beyond 96 live peers a node gossips with one
+/// probed directly (in place of some random gossip picks), before it is declared dead (see
+/// `chitchat::FailureDetector::suspect_nodes`). From 49 live peers on a node gossips with one
 /// peer per round, and a live node's heartbeat then sometimes takes more rounds to come round
 /// than the failure detector allows: without the probe, a cluster of 100 declared a live node
 /// down every few seconds somewhere. The price is these rounds on top of every crash's
-/// detection.
+/// detection. A node that announced its leave is not suspected (`departing_predicate` below).
 const SUSPICION_ROUNDS: u32 = 2;
 
 /// chitchat's settings for this node: gossip every `gossip_interval`, the failure detector's
@@ -109,6 +109,11 @@ pub(crate) fn gossip_config(
         marked_for_deletion_grace_period: Duration::from_secs(3600),
         catchup_callback: None,
         extra_liveness_predicate: None,
+        // A node that announced its leave is declared dead as soon as its heartbeats stop
+        // long enough, not suspected and probed like one that may be alive.
+        departing_predicate: Some(Box::new(|state| {
+            state.get(KEY_STATUS) == Some(NodeStatus::Leaving.as_str())
+        })),
         protocol_version: ProtocolVersion::V1,
         gossip_fanout: config
             .gossip_fanout
