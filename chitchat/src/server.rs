@@ -40,27 +40,32 @@ pub(crate) fn gossip_fanout(configured: Option<std::num::NonZeroUsize>, peers: u
 /// Patched: the most suspected nodes a round probes directly.
 const MAX_SUSPECT_PROBES: usize = 2;
 
-/// Patched: the round's gossip targets with suspected nodes probed directly. A round keeps at
-/// least one random pick: a dead suspect never answers, and when every node of a cluster
-/// suspects the same crashed node (every round's only pick, at a fanout of 1), a round that
-/// only probed it would stop all gossip, and the heartbeats of live nodes with it, for the
-/// suspicion period. Up to [`MAX_SUSPECT_PROBES`] suspects, at most one fewer than the random
-/// picks (and at least one), replace random picks, so a round costs the same with suspects
-/// as without, but for one probe on top at a fanout of 1. (While a cluster forms on busy CPUs,
-/// or in a partition, many nodes are suspected at once: probing each on top of the round's
-/// gossip would send an N-entry digest to each.)
+/// Patched: the round's gossip targets with suspected nodes probed directly, in place of
+/// random picks, so that a round costs the same with suspects as without (while a cluster
+/// forms on busy CPUs, or in a partition, many nodes are suspected at once: probing them on
+/// top of the rounds' gossip made N = 500 collapse while forming in one process, and even one
+/// probe on top of a single pick made N = 1000 fall minutes behind).
+///
+/// But a node must keep gossiping: a dead suspect never answers, and when every node of a
+/// cluster suspects the same crashed node, rounds that only probed it would stop all gossip,
+/// and the heartbeats of live nodes with it, for the suspicion period. So a round keeps at
+/// least one random pick: up to [`MAX_SUSPECT_PROBES`] probes, at most one fewer than the
+/// random picks. With a single pick (a fanout of 1), a probe takes it every other round
+/// (`probed_last_round` says whether the previous round probed).
 ///
 /// The suspects probed are those probed least recently (never first, ties at random), so
 /// that with several suspects each is probed within its suspicion period, not only those a
 /// random draw favours. `last_probed` keeps when each suspect was last probed (or picked at
-/// random), and forgets those no longer suspected.
+/// random), and forgets those no longer suspected. Returns the targets, and whether the round
+/// probes.
 pub(crate) fn probe_suspects<R: Rng + ?Sized>(
     rng: &mut R,
     mut selected: Vec<SocketAddr>,
     mut suspects: Vec<SocketAddr>,
     last_probed: &mut HashMap<SocketAddr, Instant>,
     now: Instant,
-) -> Vec<SocketAddr> {
+    probed_last_round: bool,
+) -> (Vec<SocketAddr>, bool) {
     last_probed.retain(|addr, _| suspects.contains(addr));
     suspects.retain(|addr| {
         let picked = selected.contains(addr);
@@ -71,13 +76,18 @@ pub(crate) fn probe_suspects<R: Rng + ?Sized>(
     });
     suspects.shuffle(rng);
     suspects.sort_by_key(|addr| last_probed.get(addr).copied());
-    suspects.truncate(MAX_SUSPECT_PROBES.min(selected.len().saturating_sub(1).max(1)));
-    selected.truncate(selected.len().saturating_sub(suspects.len()).max(1));
+    let probes = match selected.len() {
+        0 | 1 => usize::from(!probed_last_round),
+        picks => MAX_SUSPECT_PROBES.min(picks - 1),
+    };
+    suspects.truncate(probes);
+    selected.truncate(selected.len().saturating_sub(suspects.len()));
     for addr in &suspects {
         last_probed.insert(*addr, now);
     }
+    let probed = !suspects.is_empty();
     selected.extend(suspects);
-    selected
+    (selected, probed)
 }
 
 /// UDP Chitchat server handler.
@@ -283,6 +293,8 @@ struct Server {
     rng: SmallRng,
     /// Patched: when each suspected node was last probed (see [`probe_suspects`]).
     last_probed: HashMap<SocketAddr, Instant>,
+    /// Patched: whether the last round probed a suspect (see [`probe_suspects`]).
+    probed_last_round: bool,
 }
 
 impl Server {
@@ -298,6 +310,7 @@ impl Server {
             transport,
             rng,
             last_probed: HashMap::new(),
+            probed_last_round: false,
         }
     }
 
@@ -393,13 +406,15 @@ impl Server {
             .suspect_nodes()
             .map(|chitchat_id| chitchat_id.gossip_advertise_addr)
             .collect();
-        let selected_nodes = probe_suspects(
+        let (selected_nodes, probed) = probe_suspects(
             &mut self.rng,
             selected_nodes,
             suspects,
             &mut self.last_probed,
             Instant::now(),
+            self.probed_last_round,
         );
+        self.probed_last_round = probed;
 
         chitchat_guard.update_self_heartbeat();
         chitchat_guard.gc_keys_marked_for_deletion();
@@ -535,68 +550,51 @@ where
 #[cfg(test)]
 mod tests {
     #[test]
-    fn suspects_are_probed_least_recently_probed_first_and_a_round_keeps_a_random_pick() {
+    fn suspects_are_probed_in_place_of_picks_least_recently_probed_first_keeping_a_pick() {
         let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
         let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
         let mut probed = HashMap::new();
+        let mut last = false;
         let now = Instant::now();
-        let mut probe = |picks: &[SocketAddr], suspects: &[SocketAddr], at: Duration| {
-            super::probe_suspects(
+        let mut round = |picks: &[SocketAddr], suspects: &[SocketAddr], at: u64| {
+            let (out, probes) = super::probe_suspects(
                 &mut rng,
                 picks.to_vec(),
                 suspects.to_vec(),
                 &mut probed,
-                now + at,
-            )
+                now + Duration::from_millis(at),
+                last,
+            );
+            last = probes;
+            out
         };
-        // Fanout 1: the random pick stays, one suspect is probed on top of it.
-        assert_eq!(
-            probe(&[addr(1)], &[addr(9)], Duration::ZERO),
-            vec![addr(1), addr(9)]
-        );
-        // Fanout 1, two suspects: each round probes the one probed least recently, so both
-        // are probed within two rounds (9 was probed above, so 10 comes first).
-        let ms = Duration::from_millis;
-        assert_eq!(
-            probe(&[addr(1)], &[addr(9), addr(10)], ms(1)),
-            vec![addr(1), addr(10)]
-        );
-        assert_eq!(
-            probe(&[addr(2)], &[addr(9), addr(10)], ms(2)),
-            vec![addr(2), addr(9)]
-        );
-        assert_eq!(
-            probe(&[addr(3)], &[addr(9), addr(10)], ms(3)),
-            vec![addr(3), addr(10)]
-        );
-        // A suspect picked at random counts as probed: the other one is probed.
-        assert_eq!(
-            probe(&[addr(10)], &[addr(9), addr(10)], ms(4)),
-            vec![addr(10), addr(9)]
-        );
+        // Fanout 1: a probe takes the single pick every other round, never two rounds in a
+        // row; two suspects are probed in turn, the least recently probed first.
+        let (a, b) = (addr(9), addr(10));
+        assert_eq!(round(&[addr(1)], &[a], 0), vec![a]);
+        assert_eq!(round(&[addr(2)], &[a, b], 1), vec![addr(2)]);
+        assert_eq!(round(&[addr(3)], &[a, b], 2), vec![b]);
+        assert_eq!(round(&[addr(4)], &[a, b], 3), vec![addr(4)]);
+        assert_eq!(round(&[addr(5)], &[a, b], 4), vec![a]);
+        // A suspect picked at random counts as probed, and the round did not probe: the next
+        // probes the other one.
+        assert_eq!(round(&[b], &[a, b], 5), vec![b]);
+        assert_eq!(round(&[addr(6)], &[a, b], 6), vec![a]);
         // Fanout 3, many suspects: 2 replace 2 of the 3 picks, never-probed ones first.
         let picks = vec![addr(1), addr(2), addr(3)];
         let suspects: Vec<SocketAddr> = (10..20).map(addr).collect();
-        let out = probe(&picks, &suspects, ms(5));
+        let out = round(&picks, &suspects, 7);
         assert_eq!(out.len(), 3);
         assert_eq!(out[0], addr(1));
-        assert!(
-            out[1..]
-                .iter()
-                .all(|a| suspects.contains(a) && *a != addr(10))
-        );
-        // Fanout 2: one suspect replaces one pick.
-        assert_eq!(
-            probe(&[addr(1), addr(2)], &[addr(30)], ms(6)),
-            vec![addr(1), addr(30)]
-        );
+        assert!(out[1..].iter().all(|x| suspects.contains(x) && *x != b));
+        // Fanout 2: one suspect replaces one pick, whatever the last round did.
+        let two = [addr(1), addr(2)];
+        assert_eq!(round(&two, &[addr(30)], 8), vec![addr(1), addr(30)]);
+        assert_eq!(round(&two, &[addr(30)], 9), vec![addr(1), addr(30)]);
         // No suspects: the picks unchanged, and the suspects no longer suspected forgotten.
-        assert_eq!(probe(&picks, &[], ms(7)), picks);
-        drop(probe);
+        assert_eq!(round(&picks, &[], 10), picks);
+        drop(round);
         assert!(probed.is_empty());
-        // No live peer but suspects (cannot happen: suspects are live): one probe.
-        let out = super::probe_suspects(&mut rng, Vec::new(), vec![addr(9)], &mut probed, now);
-        assert_eq!(out, vec![addr(9)]);
     }
 
     use std::collections::BTreeMap;

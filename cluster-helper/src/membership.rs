@@ -80,7 +80,7 @@ const MAX_DEAD_NODE_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 /// than the failure detector allows: without the probe, a cluster of 100 declared a live node
 /// down every few seconds somewhere. The price is these rounds on top of every crash's
 /// detection. A node that announced its leave is not suspected (`departing_predicate` below).
-const SUSPICION_ROUNDS: u32 = 2;
+const SUSPICION_ROUNDS: u32 = 3;
 
 /// chitchat's settings for this node: gossip every `gossip_interval`, the failure detector's
 /// prior is the gossip interval, intervals over 20 gossip intervals (at least 2 s) are ignored,
