@@ -975,12 +975,9 @@ mod tests {
         let transport = ChannelTransport::with_mtu(MAX_UDP_DATAGRAM_PAYLOAD_SIZE);
         let chitchat_ids: Vec<ChitchatId> = (21..=23).map(ChitchatId::for_local_test).collect();
         let mut nodes = Vec::new();
-        for chitchat_id in &chitchat_ids {
+        for port in 21..=23 {
             let config = ChitchatConfig {
-                chitchat_id: chitchat_id.clone(),
-                cluster_id: "default-cluster".to_string(),
                 gossip_interval: Duration::from_millis(100),
-                listen_addr: chitchat_id.gossip_advertise_addr,
                 seed_nodes: vec![chitchat_ids[0].gossip_advertise_addr.to_string()],
                 failure_detector_config: FailureDetectorConfig {
                     dead_node_grace_period: DEAD_NODE_GRACE_PERIOD,
@@ -989,14 +986,10 @@ mod tests {
                     suspicion: Duration::from_secs(60),
                     ..Default::default()
                 },
-                marked_for_deletion_grace_period: Duration::from_secs(3_600),
-                catchup_callback: None,
-                extra_liveness_predicate: None,
-                protocol_version: ProtocolVersion::V0,
-                gossip_fanout: None,
                 departing_predicate: Some(Box::new(|node_state| {
                     node_state.get("status") == Some("leaving")
                 })),
+                ..ChitchatConfig::for_test(port)
             };
             nodes.push(start_node_with_config(&transport, config).await);
         }
