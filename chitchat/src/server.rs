@@ -48,10 +48,10 @@ const MAX_SUSPECT_PROBES: usize = 2;
 ///
 /// But a node must keep gossiping: a dead suspect never answers, and when every node of a
 /// cluster suspects the same crashed node, rounds that only probed it would stop all gossip,
-/// and the heartbeats of live nodes with it, for the suspicion period. So a round keeps at
-/// least one random pick: up to [`MAX_SUSPECT_PROBES`] probes, at most one fewer than the
-/// random picks. With a single pick (a fanout of 1), a probe takes it every other round
-/// (`probed_last_round` says whether the previous round probed).
+/// and the heartbeats of live nodes with it, for the suspicion period. So a round of several
+/// random picks keeps at least one: up to [`MAX_SUSPECT_PROBES`] probes, at most one fewer
+/// than the picks. With a single pick (a fanout of 1), a probe takes it every other round
+/// only (`probed_last_round` says whether the previous round probed).
 ///
 /// The suspects probed are those probed least recently (never first, ties at random), so
 /// that with several suspects each is probed within its suspicion period, not only those a
