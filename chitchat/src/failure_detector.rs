@@ -100,11 +100,15 @@ impl FailureDetector {
                 // Patched: why a live node was declared dead, for whoever must tell a crash
                 // from a false down.
                 let window = self.node_samples.get(chitchat_id);
+                let mean_interval_secs = window.and_then(SamplingWindow::mean_interval);
+                let since_last_heartbeat = window
+                    .and_then(|window| window.last_heartbeat)
+                    .map(|at| at.elapsed());
                 info!(
                     node_id=%chitchat_id.node_id,
                     phi=?phi_opt,
-                    mean_interval_secs=?window.and_then(SamplingWindow::mean_interval),
-                    since_last_heartbeat=?window.and_then(|w| w.last_heartbeat).map(|at| at.elapsed()),
+                    mean_interval_secs=?mean_interval_secs,
+                    since_last_heartbeat=?since_last_heartbeat,
                     "live node declared dead"
                 );
             }
