@@ -441,6 +441,20 @@ mod tests {
         assert!(failure_detector.live_nodes().next().is_none());
     }
 
+    /// Patched: two nodes, `a` and `b`, with a heartbeat every second for 20 s (paused time).
+    async fn two_nodes_beating_every_second(fd: &mut FailureDetector) -> (ChitchatId, ChitchatId) {
+        let (a, b) = (
+            ChitchatId::for_local_test(10_001),
+            ChitchatId::for_local_test(10_002),
+        );
+        for _ in 0..20 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            fd.report_heartbeat(&a);
+            fd.report_heartbeat(&b);
+        }
+        (a, b)
+    }
+
     #[tokio::test]
     async fn a_live_node_past_the_threshold_is_suspected_for_the_suspicion_period() {
         tokio::time::pause();
@@ -453,15 +467,7 @@ mod tests {
             suspicion: Duration::from_secs(2),
         };
         let mut fd = FailureDetector::new(config.clone());
-        let (a, b) = (
-            ChitchatId::for_local_test(10_001),
-            ChitchatId::for_local_test(10_002),
-        );
-        for _ in 0..20 {
-            tokio::time::advance(Duration::from_secs(1)).await;
-            fd.report_heartbeat(&a);
-            fd.report_heartbeat(&b);
-        }
+        let (a, b) = two_nodes_beating_every_second(&mut fd).await;
         fd.update_node_liveness(&a);
         fd.update_node_liveness(&b);
         assert_eq!(fd.live_nodes().count(), 2);
@@ -526,15 +532,7 @@ mod tests {
             suspicion: Duration::from_secs(2),
             ..FailureDetectorConfig::default()
         });
-        let (a, b) = (
-            ChitchatId::for_local_test(10_001),
-            ChitchatId::for_local_test(10_002),
-        );
-        for _ in 0..20 {
-            tokio::time::advance(Duration::from_secs(1)).await;
-            fd.report_heartbeat(&a);
-            fd.report_heartbeat(&b);
-        }
+        let (a, b) = two_nodes_beating_every_second(&mut fd).await;
         // `departing` is asked only past the threshold.
         fd.update_node_liveness_with(&a, || panic!("asked below the threshold"));
         fd.update_node_liveness_with(&b, || panic!("asked below the threshold"));

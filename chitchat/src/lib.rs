@@ -994,46 +994,50 @@ mod tests {
             nodes.push(start_node_with_config(&transport, config).await);
         }
         let live = |chitchat: &Chitchat| chitchat.live_nodes().cloned().collect::<HashSet<_>>();
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while live(&*nodes[0].chitchat().lock().await).len() < 3 {
-                time::sleep(Duration::from_millis(50)).await;
-            }
+        // Polls node 1's state until `cond` holds, for at most `within`.
+        async fn until(
+            node: &ChitchatHandle,
+            within: Duration,
+            what: &str,
+            cond: impl Fn(&Chitchat) -> bool,
+        ) {
+            tokio::time::timeout(within, async {
+                while !cond(&*node.chitchat().lock().await) {
+                    time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .expect(what);
+        }
+        let ten = Duration::from_secs(10);
+        let twenty = Duration::from_secs(20);
+        until(&nodes[0], ten, "the three nodes see each other", |c| {
+            live(c).len() == 3
         })
-        .await
-        .expect("the three nodes see each other");
+        .await;
         nodes[2]
             .chitchat()
             .lock()
             .await
             .self_node_state()
             .set("status", "leaving");
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let seen = nodes[0]
-                    .chitchat()
-                    .lock()
-                    .await
-                    .node_state(&chitchat_ids[2])
-                    .and_then(|state| state.get("status").map(str::to_owned));
-                if seen.as_deref() == Some("leaving") {
-                    break;
-                }
-                time::sleep(Duration::from_millis(50)).await;
-            }
+        until(&nodes[0], ten, "node 1 hears that node 3 is leaving", |c| {
+            c.node_state(&chitchat_ids[2])
+                .and_then(|state| state.get("status"))
+                == Some("leaving")
         })
-        .await
-        .expect("node 1 hears that node 3 is leaving");
+        .await;
         let node3 = nodes.pop().unwrap();
         let node2 = nodes.pop().unwrap();
         node3.shutdown().await.unwrap();
         node2.shutdown().await.unwrap();
-        tokio::time::timeout(Duration::from_secs(20), async {
-            while nodes[0].chitchat().lock().await.suspect_nodes().count() == 0 {
-                time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("node 2, silent, is suspected at the threshold");
+        until(
+            &nodes[0],
+            twenty,
+            "node 2, silent, is suspected at the threshold",
+            |c| c.suspect_nodes().count() > 0,
+        )
+        .await;
         let chitchat = nodes[0].chitchat();
         let chitchat = chitchat.lock().await;
         assert_eq!(
@@ -1048,13 +1052,13 @@ mod tests {
         // Node 3's heartbeats stopped at the same time: it reached the threshold too, or is
         // about to, and then is dead at once.
         drop(chitchat);
-        tokio::time::timeout(Duration::from_secs(20), async {
-            while live(&*nodes[0].chitchat().lock().await).contains(&chitchat_ids[2]) {
-                time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("node 3, which left, is declared dead at the threshold");
+        until(
+            &nodes[0],
+            twenty,
+            "node 3, which left, is declared dead at the threshold",
+            |c| !live(c).contains(&chitchat_ids[2]),
+        )
+        .await;
         let chitchat = nodes[0].chitchat();
         let chitchat = chitchat.lock().await;
         assert!(
